@@ -1,0 +1,285 @@
+//! A typed HTTP client for the API. Every method maps a problem+json answer to
+//! [`ClientError::Api`], so callers can match on the stable `code`.
+
+use crate::types::*;
+use reqwest::{Method, StatusCode};
+use serde::{de::DeserializeOwned, Serialize};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{} {}: {}", .0.status, .0.code, .0.detail)]
+    Api(Problem),
+    #[error("unexpected answer {status}: {body}")]
+    Unexpected { status: StatusCode, body: String },
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("bad URL: {0}")]
+    Url(#[from] url::ParseError),
+}
+
+impl ClientError {
+    /// The problem's code, when the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api(p) => Some(&p.code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: Url,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    pub fn new(base: Url) -> Self {
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.http.request(method, self.base.join(path)?);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
+                status,
+                body: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+            });
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => Err(ClientError::Api(p)),
+            Err(_) => Err(ClientError::Unexpected {
+                status,
+                body: String::from_utf8_lossy(&bytes).into(),
+            }),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn health(&self) -> Result<HealthOut, ClientError> {
+        self.get("/api/health").await
+    }
+
+    pub async fn register(&self, body: &RegisterIn) -> Result<UserOut, ClientError> {
+        self.post("/api/auth/register", body).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<LoginOut, ClientError> {
+        self.post(
+            "/api/auth/login",
+            &LoginIn {
+                email: email.into(),
+                password: password.into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.call(Method::POST, "/api/auth/logout", None::<&()>)
+            .await
+    }
+
+    pub async fn me(&self) -> Result<UserOut, ClientError> {
+        self.get("/api/auth/me").await
+    }
+
+    pub async fn request_password_reset(&self, email: &str) -> Result<(), ClientError> {
+        self.post(
+            "/api/auth/password-reset",
+            &PasswordResetIn {
+                email: email.into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        password: &str,
+    ) -> Result<(), ClientError> {
+        let body = PasswordResetConfirmIn {
+            token: token.into(),
+            password: password.into(),
+        };
+        self.post("/api/auth/password-reset/confirm", &body).await
+    }
+
+    pub async fn create_token(&self, body: &ApiTokenIn) -> Result<ApiTokenCreatedOut, ClientError> {
+        self.post("/api/tokens", body).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<ApiTokenOut>, ClientError> {
+        self.get("/api/tokens").await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/tokens/{id}"), None::<&()>)
+            .await
+    }
+
+    pub async fn set_user_role(&self, user_id: &str, role: Role) -> Result<UserOut, ClientError> {
+        self.call(
+            Method::PATCH,
+            &format!("/api/admin/users/{user_id}"),
+            Some(&UserRolePatch { role }),
+        )
+        .await
+    }
+
+    pub async fn list_users(&self) -> Result<Page<UserOut>, ClientError> {
+        self.get("/api/admin/users").await
+    }
+
+    pub async fn create_client(&self, name: &str) -> Result<ClientOut, ClientError> {
+        self.post("/api/clients", &ClientIn { name: name.into() })
+            .await
+    }
+
+    pub async fn list_clients(&self) -> Result<Page<ClientOut>, ClientError> {
+        self.get("/api/clients").await
+    }
+
+    pub async fn get_client(&self, id: &str) -> Result<ClientOut, ClientError> {
+        self.get(&format!("/api/clients/{id}")).await
+    }
+
+    pub async fn add_member(&self, client_id: &str, email: &str) -> Result<MemberOut, ClientError> {
+        self.post(
+            &format!("/api/clients/{client_id}/members"),
+            &MemberIn {
+                email: email.into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn create_asset(&self, body: &AssetIn) -> Result<AssetOut, ClientError> {
+        self.post("/api/assets", body).await
+    }
+
+    pub async fn get_asset(&self, id: &str) -> Result<AssetOut, ClientError> {
+        self.get(&format!("/api/assets/{id}")).await
+    }
+
+    pub async fn update_asset(
+        &self,
+        id: &str,
+        patch: &AssetPatch,
+    ) -> Result<AssetOut, ClientError> {
+        self.call(Method::PATCH, &format!("/api/assets/{id}"), Some(patch))
+            .await
+    }
+
+    pub async fn delete_asset(&self, id: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/assets/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `query` is the raw query string, e.g. `client_id=cli_…&q=summer`.
+    pub async fn list_assets(&self, query: &str) -> Result<Page<AssetOut>, ClientError> {
+        self.get(&format!("/api/assets?{query}")).await
+    }
+
+    pub async fn create_campaign(&self, body: &CampaignIn) -> Result<CampaignOut, ClientError> {
+        self.post("/api/campaigns", body).await
+    }
+
+    pub async fn create_matrix(
+        &self,
+        campaign_id: &str,
+        body: &MatrixIn,
+    ) -> Result<MatrixOut, ClientError> {
+        self.post(&format!("/api/campaigns/{campaign_id}/matrices"), body)
+            .await
+    }
+
+    pub async fn create_execution(
+        &self,
+        matrix_id: &str,
+        body: &ExecutionIn,
+    ) -> Result<ExecutionOut, ClientError> {
+        self.post(&format!("/api/matrices/{matrix_id}/executions"), body)
+            .await
+    }
+
+    pub async fn get_execution(&self, id: &str) -> Result<ExecutionOut, ClientError> {
+        self.get(&format!("/api/executions/{id}")).await
+    }
+
+    pub async fn request_approval(
+        &self,
+        execution_id: &str,
+        body: &ApprovalIn,
+    ) -> Result<ApprovalCreatedOut, ClientError> {
+        self.post(&format!("/api/executions/{execution_id}/approvals"), body)
+            .await
+    }
+
+    pub async fn get_approval(&self, id: &str) -> Result<ApprovalOut, ClientError> {
+        self.get(&format!("/api/approvals/{id}")).await
+    }
+
+    /// What an approval link shows; needs no account, only the link's token.
+    pub async fn view_approval(&self, token: &str) -> Result<ApprovalViewOut, ClientError> {
+        let mut url = self.base.join("/api/approvals/decide")?;
+        url.query_pairs_mut().append_pair("token", token);
+        self.get(&format!(
+            "{}?{}",
+            url.path(),
+            url.query().unwrap_or_default()
+        ))
+        .await
+    }
+
+    pub async fn decide_approval(
+        &self,
+        body: &ApprovalDecisionIn,
+    ) -> Result<ApprovalOut, ClientError> {
+        self.post("/api/approvals/decide", body).await
+    }
+}

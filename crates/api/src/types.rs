@@ -1,0 +1,534 @@
+//! Request and response types of the HTTP API.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document: every error the API returns has this shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type (`about:blank` or `https://airwave.app/problems/<code>`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable code (`invalid_json`, `not_found`, `forbidden`, …).
+    pub code: String,
+    /// The request id (also in the `x-request-id` header), for support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// A user's role. Ordered from most to least privileged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including users, roles and tokens of others.
+    Admin,
+    /// Operations: queues, webhooks, backups, alerts; reads all domain data.
+    Operator,
+    /// Support staff: read access to domain data and email logs.
+    Support,
+    /// Agency staff: works on the clients they belong to.
+    Member,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Support, Role::Member];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Support => "support",
+            Role::Member => "member",
+        }
+    }
+
+    /// Privilege rank: lower is more privileged.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Admin => 0,
+            Role::Operator => 1,
+            Role::Support => 2,
+            Role::Member => 3,
+        }
+    }
+
+    /// Whether a token of role `self` may be issued to a user whose role is `of`:
+    /// a token never carries more privilege than its user. Admins may mint any role.
+    pub fn can_be_scoped_from(self, of: Role) -> bool {
+        of == Role::Admin || self == of || (of != Role::Member && self == Role::Member)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown role `{s}` (expected admin, operator, support or member)")
+            })
+    }
+}
+
+/// A page of a cursor-paginated list. Pass `next_cursor` back as `cursor` for the next page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterIn {
+    pub email: String,
+    /// 10 to 256 characters.
+    pub password: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginOut {
+    /// A bearer token (a JWT signed with `JWT_SECRET`, bound to a revocable session).
+    pub token: String,
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: UserOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserOut {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetIn {
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirmIn {
+    pub token: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRolePatch {
+    pub role: Role,
+}
+
+/// Create an API token for the calling user (the console does this after a login).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenIn {
+    pub name: String,
+    /// Defaults to the user's own role; never more privileged than it.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// 1 to 365 days; no expiry when absent.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiTokenOut {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The one answer that carries a token's secret. It is never shown again.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiTokenCreatedOut {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: ApiTokenOut,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIn {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClientOut {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberIn {
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MemberOut {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub added_at: DateTime<Utc>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assets
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetType {
+    Image,
+    Video,
+    Audio,
+    Text,
+    Font,
+}
+
+impl AssetType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetType::Image => "image",
+            AssetType::Video => "video",
+            AssetType::Audio => "audio",
+            AssetType::Text => "text",
+            AssetType::Font => "font",
+        }
+    }
+}
+
+impl std::str::FromStr for AssetType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Image,
+            Self::Video,
+            Self::Audio,
+            Self::Text,
+            Self::Font,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| format!("unknown asset type `{s}`"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssetIn {
+    pub client_id: String,
+    #[serde(rename = "type")]
+    pub type_: AssetType,
+    pub name: String,
+    /// Free-form metadata; `description` is included in full-text search.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub storage_key: Option<String>,
+    #[serde(default)]
+    pub size: Option<i64>,
+    /// `sha256:<64 hex>`.
+    #[serde(default)]
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssetPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub type_: Option<AssetType>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetOut {
+    pub id: String,
+    pub client_id: String,
+    #[serde(rename = "type")]
+    pub type_: AssetType,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub storage_key: Option<String>,
+    pub size: Option<i64>,
+    pub checksum: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Campaigns, matrices, executions
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignIn {
+    pub client_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignOut {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A matrix is a campaign's render template: the layers every execution fills in.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixIn {
+    pub name: String,
+    /// A JSON object describing the template (its layers); interpreted by the renderer.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub template: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MatrixOut {
+    pub id: String,
+    pub campaign_id: String,
+    pub client_id: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub template: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Queued,
+    Rendering,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Rendering => "rendering",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for ExecutionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Queued,
+            Self::Rendering,
+            Self::Completed,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| format!("unknown execution status `{s}`"))
+    }
+}
+
+/// An execution is a render request: the matrix's template filled with these values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionIn {
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionOut {
+    pub id: String,
+    pub matrix_id: String,
+    pub campaign_id: String,
+    pub client_id: String,
+    pub status: ExecutionStatus,
+    /// 0 to 100.
+    pub progress: i32,
+    #[schema(value_type = Object)]
+    pub params: Map<String, Value>,
+    pub output_key: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+impl std::str::FromStr for ApprovalStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Pending, Self::Approved, Self::Rejected]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown approval status `{s}`"))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalIn {
+    /// Who is asked to approve (shown on the approval page).
+    #[serde(default)]
+    pub reviewer_email: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// 1 to 720 hours; 168 (a week) by default.
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalOut {
+    pub id: String,
+    pub execution_id: String,
+    pub client_id: String,
+    pub status: ApprovalStatus,
+    pub reviewer_email: Option<String>,
+    pub note: Option<String>,
+    pub comment: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The approval and the single-purpose link the client uses to decide. The token is shown once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalCreatedOut {
+    pub approval: ApprovalOut,
+    pub token: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecisionIn {
+    pub token: String,
+    pub decision: Decision,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// What the person holding an approval link may see.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalViewOut {
+    pub approval: ApprovalOut,
+    pub client_name: String,
+    pub campaign_name: String,
+    pub execution: ExecutionOut,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health (draft-inadarei-api-health-check)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckOut {
+    pub component_id: String,
+    pub component_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub observed_value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_unit: Option<String>,
+    pub status: HealthStatus,
+    pub time: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthOut {
+    pub status: HealthStatus,
+    pub version: String,
+    pub service_id: String,
+    pub description: String,
+    /// Keyed `component:measurement`, e.g. `database:responseTime`.
+    pub checks: std::collections::BTreeMap<String, Vec<HealthCheckOut>>,
+}

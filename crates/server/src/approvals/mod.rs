@@ -1,0 +1,292 @@
+//! Approval workflows: a member asks a client to approve an execution's output; the client gets a
+//! single-purpose signed link (HMAC under `JWT_SECRET`, bound to the purpose "approval", the
+//! approval's id and its expiry) and approves or rejects without an account. A decision is final:
+//! the link works once.
+
+pub mod routes;
+
+use crate::audit::{Actor, Entry};
+use crate::auth::{signing, Principal};
+use crate::campaigns::load_execution;
+use crate::clients::{ensure_can_read, ensure_can_write};
+use crate::domain::{self, Email};
+use crate::error::{Error, Result};
+use crate::events::types;
+use crate::http::paging::{page, PageQuery};
+use crate::ids::{ApprovalId, ClientId, ExecutionId};
+use crate::state::AppState;
+use crate::{emit_event, record_on, with_db};
+use airwave_api::{
+    ApprovalCreatedOut, ApprovalDecisionIn, ApprovalIn, ApprovalOut, ApprovalStatus,
+    ApprovalViewOut, Decision, Page,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+const PURPOSE: &str = "approval";
+const DEFAULT_HOURS: u32 = 168;
+
+#[derive(Serialize, Deserialize)]
+struct LinkClaims {
+    aid: String,
+    exp: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ApprovalRow {
+    id: String,
+    execution_id: String,
+    client_id: String,
+    status: String,
+    reviewer_email: Option<String>,
+    note: Option<String>,
+    comment: Option<String>,
+    expires_at: DateTime<Utc>,
+    decided_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl ApprovalRow {
+    fn into_out(self) -> Result<ApprovalOut> {
+        Ok(ApprovalOut {
+            id: self.id,
+            execution_id: self.execution_id,
+            client_id: self.client_id,
+            status: self
+                .status
+                .parse()
+                .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+            reviewer_email: self.reviewer_email,
+            note: self.note,
+            comment: self.comment,
+            expires_at: self.expires_at,
+            decided_at: self.decided_at,
+            created_at: self.created_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, execution_id, client_id, status, reviewer_email, note, comment, expires_at, decided_at, created_at";
+
+/// Opens an approval for an execution and returns its link (shown once). When a reviewer address
+/// is given, the link is also mailed to it.
+pub async fn request(
+    state: &AppState,
+    who: &Principal,
+    execution: &ExecutionId,
+    input: &ApprovalIn,
+    actor: &Actor,
+) -> Result<ApprovalCreatedOut> {
+    let reviewer = input
+        .reviewer_email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()?;
+    let note = domain::optional_text("note", input.note.as_deref(), 2000)?;
+    let hours = input.expires_in_hours.unwrap_or(DEFAULT_HOURS);
+    if !(1..=720).contains(&hours) {
+        return Err(Error::invalid(
+            "validation_failed",
+            "`expires_in_hours` must be between 1 and 720",
+        ));
+    }
+    let exe = load_execution(state, who, execution).await?;
+    ensure_can_write(state, who, &exe.client_id).await?;
+    let now = state.clock.now();
+    let id = ApprovalId::new(now);
+    let expires_at = now + Duration::hours(i64::from(hours));
+    let token = signing::sign_link(
+        &state.signing_key,
+        PURPOSE,
+        &LinkClaims {
+            aid: id.to_string(),
+            exp: expires_at.timestamp(),
+        },
+    );
+    let mut url = state
+        .config
+        .public_url
+        .join("/approve")
+        .map_err(|e| Error::Internal(e.into()))?;
+    url.query_pairs_mut().append_pair("token", &token);
+    let row: ApprovalRow = with_db!(&state.db, pool => {
+        let mut tx = pool.begin().await?;
+        let row: ApprovalRow = sqlx::query_as(&format!(
+            "INSERT INTO approval_workflows (id, execution_id, client_id, status, reviewer_email, note, requested_by, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
+        ))
+        .bind(id.as_str())
+        .bind(execution.as_str())
+        .bind(&exe.client_id)
+        .bind(reviewer.as_ref().map(Email::as_str))
+        .bind(&note)
+        .bind(who.user_id.as_str())
+        .bind(expires_at)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        emit_event!(&mut *tx, now, types::APPROVAL_REQUESTED, id.as_str(), json!({"approval_id": id, "execution_id": execution, "client_id": exe.client_id}))?;
+        if let Some(r) = &reviewer {
+            let body = format!(
+                "Hello,\n\nYou are asked to review a video ad rendered with AIrWAVE.{}\n\nApprove or reject it here (the link works once, until {}):\n\n{url}\n",
+                note.as_deref().map(|n| format!("\n\nNote from the team: {n}")).unwrap_or_default(),
+                expires_at.format("%Y-%m-%d %H:%M UTC"),
+            );
+            crate::enqueue_email_on!(&mut *tx, now, r.as_str(), "An ad is waiting for your approval", "client_approval", &body)?;
+        }
+        record_on!(&mut *tx, now, actor, Entry { action: "approval.request", target_type: Some("approval"), target_id: Some(id.as_str()), detail: json!({"execution_id": execution}) })?;
+        tx.commit().await?;
+        row
+    });
+    Ok(ApprovalCreatedOut {
+        approval: row.into_out()?,
+        token,
+        url: url.to_string(),
+    })
+}
+
+async fn fetch(state: &AppState, id: &str) -> Result<Option<ApprovalRow>> {
+    Ok(with_db!(&state.db, pool => {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM approval_workflows WHERE id = $1")).bind(id).fetch_optional(pool).await?
+    }))
+}
+
+pub async fn get(state: &AppState, who: &Principal, id: &ApprovalId) -> Result<ApprovalOut> {
+    let row = fetch(state, id.as_str())
+        .await?
+        .ok_or_else(|| Error::not_found("approval"))?;
+    ensure_can_read(state, who, &row.client_id)
+        .await
+        .map_err(|_| Error::not_found("approval"))?;
+    row.into_out()
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApprovalQuery {
+    pub client_id: Option<String>,
+    pub status: Option<ApprovalStatus>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+pub async fn list(
+    state: &AppState,
+    who: &Principal,
+    q: &ApprovalQuery,
+) -> Result<Page<ApprovalOut>> {
+    let paging = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let (limit, cursor) = (paging.limit()?, paging.cursor::<ApprovalId>()?);
+    let client = q
+        .client_id
+        .clone()
+        .map(ClientId::try_from)
+        .transpose()
+        .map_err(|e| Error::invalid("invalid_query", format!("`client_id`: {e}")))?;
+    let member = (!who.is_staff()).then(|| who.user_id.to_string());
+    let rows: Vec<ApprovalRow> = with_db!(&state.db, pool => {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM approval_workflows w
+             WHERE ($1 IS NULL OR w.client_id = $1) AND ($2 IS NULL OR w.status = $2) AND ($3 IS NULL OR w.id < $3)
+               AND ($4 IS NULL OR w.client_id IN (SELECT client_id FROM client_memberships WHERE user_id = $4))
+             ORDER BY w.id DESC LIMIT $5"
+        ))
+        .bind(client.as_ref().map(ClientId::as_str))
+        .bind(q.status.map(ApprovalStatus::as_str))
+        .bind(cursor.as_ref().map(ApprovalId::as_str))
+        .bind(member)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?
+    });
+    let items = rows
+        .into_iter()
+        .map(ApprovalRow::into_out)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(page(items, limit, |a| a.id.clone()))
+}
+
+/// Checks a link and returns its approval. Expired links answer 410, forged ones 404.
+async fn from_link(state: &AppState, token: &str) -> Result<ApprovalRow> {
+    let claims: LinkClaims = signing::verify_link(&state.signing_key, PURPOSE, token)
+        .ok_or_else(|| Error::NotFound("this approval link is not valid".into()))?;
+    if claims.exp <= state.clock.now().timestamp() {
+        return Err(Error::Gone {
+            code: "link_expired",
+            detail: "this approval link has expired; ask for a new one".into(),
+        });
+    }
+    fetch(state, &claims.aid)
+        .await?
+        .ok_or_else(|| Error::NotFound("this approval link is not valid".into()))
+}
+
+/// What the holder of a link sees: the approval, the client, the campaign and the execution.
+pub async fn view(state: &AppState, token: &str) -> Result<ApprovalViewOut> {
+    let row = from_link(state, token).await?;
+    let (client_name, campaign_name): (String, String) = with_db!(&state.db, pool => {
+        sqlx::query_as("SELECT c.name, cp.name FROM executions e JOIN clients c ON c.id = e.client_id JOIN campaigns cp ON cp.id = e.campaign_id WHERE e.id = $1")
+            .bind(&row.execution_id)
+            .fetch_one(pool)
+            .await?
+    });
+    let execution: crate::campaigns::ExecutionRow = with_db!(&state.db, pool => {
+        sqlx::query_as(&format!("SELECT {} FROM executions WHERE id = $1", crate::campaigns::EXECUTION_COLUMNS))
+            .bind(&row.execution_id)
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(ApprovalViewOut {
+        approval: row.into_out()?,
+        client_name,
+        campaign_name,
+        execution: execution.into_out()?,
+    })
+}
+
+/// Records the client's decision. Only a pending approval can be decided, once.
+pub async fn decide(
+    state: &AppState,
+    input: &ApprovalDecisionIn,
+    ip: Option<String>,
+) -> Result<ApprovalOut> {
+    let comment = domain::optional_text("comment", input.comment.as_deref(), 5000)?;
+    let row = from_link(state, &input.token).await?;
+    let status = match input.decision {
+        Decision::Approve => ApprovalStatus::Approved,
+        Decision::Reject => ApprovalStatus::Rejected,
+    };
+    let now = state.clock.now();
+    let actor = Actor {
+        user_id: None,
+        token_id: None,
+        ip,
+    };
+    let updated: ApprovalRow = with_db!(&state.db, pool => {
+        let mut tx = pool.begin().await?;
+        let updated: Option<ApprovalRow> = sqlx::query_as(&format!(
+            "UPDATE approval_workflows SET status = $2, comment = $3, decided_at = $4, updated_at = $4
+             WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
+        ))
+        .bind(&row.id)
+        .bind(status.as_str())
+        .bind(&comment)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(updated) = updated else {
+            return Err(Error::conflict("already_decided", format!("this approval was already {}", row.status)));
+        };
+        emit_event!(&mut *tx, now, types::APPROVAL_RECEIVED, row.id.as_str(), json!({
+            "approval_id": row.id, "execution_id": row.execution_id, "client_id": row.client_id, "decision": status.as_str()
+        }))?;
+        record_on!(&mut *tx, now, &actor, Entry { action: "approval.decide", target_type: Some("approval"), target_id: Some(&row.id), detail: json!({"decision": status.as_str()}) })?;
+        tx.commit().await?;
+        updated
+    });
+    updated.into_out()
+}

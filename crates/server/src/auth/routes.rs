@@ -1,0 +1,157 @@
+//! `/api/auth…`, `/api/tokens…`, `/api/admin/users…`
+
+use crate::audit::Actor;
+use crate::auth::{self, Principal};
+use crate::error::Result;
+use crate::http::extract::{ClientIp, Json, Path, Query};
+use crate::http::paging::PageQuery;
+use crate::ids::{ApiTokenId, UserId};
+use crate::state::AppState;
+use airwave_api::{
+    ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, LoginIn, LoginOut, Page, PasswordResetConfirmIn,
+    PasswordResetIn, Problem, RegisterIn, Role, UserOut, UserRolePatch,
+};
+use axum::extract::State;
+use axum::http::StatusCode;
+
+/// Create an account (role `member`).
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterIn,
+    responses((status = 201, body = UserOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn register(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<RegisterIn>,
+) -> Result<(StatusCode, axum::Json<UserOut>)> {
+    let actor = Actor {
+        ip: ip.0,
+        ..Actor::default()
+    };
+    let user = auth::create_user(
+        &s,
+        &body.email,
+        &body.password,
+        &body.name,
+        Role::Member,
+        &actor,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(user)))
+}
+
+/// Log in; the answer's token is a bearer token for the session.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginIn,
+    responses((status = 200, body = LoginOut), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn login(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<LoginIn>,
+) -> Result<axum::Json<LoginOut>> {
+    Ok(axum::Json(
+        auth::login(&s, &body.email, &body.password, ip.0).await?,
+    ))
+}
+
+/// End this session (or revoke the API token used for this call).
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem)), security(("bearer" = [])))]
+pub async fn logout(State(s): State<AppState>, who: Principal, ip: ClientIp) -> Result<StatusCode> {
+    auth::logout(&s, &who, &who.actor(ip.0)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account; `role` is the role in force for this token.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, body = UserOut), (status = 401, body = Problem)), security(("bearer" = [])))]
+pub async fn me(State(s): State<AppState>, who: Principal) -> Result<axum::Json<UserOut>> {
+    let mut user = auth::get_user(&s, &who.user_id).await?;
+    user.role = who.role;
+    Ok(axum::Json(user))
+}
+
+/// Mail a reset link if the address has an account. Always 202, so it reveals nothing.
+#[utoipa::path(post, path = "/api/auth/password-reset", tag = "auth", request_body = PasswordResetIn, responses((status = 202)))]
+pub async fn password_reset(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<PasswordResetIn>,
+) -> Result<StatusCode> {
+    auth::request_password_reset(&s, &body.email, ip.0).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Set a new password with the token from the reset link; every session of the user ends.
+#[utoipa::path(post, path = "/api/auth/password-reset/confirm", tag = "auth", request_body = PasswordResetConfirmIn,
+    responses((status = 204), (status = 422, body = Problem)))]
+pub async fn password_reset_confirm(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<PasswordResetConfirmIn>,
+) -> Result<StatusCode> {
+    auth::confirm_password_reset(&s, &body.token, &body.password, ip.0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create an API token for yourself (the console does this after logging in). Shown once.
+#[utoipa::path(post, path = "/api/tokens", tag = "auth", request_body = ApiTokenIn,
+    responses((status = 201, body = ApiTokenCreatedOut), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+pub async fn create_token(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Json(body): Json<ApiTokenIn>,
+) -> Result<(StatusCode, axum::Json<ApiTokenCreatedOut>)> {
+    let out = auth::issue_token(&s, &who.user_id, who.role, &body, &who.actor(ip.0)).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+/// Your API tokens (never their secrets).
+#[utoipa::path(get, path = "/api/tokens", tag = "auth", responses((status = 200, body = Vec<ApiTokenOut>)), security(("bearer" = [])))]
+pub async fn list_tokens(
+    State(s): State<AppState>,
+    who: Principal,
+) -> Result<axum::Json<Vec<ApiTokenOut>>> {
+    Ok(axum::Json(auth::list_tokens(&s, &who.user_id).await?))
+}
+
+/// Revoke one of your tokens (an admin may revoke anyone's).
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "auth", params(("id" = String, Path, description = "tok_… id")),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn revoke_token(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(id): Path<ApiTokenId>,
+) -> Result<StatusCode> {
+    auth::revoke_token(&s, &who, &id, &who.actor(ip.0)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every user (admin).
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin", params(PageQuery),
+    responses((status = 200, body = Page<UserOut>), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn list_users(
+    State(s): State<AppState>,
+    who: Principal,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<UserOut>>> {
+    who.require(&[Role::Admin])?;
+    Ok(axum::Json(
+        auth::list_users(&s, q.limit()?, q.cursor::<UserId>()?.as_ref()).await?,
+    ))
+}
+
+/// Change a user's role (admin). The last admin cannot be demoted.
+#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "usr_… id")),
+    request_body = UserRolePatch,
+    responses((status = 200, body = UserOut), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn set_user_role(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(id): Path<UserId>,
+    Json(body): Json<UserRolePatch>,
+) -> Result<axum::Json<UserOut>> {
+    who.require(&[Role::Admin])?;
+    Ok(axum::Json(
+        auth::set_role(&s, &id, body.role, &who.actor(ip.0)).await?,
+    ))
+}

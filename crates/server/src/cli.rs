@@ -1,0 +1,194 @@
+//! The command line: `serve` (default), `migrate`, `config check`, `admin create-user`,
+//! `admin issue-token`. Exit status 2 means the configuration is invalid; 1 any other failure.
+
+use crate::audit::Actor;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::startup::{self, Application};
+use airwave_api::{ApiTokenIn, Role};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::io::{BufRead as _, Write as _};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airwave-server",
+    version,
+    about = "AIrWAVE: the API and its workers in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API and the workers (the default).
+    Serve {
+        #[arg(long, value_enum, default_value = "all")]
+        role: startup::Role,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Administration of users and tokens.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the environment and print the effective configuration, secrets redacted.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a user. The password comes from AIRWAVE_ADMIN_PASSWORD, or the first line of stdin.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "admin")]
+        role: Role,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+    },
+    /// Issue an API token for a user and print it (alone, on stdout). It is shown only once.
+    IssueToken {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// The token's role (default: the user's role; never more than it).
+        #[arg(long)]
+        role: Option<Role>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+}
+
+/// Parses the command line, runs the command, and maps failures to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_process_env() {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("airwave-server: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(config.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("airwave-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("airwave-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve {
+        role: startup::Role::All,
+    }) {
+        Command::Serve { role } => {
+            let app = Application::build(config, role).await?;
+            if let Some(addr) = app.local_addr() {
+                tracing::info!(%addr, db = app.state().db.kind(), "airwave-server listening");
+                // The one line on stdout: scripts and tests read the address from it.
+                println!("airwave-server listening on http://{addr}");
+                std::io::stdout().flush().ok();
+            }
+            app.run_until_stopped(startup::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let state = startup::build_state(config, Arc::new(SystemClock)).await?;
+            println!("migrations applied ({})", state.db.kind());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            print!("{}", config.describe());
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::Admin { command } => admin(config, command).await,
+    }
+}
+
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let state = startup::build_state(config, Arc::new(SystemClock)).await?;
+    let cli_actor = Actor::default();
+    match command {
+        AdminCommand::CreateUser { email, role, name } => {
+            let password = match std::env::var("AIRWAVE_ADMIN_PASSWORD") {
+                Ok(p) if !p.is_empty() => p,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .context("cannot read the password from stdin")?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let user = crate::auth::create_user(&state, &email, &password, &name, role, &cli_actor)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "created {} ({}) with role {}",
+                user.email, user.id, user.role
+            );
+        }
+        AdminCommand::IssueToken {
+            email,
+            name,
+            role,
+            expires_in_days,
+        } => {
+            let user = crate::auth::find_by_email(&state, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("no user with e-mail address {email}"))?;
+            let user_id = user
+                .id
+                .clone()
+                .try_into()
+                .map_err(|e: String| anyhow::anyhow!(e))?;
+            let input = ApiTokenIn {
+                name,
+                role,
+                expires_in_days,
+            };
+            let actor = Actor {
+                user_id: Some(user.id.clone()),
+                ..cli_actor
+            };
+            let created = crate::auth::issue_token(&state, &user_id, user.role, &input, &actor)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", created.token);
+        }
+    }
+    state.db.close().await;
+    Ok(())
+}

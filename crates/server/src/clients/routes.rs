@@ -1,0 +1,84 @@
+//! `/api/clients…`
+
+use crate::auth::Principal;
+use crate::error::Result;
+use crate::http::extract::{ClientIp, Json, Path, Query};
+use crate::http::paging::PageQuery;
+use crate::ids::{ClientId, UserId};
+use crate::state::AppState;
+use airwave_api::{ClientIn, ClientOut, MemberIn, MemberOut, Page, Problem};
+use axum::extract::State;
+use axum::http::StatusCode;
+
+/// Create a client; the caller becomes a member (admin, member).
+#[utoipa::path(post, path = "/api/clients", tag = "clients", request_body = ClientIn,
+    responses((status = 201, body = ClientOut), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create_client(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Json(body): Json<ClientIn>,
+) -> Result<(StatusCode, axum::Json<ClientOut>)> {
+    let out = super::create(&s, &who, &body.name, &who.actor(ip.0)).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+/// List the clients the caller may see.
+#[utoipa::path(get, path = "/api/clients", tag = "clients", params(PageQuery),
+    responses((status = 200, body = Page<ClientOut>), (status = 401, body = Problem)), security(("bearer" = [])))]
+pub async fn list_clients(
+    State(s): State<AppState>,
+    who: Principal,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Page<ClientOut>>> {
+    Ok(axum::Json(super::list(&s, &who, &q).await?))
+}
+
+#[utoipa::path(get, path = "/api/clients/{id}", tag = "clients", params(("id" = String, Path, description = "cli_… id")),
+    responses((status = 200, body = ClientOut), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get_client(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<ClientId>,
+) -> Result<axum::Json<ClientOut>> {
+    Ok(axum::Json(super::get(&s, &who, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/clients/{id}/members", tag = "clients", params(("id" = String, Path, description = "cli_… id")),
+    responses((status = 200, body = Vec<MemberOut>), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn list_members(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<ClientId>,
+) -> Result<axum::Json<Vec<MemberOut>>> {
+    Ok(axum::Json(super::list_members(&s, &who, &id).await?))
+}
+
+/// Add an existing user (by e-mail) to a client.
+#[utoipa::path(post, path = "/api/clients/{id}/members", tag = "clients", params(("id" = String, Path, description = "cli_… id")),
+    request_body = MemberIn,
+    responses((status = 201, body = MemberOut), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn add_member(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(id): Path<ClientId>,
+    Json(body): Json<MemberIn>,
+) -> Result<(StatusCode, axum::Json<MemberOut>)> {
+    let out = super::add_member(&s, &who, &id, &body.email, &who.actor(ip.0)).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+#[utoipa::path(delete, path = "/api/clients/{id}/members/{user_id}", tag = "clients",
+    params(("id" = String, Path, description = "cli_… id"), ("user_id" = String, Path, description = "usr_… id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn remove_member(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path((id, user)): Path<(ClientId, UserId)>,
+) -> Result<StatusCode> {
+    super::remove_member(&s, &who, &id, &user, &who.actor(ip.0)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

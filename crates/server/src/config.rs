@@ -1,0 +1,702 @@
+//! Configuration: read once at start-up from the environment into typed fields, validated all at
+//! once so that one run names every missing or invalid variable. Nothing else reads `std::env`.
+//!
+//! Variable names follow the production-readiness plan's environment checklist, so an existing
+//! deployment keeps its settings; ours are prefixed `AIRWAVE_`. Every variable is documented in
+//! `docs/configuration.md`.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Where the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Embedded defaults are fine; missing secrets are generated and kept in the data dir.
+    Development,
+    /// Secrets must be given; links must be https.
+    Production,
+}
+
+/// Which database, chosen by the `DATABASE_URL` scheme.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(Url),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    /// The URL with any password replaced, safe to print.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => redact_url(u),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: `postgres://…` or `sqlite://path`; default a SQLite file in the data dir.
+    pub url: DatabaseUrl,
+    /// `AIRWAVE_DB_MAX_CONNECTIONS` (default 10).
+    pub max_connections: u32,
+    /// `AIRWAVE_DB_ACQUIRE_TIMEOUT_MS` (default 5000): how long a request waits for a connection.
+    pub acquire_timeout: Duration,
+    /// `AIRWAVE_DB_STATEMENT_TIMEOUT_MS` (default 30000): PostgreSQL `statement_timeout`.
+    pub statement_timeout: Duration,
+    /// `AIRWAVE_DB_SLOW_STATEMENT_MS` (default 500): statements slower than this are logged at WARN.
+    pub slow_statement: Duration,
+}
+
+#[derive(Clone)]
+pub struct S3Config {
+    /// `AWS_S3_BUCKET`.
+    pub bucket: String,
+    /// `AWS_REGION` (default `us-east-1`).
+    pub region: String,
+    /// `AWS_ENDPOINT_URL`: an S3-compatible endpoint instead of AWS.
+    pub endpoint: Option<Url>,
+    /// `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY`; the default AWS chain when absent.
+    pub credentials: Option<(String, SecretString)>,
+    /// `CDN_DOMAIN`: assets are served from `https://CDN_DOMAIN/<key>` when set.
+    pub cdn_domain: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint.as_ref().map(Url::as_str))
+            .field("access_key_id", &self.credentials.as_ref().map(|(k, _)| k))
+            .field("cdn_domain", &self.cdn_domain)
+            .finish()
+    }
+}
+
+/// The whole configuration. `Debug` never prints a secret.
+#[derive(Clone)]
+pub struct Config {
+    /// `AIRWAVE_ENV`: `development` (default) or `production`.
+    pub env: Environment,
+    /// `AIRWAVE_BIND` (default `127.0.0.1:8080`); port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// `AIRWAVE_DATA_DIR` (default the per-user data dir, e.g. `~/.local/share/airwave`).
+    pub data_dir: PathBuf,
+    /// `AIRWAVE_PUBLIC_URL`: the URL users reach this server at, used in links (approval, reset).
+    /// Default `http://AIRWAVE_BIND`; required in production.
+    pub public_url: Url,
+    pub database: DatabaseConfig,
+    /// `JWT_SECRET` (at least 32 characters). Required in production; in development a secret is
+    /// generated once and kept in `DATA_DIR/jwt_secret`.
+    pub jwt_secret: Option<SecretString>,
+    /// `AIRWAVE_SESSION_TTL_MINUTES` (default 720): lifetime of a login.
+    pub session_ttl: Duration,
+    /// `AIRWAVE_REQUEST_TIMEOUT_MS` (default 30000).
+    pub request_timeout: Duration,
+    /// `AIRWAVE_MAX_BODY_BYTES` (default 1048576).
+    pub max_body_bytes: usize,
+    /// `AIRWAVE_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser.
+    pub cors_origins: Vec<String>,
+    /// `AIRWAVE_LOG_FORMAT`: `text` (default) or `json`.
+    pub log_json: bool,
+    /// `AIRWAVE_WEBHOOK_ALLOW_HOSTS`: hosts/CIDRs exempt from the webhook SSRF guard.
+    pub webhook_allow_hosts: Vec<String>,
+    /// `REDIS_URL`: job queue on Redis instead of the database.
+    pub redis_url: Option<SecretUrl>,
+    /// `UPSTASH_REDIS_URL` (+ `UPSTASH_REDIS_TOKEN`): rate limiter on Redis (falls back to `REDIS_URL`).
+    pub upstash_redis_url: Option<SecretUrl>,
+    pub upstash_redis_token: Option<SecretString>,
+    /// Blob storage on S3 when `AWS_S3_BUCKET` is set; a folder in the data dir otherwise.
+    pub s3: Option<S3Config>,
+    /// `RESEND_API_KEY`: send email through Resend.
+    pub resend_api_key: Option<SecretString>,
+    /// `SMTP_URL` (`smtp://` or `smtps://user:pass@host:port`): send email through SMTP.
+    pub smtp_url: Option<SecretUrl>,
+    /// `AIRWAVE_EMAIL_FROM` (default `AIrWAVE <notifications@airwave.app>`).
+    pub email_from: String,
+    /// `SENTRY_DSN` (or the plan's `NEXT_PUBLIC_SENTRY_DSN`): error reporting.
+    pub sentry_dsn: Option<SecretUrl>,
+    /// `CREATOMATE_API_KEY`: render through Creatomate instead of the local renderer.
+    pub creatomate_api_key: Option<SecretString>,
+    /// `MIXPANEL_TOKEN`: forward analytics events to Mixpanel.
+    pub mixpanel_token: Option<SecretString>,
+}
+
+/// A URL that may carry credentials: printed with them redacted.
+#[derive(Clone)]
+pub struct SecretUrl(Url);
+
+impl SecretUrl {
+    pub fn expose(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+fn redact_url(u: &Url) -> String {
+    let mut u = u.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("REDACTED"));
+    }
+    if u.query().is_some() {
+        u.set_query(Some("REDACTED"));
+    }
+    u.to_string()
+}
+
+/// Every problem found in the environment, each naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads variables and collects problems instead of stopping at the first.
+struct Reader<'a> {
+    vars: &'a BTreeMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    /// A set, non-blank variable.
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, name: &str, default: T, what: &str) -> T {
+        match self.get(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                self.errors
+                    .push(format!("{name} is `{v}`, which is not {what}"));
+                default
+            }),
+        }
+    }
+
+    fn millis(&mut self, name: &str, default_ms: u64, min: u64, max: u64) -> Duration {
+        let v: u64 = self.parse(name, default_ms, "a whole number of milliseconds");
+        if !(min..=max).contains(&v) {
+            self.errors.push(format!(
+                "{name} must be between {min} and {max} milliseconds (got {v})"
+            ));
+        }
+        Duration::from_millis(v)
+    }
+
+    fn secret(&mut self, name: &str) -> Option<SecretString> {
+        self.get(name).map(|v| SecretString::from(v.to_owned()))
+    }
+
+    fn url(&mut self, name: &str, schemes: &[&str]) -> Option<Url> {
+        let v = self.get(name)?;
+        match Url::parse(v) {
+            Ok(u) if schemes.contains(&u.scheme()) => Some(u),
+            Ok(u) => {
+                self.errors.push(format!(
+                    "{name} has scheme `{}`; expected {}",
+                    u.scheme(),
+                    schemes
+                        .iter()
+                        .map(|s| format!("{s}://"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ));
+                None
+            }
+            Err(e) => {
+                self.errors.push(format!("{name} is not a valid URL ({e})"));
+                None
+            }
+        }
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_process_env() -> Result<Self, ConfigErrors> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads the given variables; reports every problem at once.
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigErrors> {
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
+
+        let env = match r.get("AIRWAVE_ENV") {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                r.errors.push(format!(
+                    "AIRWAVE_ENV is `{other}`; expected `development` or `production`"
+                ));
+                Environment::Development
+            }
+        };
+        let production = env == Environment::Production;
+
+        let default_bind: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let bind = r.parse(
+            "AIRWAVE_BIND",
+            default_bind,
+            "an address like 127.0.0.1:8080",
+        );
+
+        let data_dir = match r.get("AIRWAVE_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("airwave"),
+        };
+
+        let public_url = match r.url("AIRWAVE_PUBLIC_URL", &["http", "https"]) {
+            Some(u) => {
+                if production && u.scheme() != "https" {
+                    r.errors
+                        .push("AIRWAVE_PUBLIC_URL must be an https:// URL in production".into());
+                }
+                u
+            }
+            None => {
+                if production && r.get("AIRWAVE_PUBLIC_URL").is_none() {
+                    r.errors.push(
+                        "AIRWAVE_PUBLIC_URL is required in production (links in emails use it)"
+                            .into(),
+                    );
+                }
+                Url::parse(&format!("http://{bind}"))
+                    .unwrap_or_else(|_| Url::parse("http://127.0.0.1:8080").expect("static url"))
+            }
+        };
+
+        let db_url = match r.get("DATABASE_URL") {
+            None => DatabaseUrl::Sqlite(data_dir.join("airwave.db")),
+            Some(v) => match parse_database_url(v) {
+                Ok(u) => u,
+                Err(e) => {
+                    r.errors.push(format!("DATABASE_URL {e}"));
+                    DatabaseUrl::Sqlite(data_dir.join("airwave.db"))
+                }
+            },
+        };
+        let max_connections: u32 = r.parse("AIRWAVE_DB_MAX_CONNECTIONS", 10, "a whole number");
+        if !(1..=1000).contains(&max_connections) {
+            r.errors.push(format!(
+                "AIRWAVE_DB_MAX_CONNECTIONS must be between 1 and 1000 (got {max_connections})"
+            ));
+        }
+        let database = DatabaseConfig {
+            url: db_url,
+            max_connections,
+            acquire_timeout: r.millis("AIRWAVE_DB_ACQUIRE_TIMEOUT_MS", 5_000, 10, 600_000),
+            statement_timeout: r.millis("AIRWAVE_DB_STATEMENT_TIMEOUT_MS", 30_000, 10, 3_600_000),
+            slow_statement: r.millis("AIRWAVE_DB_SLOW_STATEMENT_MS", 500, 1, 3_600_000),
+        };
+
+        let jwt_secret = r.secret("JWT_SECRET");
+        match &jwt_secret {
+            None if production => r
+                .errors
+                .push("JWT_SECRET is required in production (at least 32 characters)".into()),
+            Some(s) if s.expose_secret().chars().count() < 32 => r
+                .errors
+                .push("JWT_SECRET must be at least 32 characters long".into()),
+            _ => {}
+        }
+
+        let session_minutes: u64 = r.parse(
+            "AIRWAVE_SESSION_TTL_MINUTES",
+            720,
+            "a whole number of minutes",
+        );
+        if !(5..=43_200).contains(&session_minutes) {
+            r.errors.push(format!(
+                "AIRWAVE_SESSION_TTL_MINUTES must be between 5 and 43200 (got {session_minutes})"
+            ));
+        }
+
+        let max_body_bytes: usize = r.parse(
+            "AIRWAVE_MAX_BODY_BYTES",
+            1024 * 1024,
+            "a whole number of bytes",
+        );
+        if !(1024..=1024 * 1024 * 1024).contains(&max_body_bytes) {
+            r.errors.push(format!(
+                "AIRWAVE_MAX_BODY_BYTES must be between 1024 and 1073741824 (got {max_body_bytes})"
+            ));
+        }
+
+        let cors_origins = r.list("AIRWAVE_CORS_ORIGINS");
+        for o in &cors_origins {
+            if Url::parse(o)
+                .map(|u| u.origin().ascii_serialization() != o.trim_end_matches('/'))
+                .unwrap_or(true)
+            {
+                r.errors.push(format!("AIRWAVE_CORS_ORIGINS has `{o}`, which is not an origin like https://console.example.com"));
+            }
+        }
+
+        let log_json = match r.get("AIRWAVE_LOG_FORMAT") {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(o) => {
+                r.errors.push(format!(
+                    "AIRWAVE_LOG_FORMAT is `{o}`; expected `text` or `json`"
+                ));
+                false
+            }
+        };
+
+        let redis_url = r.url("REDIS_URL", &["redis", "rediss"]).map(SecretUrl);
+        let upstash_redis_url = r
+            .url("UPSTASH_REDIS_URL", &["redis", "rediss", "https"])
+            .map(SecretUrl);
+        let upstash_redis_token = r.secret("UPSTASH_REDIS_TOKEN");
+
+        let s3 = match r.get("AWS_S3_BUCKET") {
+            None => None,
+            Some(bucket) => {
+                let key = r.get("AWS_ACCESS_KEY_ID");
+                let secret = r.secret("AWS_SECRET_ACCESS_KEY");
+                let credentials = match (key, secret) {
+                    (Some(k), Some(s)) => Some((k.to_owned(), s)),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        r.errors.push(
+                            "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into(),
+                        );
+                        None
+                    }
+                    (None, Some(_)) => {
+                        r.errors.push(
+                            "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into(),
+                        );
+                        None
+                    }
+                };
+                Some(S3Config {
+                    bucket: bucket.to_owned(),
+                    region: r.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
+                    endpoint: r.url("AWS_ENDPOINT_URL", &["http", "https"]),
+                    credentials,
+                    cdn_domain: r.get("CDN_DOMAIN").map(String::from),
+                })
+            }
+        };
+
+        let smtp_url = r.url("SMTP_URL", &["smtp", "smtps"]).map(SecretUrl);
+        let sentry_dsn = match r.get("SENTRY_DSN") {
+            Some(_) => r.url("SENTRY_DSN", &["http", "https"]),
+            None => r.url("NEXT_PUBLIC_SENTRY_DSN", &["http", "https"]),
+        }
+        .map(SecretUrl);
+
+        let config = Config {
+            env,
+            bind,
+            data_dir,
+            public_url,
+            database,
+            jwt_secret,
+            session_ttl: Duration::from_secs(session_minutes * 60),
+            request_timeout: r.millis("AIRWAVE_REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000),
+            max_body_bytes,
+            cors_origins,
+            log_json,
+            webhook_allow_hosts: r.list("AIRWAVE_WEBHOOK_ALLOW_HOSTS"),
+            redis_url,
+            upstash_redis_url,
+            upstash_redis_token,
+            s3,
+            resend_api_key: r.secret("RESEND_API_KEY"),
+            smtp_url,
+            email_from: r
+                .get("AIRWAVE_EMAIL_FROM")
+                .unwrap_or("AIrWAVE <notifications@airwave.app>")
+                .to_owned(),
+            sentry_dsn,
+            creatomate_api_key: r.secret("CREATOMATE_API_KEY"),
+            mixpanel_token: r.secret("MIXPANEL_TOKEN"),
+        };
+        if r.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(r.errors))
+        }
+    }
+
+    /// The effective configuration as `NAME = value` lines, secrets redacted (`config check`).
+    pub fn describe(&self) -> String {
+        fn set(s: &Option<SecretString>) -> &'static str {
+            if s.is_some() {
+                "[redacted]"
+            } else {
+                "(not set)"
+            }
+        }
+        fn opt_url(u: &Option<SecretUrl>) -> String {
+            u.as_ref()
+                .map(|u| redact_url(u.expose()))
+                .unwrap_or_else(|| "(not set)".into())
+        }
+        let d = &self.database;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| {
+            let _ = writeln!(out, "{k:<32} = {v}");
+        };
+        line("AIRWAVE_ENV", format!("{:?}", self.env).to_lowercase());
+        line("AIRWAVE_BIND", self.bind.to_string());
+        line("AIRWAVE_DATA_DIR", self.data_dir.display().to_string());
+        line("AIRWAVE_PUBLIC_URL", self.public_url.to_string());
+        line("DATABASE_URL", d.url.redacted());
+        line("AIRWAVE_DB_MAX_CONNECTIONS", d.max_connections.to_string());
+        line(
+            "AIRWAVE_DB_ACQUIRE_TIMEOUT_MS",
+            d.acquire_timeout.as_millis().to_string(),
+        );
+        line(
+            "AIRWAVE_DB_STATEMENT_TIMEOUT_MS",
+            d.statement_timeout.as_millis().to_string(),
+        );
+        line(
+            "AIRWAVE_DB_SLOW_STATEMENT_MS",
+            d.slow_statement.as_millis().to_string(),
+        );
+        line(
+            "JWT_SECRET",
+            match &self.jwt_secret {
+                Some(_) => "[redacted]".into(),
+                None => format!(
+                    "(generated, kept in {})",
+                    self.data_dir.join("jwt_secret").display()
+                ),
+            },
+        );
+        line(
+            "AIRWAVE_SESSION_TTL_MINUTES",
+            (self.session_ttl.as_secs() / 60).to_string(),
+        );
+        line(
+            "AIRWAVE_REQUEST_TIMEOUT_MS",
+            self.request_timeout.as_millis().to_string(),
+        );
+        line("AIRWAVE_MAX_BODY_BYTES", self.max_body_bytes.to_string());
+        line("AIRWAVE_CORS_ORIGINS", self.cors_origins.join(","));
+        line(
+            "AIRWAVE_LOG_FORMAT",
+            if self.log_json { "json" } else { "text" }.into(),
+        );
+        line(
+            "AIRWAVE_WEBHOOK_ALLOW_HOSTS",
+            self.webhook_allow_hosts.join(","),
+        );
+        line("REDIS_URL", opt_url(&self.redis_url));
+        line("UPSTASH_REDIS_URL", opt_url(&self.upstash_redis_url));
+        line("UPSTASH_REDIS_TOKEN", set(&self.upstash_redis_token).into());
+        match &self.s3 {
+            None => line("AWS_S3_BUCKET", "(not set: blobs in the data dir)".into()),
+            Some(s3) => {
+                line("AWS_S3_BUCKET", s3.bucket.clone());
+                line("AWS_REGION", s3.region.clone());
+                line(
+                    "AWS_ENDPOINT_URL",
+                    s3.endpoint
+                        .as_ref()
+                        .map(Url::to_string)
+                        .unwrap_or_else(|| "(AWS)".into()),
+                );
+                line(
+                    "AWS_ACCESS_KEY_ID",
+                    s3.credentials
+                        .as_ref()
+                        .map(|(k, _)| k.clone())
+                        .unwrap_or_else(|| "(default chain)".into()),
+                );
+                line(
+                    "AWS_SECRET_ACCESS_KEY",
+                    if s3.credentials.is_some() {
+                        "[redacted]"
+                    } else {
+                        "(default chain)"
+                    }
+                    .into(),
+                );
+                line(
+                    "CDN_DOMAIN",
+                    s3.cdn_domain.clone().unwrap_or_else(|| "(not set)".into()),
+                );
+            }
+        }
+        line("RESEND_API_KEY", set(&self.resend_api_key).into());
+        line("SMTP_URL", opt_url(&self.smtp_url));
+        line("AIRWAVE_EMAIL_FROM", self.email_from.clone());
+        line("SENTRY_DSN", opt_url(&self.sentry_dsn));
+        line("CREATOMATE_API_KEY", set(&self.creatomate_api_key).into());
+        line("MIXPANEL_TOKEN", set(&self.mixpanel_token).into());
+        out
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+fn parse_database_url(v: &str) -> Result<DatabaseUrl, String> {
+    if let Some(rest) = v
+        .strip_prefix("sqlite://")
+        .or_else(|| v.strip_prefix("sqlite:"))
+    {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(
+                "is `sqlite:` without a file path; expected sqlite://path/to/file.db".into(),
+            );
+        }
+        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+    }
+    let url = Url::parse(v)
+        .map_err(|e| format!("is not a valid URL ({e}); expected postgres://… or sqlite://…"))?;
+    match url.scheme() {
+        "postgres" | "postgresql" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(
+                    "has no host; expected postgres://user:password@host:5432/database".into(),
+                );
+            }
+            Ok(DatabaseUrl::Postgres(url))
+        }
+        other => Err(format!(
+            "has unsupported scheme `{other}`; expected postgres://… or sqlite://…"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_configuration_gives_the_embedded_defaults() {
+        let c = Config::from_vars(&vars(&[("AIRWAVE_DATA_DIR", "/tmp/x")])).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert!(
+            matches!(c.database.url, DatabaseUrl::Sqlite(ref p) if p == &PathBuf::from("/tmp/x/airwave.db"))
+        );
+        assert!(c.redis_url.is_none() && c.s3.is_none() && c.jwt_secret.is_none());
+        assert_eq!(c.env, Environment::Development);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_and_names_its_variable() {
+        let err = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "bogus://x"),
+            ("AIRWAVE_ENV", "production"),
+            ("AIRWAVE_BIND", "nope"),
+            ("REDIS_URL", "http://x"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "DATABASE_URL",
+            "JWT_SECRET",
+            "AIRWAVE_BIND",
+            "REDIS_URL",
+            "AIRWAVE_PUBLIC_URL",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn postgres_and_sqlite_urls_are_recognised() {
+        let c =
+            Config::from_vars(&vars(&[("DATABASE_URL", "postgresql://u:p@db:5432/a")])).unwrap();
+        assert!(matches!(c.database.url, DatabaseUrl::Postgres(_)));
+        assert_eq!(
+            c.database.url.redacted(),
+            "postgresql://u:REDACTED@db:5432/a"
+        );
+        let c = Config::from_vars(&vars(&[("DATABASE_URL", "sqlite:///var/lib/a.db")])).unwrap();
+        assert!(
+            matches!(c.database.url, DatabaseUrl::Sqlite(ref p) if p == &PathBuf::from("/var/lib/a.db"))
+        );
+    }
+
+    #[test]
+    fn describe_never_prints_secrets() {
+        let c = Config::from_vars(&vars(&[
+            ("JWT_SECRET", "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"),
+            ("DATABASE_URL", "postgres://u:hunter2@db/a"),
+            ("RESEND_API_KEY", "re_live_key"),
+            ("REDIS_URL", "redis://:redispass@r:6379"),
+        ]))
+        .unwrap();
+        let text = format!("{}{:?}", c.describe(), c);
+        for secret in ["s3cr3t", "hunter2", "re_live_key", "redispass"] {
+            assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_rejected() {
+        let err = Config::from_vars(&vars(&[("JWT_SECRET", "short")])).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET"));
+    }
+}

@@ -1,0 +1,234 @@
+//! The HTTP surface: every route, the middleware stack, and the OpenAPI document generated from
+//! the handlers' annotations (so a route cannot exist without being documented).
+//!
+//! Middleware, outermost first: request id → trace span (method, matched path, request id) →
+//! problem normaliser (any bare 4xx/5xx becomes problem+json, with the request id) → CORS →
+//! timeout → panic catcher → body limit → routes.
+
+pub mod extract;
+pub mod paging;
+pub mod problem;
+
+use crate::state::AppState;
+use crate::{approvals, assets, auth, campaigns, clients, health};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use problem::{default_for, problem, PROBLEM_JSON};
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "AIrWAVE API", description = "AIrWAVE's API: accounts, clients, assets, campaigns, renders, approvals and operations."),
+    modifiers(&BearerAuth),
+    tags((name = "health"), (name = "auth"), (name = "admin"), (name = "clients"), (name = "assets"), (name = "campaigns"), (name = "approvals"), (name = "meta"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "a session token from /api/auth/login or an API token (awt_…)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", responses((status = 200, description = "this document")))]
+async fn openapi_json(
+    axum::Extension(doc): axum::Extension<std::sync::Arc<utoipa::openapi::OpenApi>>,
+) -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(doc.as_ref().clone())
+}
+
+/// Every route with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::routes::live))
+        .routes(routes!(health::routes::health))
+        .routes(routes!(openapi_json))
+        .routes(routes!(auth::routes::register))
+        .routes(routes!(auth::routes::login))
+        .routes(routes!(auth::routes::logout))
+        .routes(routes!(auth::routes::me))
+        .routes(routes!(auth::routes::password_reset))
+        .routes(routes!(auth::routes::password_reset_confirm))
+        .routes(routes!(
+            auth::routes::create_token,
+            auth::routes::list_tokens
+        ))
+        .routes(routes!(auth::routes::revoke_token))
+        .routes(routes!(auth::routes::list_users))
+        .routes(routes!(auth::routes::set_user_role))
+        .routes(routes!(
+            clients::routes::create_client,
+            clients::routes::list_clients
+        ))
+        .routes(routes!(clients::routes::get_client))
+        .routes(routes!(
+            clients::routes::list_members,
+            clients::routes::add_member
+        ))
+        .routes(routes!(clients::routes::remove_member))
+        .routes(routes!(
+            assets::routes::create_asset,
+            assets::routes::list_assets
+        ))
+        .routes(routes!(
+            assets::routes::get_asset,
+            assets::routes::update_asset,
+            assets::routes::delete_asset
+        ))
+        .routes(routes!(
+            campaigns::routes::create_campaign,
+            campaigns::routes::list_campaigns
+        ))
+        .routes(routes!(campaigns::routes::get_campaign))
+        .routes(routes!(
+            campaigns::routes::create_matrix,
+            campaigns::routes::list_matrices
+        ))
+        .routes(routes!(campaigns::routes::get_matrix))
+        .routes(routes!(campaigns::routes::create_execution))
+        .routes(routes!(campaigns::routes::list_executions))
+        .routes(routes!(campaigns::routes::get_execution))
+        .routes(routes!(approvals::routes::request_approval))
+        .routes(routes!(approvals::routes::list_approvals))
+        .routes(routes!(
+            approvals::routes::view_approval,
+            approvals::routes::decide_approval
+        ))
+        .routes(routes!(approvals::routes::get_approval))
+        .routes(routes!(
+            approvals::routes::approval_page,
+            approvals::routes::approval_form
+        ))
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The whole application: routes, documentation and middleware.
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = api_routes().split_for_parts();
+    let api = std::sync::Arc::new(api);
+    let config = state.config.clone();
+    let routes = routes.layer(axum::Extension(api)).with_state(state);
+
+    let cors = if config.cors_origins.is_empty() {
+        CorsLayer::new()
+    } else {
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600))
+    };
+
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+            let path = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("(unmatched)");
+            let id = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
+        }))
+        .layer(middleware::from_fn(normalise_problems))
+        .layer(cors)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        }))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+
+    routes
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(stack)
+}
+
+/// Makes every error answer a problem document carrying the request id: bare statuses from the
+/// fallback, method routing, timeouts and limits get one; our own problems get the id added.
+async fn normalise_problems(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if content_type.starts_with(health::routes::HEALTH_JSON)
+        || content_type.starts_with("text/html")
+    {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let mut problem_doc: Option<airwave_api::Problem> = None;
+    if content_type.starts_with(PROBLEM_JSON) {
+        if let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await {
+            problem_doc = serde_json::from_slice(&bytes).ok();
+        }
+    }
+    let mut doc = problem_doc.unwrap_or_else(|| {
+        let (code, detail) = default_for(status);
+        airwave_api::Problem {
+            type_: format!("https://airwave.app/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.into(),
+            request_id: None,
+        }
+    });
+    doc.request_id = request_id;
+    let body = serde_json::to_vec(&doc).unwrap_or_default();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body)).into_response()
+}

@@ -1,0 +1,142 @@
+//! Typed, prefixed, time-sortable ids (`usr_01jf…`): 48 bits of milliseconds and 80 random bits in
+//! lowercase Crockford base32, so ids sort by creation time and pagination can use them as cursors.
+//! A value of one id type can only be built by parsing, so a `ClientId` is always well formed.
+
+use rand::RngCore;
+
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const BODY_LEN: usize = 26;
+
+/// A new id body for the given time (milliseconds since the Unix epoch).
+pub fn new_body(millis: u64) -> String {
+    let mut random = [0u8; 10];
+    rand::thread_rng().fill_bytes(&mut random);
+    let mut value: u128 = (u128::from(millis) & 0xFFFF_FFFF_FFFF) << 80;
+    for (i, b) in random.iter().enumerate() {
+        value |= u128::from(*b) << (8 * (9 - i));
+    }
+    let mut out = [0u8; BODY_LEN];
+    for i in (0..BODY_LEN).rev() {
+        out[i] = ALPHABET[(value & 31) as usize];
+        value >>= 5;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks a `prefix_body` id; returns the reason when it is not one.
+pub fn check(prefix: &str, s: &str) -> Result<(), String> {
+    let body = s
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('_'))
+        .ok_or_else(|| format!("`{}` is not a {prefix}_… id", truncate(s)))?;
+    let valid = body.len() == BODY_LEN
+        && body.bytes().all(|b| ALPHABET.contains(&b))
+        && body.as_bytes()[0] <= b'7';
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a valid {prefix}_… id", truncate(s)))
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Declares an id type with its prefix.
+macro_rules! typed_id {
+    ($name:ident, $prefix:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn new(now: chrono::DateTime<chrono::Utc>) -> Self {
+                let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+                Self(format!("{}_{}", $prefix, $crate::ids::new_body(millis)))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                $crate::ids::check($prefix, &s)?;
+                Ok(Self(s))
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::try_from(s.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+typed_id!(UserId, "usr");
+typed_id!(SessionId, "ses");
+typed_id!(ApiTokenId, "tok");
+typed_id!(ResetId, "rst");
+typed_id!(ClientId, "cli");
+typed_id!(AssetId, "ast");
+typed_id!(CampaignId, "cmp");
+typed_id!(MatrixId, "mtx");
+typed_id!(ExecutionId, "exe");
+typed_id!(ApprovalId, "apr");
+typed_id!(EventId, "evt");
+typed_id!(AuditId, "aud");
+typed_id!(EmailId, "msg");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let a = ClientId::new(Utc.timestamp_millis_opt(1_000).unwrap());
+        let b = ClientId::new(Utc.timestamp_millis_opt(2_000).unwrap());
+        assert!(a < b);
+        assert_eq!(a.as_str().len(), 4 + 26);
+        assert_eq!(a.as_str().parse::<ClientId>().unwrap(), a);
+    }
+
+    #[test]
+    fn an_id_with_another_prefix_is_rejected() {
+        let a = UserId::new(Utc::now());
+        assert!(a.as_str().parse::<ClientId>().is_err());
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        for bad in [
+            "",
+            "cli_",
+            "cli_123",
+            "cli_ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "cli_81jf0000000000000000000000",
+            "cli__",
+        ] {
+            assert!(bad.parse::<ClientId>().is_err(), "{bad}");
+        }
+    }
+}

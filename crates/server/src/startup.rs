@@ -1,0 +1,202 @@
+//! Start-up: the one place where backends are chosen and the application is assembled.
+//! `Application::build` binds its own listener (port 0 works in tests) and `run_until_stopped`
+//! serves until the cancellation token fires, then drains in-flight requests.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Environment};
+use crate::db::Db;
+use crate::health::{DatabaseCheck, HealthRegistry};
+use crate::state::AppState;
+use anyhow::Context as _;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretSlice};
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests may run on after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Connects the database, applies migrations and assembles the shared state.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data dir {} (AIRWAVE_DATA_DIR)",
+            config.data_dir.display()
+        )
+    })?;
+    let signing_key = match &config.jwt_secret {
+        Some(s) => SecretSlice::from(s.expose_secret().as_bytes().to_vec()),
+        None if config.env == Environment::Development => {
+            load_or_create_dev_secret(&config.data_dir)?
+        }
+        None => anyhow::bail!("JWT_SECRET is required in production"),
+    };
+    let db = Db::connect(&config.database).await?;
+    db.migrate().await?;
+    let mut health = HealthRegistry::new(Duration::from_secs(3));
+    health.register(Arc::new(DatabaseCheck {
+        db: db.clone(),
+        warn_after: Duration::from_millis(250),
+    }));
+    Ok(AppState {
+        db,
+        clock,
+        config: Arc::new(config),
+        signing_key: Arc::new(signing_key),
+        health: Arc::new(health),
+    })
+}
+
+/// The development signing key: made once per data dir (mode 0600) and kept, so sessions survive
+/// restarts. Production must set `JWT_SECRET`.
+fn load_or_create_dev_secret(dir: &Path) -> anyhow::Result<SecretSlice<u8>> {
+    let path = dir.join("jwt_secret");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .with_context(|| {
+                format!(
+                    "{} is not base64; delete it to make a new one",
+                    path.display()
+                )
+            })?;
+        anyhow::ensure!(
+            bytes.len() >= 32,
+            "{} is too short; delete it to make a new one",
+            path.display()
+        );
+        return Ok(SecretSlice::from(bytes));
+    }
+    let mut bytes = vec![0u8; 64];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(&path) {
+        Ok(mut f) => {
+            use std::io::Write as _;
+            f.write_all(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&bytes)
+                    .as_bytes(),
+            )?;
+            tracing::info!(path = %path.display(), "generated a development signing key");
+            Ok(SecretSlice::from(bytes))
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_dev_secret(dir),
+        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+    }
+}
+
+/// What this process runs (`serve --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The HTTP API only.
+    Api,
+    /// Background workers only (they arrive with the job queue).
+    Worker,
+    /// Both (the default).
+    All,
+}
+
+pub struct Application {
+    router: axum::Router,
+    listener: Option<tokio::net::TcpListener>,
+    addr: Option<SocketAddr>,
+    state: AppState,
+}
+
+impl Application {
+    /// Builds the state and binds the listener (unless the role is `worker`).
+    pub async fn build(config: Config, role: Role) -> anyhow::Result<Self> {
+        let bind = config.bind;
+        let state = build_state(config, Arc::new(SystemClock)).await?;
+        let (listener, addr) = if role == Role::Worker {
+            (None, None)
+        } else {
+            let l = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind} (AIRWAVE_BIND)"))?;
+            let addr = l.local_addr()?;
+            (Some(l), Some(addr))
+        };
+        let router = crate::http::router(state.clone());
+        Ok(Self {
+            router,
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `cancel` fires, then stops accepting and lets in-flight requests finish
+    /// (up to a grace period).
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let db = self.state.db.clone();
+        if let Some(listener) = self.listener {
+            let app = self
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let stop = cancel.clone();
+            let server = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            let mut server = std::pin::pin!(server.into_future());
+            tokio::select! {
+                res = &mut server => res.context("the HTTP server failed")?,
+                () = async { cancel.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                    tracing::warn!("in-flight requests did not finish within {} s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+                }
+            }
+        } else {
+            tracing::info!("worker role: no background workers are registered in this version; waiting for a stop signal");
+            cancel.cancelled().await;
+        }
+        db.close().await;
+        Ok(())
+    }
+}
+
+/// A token cancelled by SIGINT or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stop signal received; shutting down");
+        t.cancel();
+    });
+    token
+}

@@ -1,0 +1,20 @@
+//! What every request handler and worker shares: the database, the clock, the configuration, the
+//! signing key and the health registry. Built once in `startup.rs`; no global statics, so a test
+//! process can run many applications.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::health::HealthRegistry;
+use secrecy::SecretSlice;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
+    /// The key sessions and approval links are signed with (`JWT_SECRET`).
+    pub signing_key: Arc<SecretSlice<u8>>,
+    pub health: Arc<HealthRegistry>,
+}
