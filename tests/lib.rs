@@ -1,1 +1,378 @@
+//! The black-box test harness: spawns the real `airwave-server` binary on a free port with a
+//! fresh database (a new PostgreSQL database per test, or a temp SQLite file), and talks to it
+//! over HTTP with `airwave-api`'s client.
+//!
+//! The database comes from `AIRWAVE_TEST_DB` (`sqlite`, the default, or `postgres`, which needs
+//! `AIRWAVE_TEST_PG_URL`); `scripts/test` runs the suite once per database. Server logs are
+//! shown with `TEST_LOG=1`.
 
+use airwave_api::{ApiClient, LoginOut, RegisterIn, Role, UserOut};
+use anyhow::Context as _;
+use sqlx::{PgPool, SqlitePool};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use url::Url;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("AIRWAVE_TEST_DB").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("AIRWAVE_TEST_DB is `{other}`; expected sqlite or postgres"),
+    }
+}
+
+/// The path of the server binary, built once per test process.
+pub fn server_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("AIRWAVE_SERVER_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/it-… → target/<profile>/airwave-server
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+        let bin = dir.join(format!("airwave-server{}", std::env::consts::EXE_SUFFIX));
+        // Build (or refresh) it with the workspace's feature resolution (as `cargo test --workspace`
+        // and scripts/test resolve them, so neither invalidates the other): cargo does not build
+        // another package's binary for tests.
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "--workspace", "--bin", "airwave-server"]);
+        // Cargo sets per-package variables (CARGO_MANIFEST_DIR, …) for this test process; build
+        // scripts watch some of them (ring watches CARGO_MANIFEST_DIR), so passing them on would
+        // make the nested build look dirty and recompile half the tree.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CARGO_")
+                && !matches!(
+                    key.as_str(),
+                    "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_BUILD_TARGET_DIR"
+                )
+            {
+                build.env_remove(key);
+            }
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --bin airwave-server failed");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A direct connection to the test's database, for assertions a client cannot make.
+pub enum TestDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl TestDb {
+    /// `SELECT COUNT(*) FROM table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            TestDb::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+            TestDb::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// One text column of the first row of a query with one text parameter.
+    pub async fn text(&self, sql: &str, param: &str) -> Option<String> {
+        match self {
+            TestDb::Postgres(p) => sqlx::query_scalar(sql).bind(param).fetch_optional(p).await,
+            TestDb::Sqlite(p) => sqlx::query_scalar(sql).bind(param).fetch_optional(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Every value of one text column.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        match self {
+            TestDb::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            TestDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a statement (for tests that move data, e.g. expire a token).
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            TestDb::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            TestDb::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The user tables and their row counts, to show that a bad request changed nothing.
+    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for t in [
+            "users",
+            "sessions",
+            "api_tokens",
+            "password_resets",
+            "login_throttle",
+            "clients",
+            "client_memberships",
+            "assets",
+            "campaigns",
+            "matrices",
+            "executions",
+            "renders",
+            "approval_workflows",
+            "exports",
+            "events",
+            "audit_log",
+            "emails",
+        ] {
+            out.push((t.to_string(), self.count(t).await));
+        }
+        out
+    }
+}
+
+/// A running server with its own data dir and database.
+pub struct TestApp {
+    pub base: Url,
+    /// A client without credentials.
+    pub api: ApiClient,
+    pub db: TestDb,
+    pub backend: Backend,
+    env: Vec<(String, String)>,
+    data_dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Spawns with extra environment variables.
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
+        Self::try_spawn(extra).await.expect("spawn airwave-server")
+    }
+
+    async fn try_spawn(extra: &[(&str, &str)]) -> anyhow::Result<TestApp> {
+        let backend = backend();
+        let data_dir = tempfile::tempdir()?;
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", data_dir.path().join("airwave.db").display()),
+            Backend::Postgres => {
+                let admin = std::env::var("AIRWAVE_TEST_PG_URL").context(
+                    "AIRWAVE_TEST_DB=postgres needs AIRWAVE_TEST_PG_URL (scripts/test sets it)",
+                )?;
+                let name = format!("airwave_test_{}", uuid_like());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await?;
+                let mut url = Url::parse(&admin)?;
+                url.set_path(&name);
+                url.to_string()
+            }
+        };
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "AIRWAVE_DATA_DIR".into(),
+                data_dir.path().display().to_string(),
+            ),
+            ("AIRWAVE_BIND".into(), "127.0.0.1:0".into()),
+            ("DATABASE_URL".into(), database_url.clone()),
+            (
+                "RUST_LOG".into(),
+                if std::env::var("TEST_LOG").is_ok() {
+                    "info".into()
+                } else {
+                    "error".into()
+                },
+            ),
+        ];
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let mut cmd = Command::new(server_bin());
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .context("the server did not start within 60 s")??
+            .context("the server exited before listening (run with TEST_LOG=1)")?;
+        let addr = line
+            .strip_prefix("airwave-server listening on ")
+            .context("unexpected first line")?
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let base = Url::parse(&addr)?;
+        let db = match backend {
+            Backend::Sqlite => TestDb::Sqlite(SqlitePool::connect(&database_url).await?),
+            Backend::Postgres => TestDb::Postgres(PgPool::connect(&database_url).await?),
+        };
+        Ok(TestApp {
+            api: ApiClient::new(base.clone()),
+            base,
+            db,
+            backend,
+            env,
+            data_dir,
+            child,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("url")
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// Runs the server binary's CLI against this app's database and data dir.
+    pub async fn cli(
+        &self,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> std::process::Output {
+        use tokio::io::AsyncWriteExt as _;
+        let mut cmd = Command::new(server_bin());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn cli");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).await.expect("write stdin");
+        }
+        drop(input);
+        child.wait_with_output().await.expect("cli output")
+    }
+
+    /// Registers a member and logs them in.
+    pub async fn member(&self, email: &str) -> (UserOut, ApiClient) {
+        let user = self
+            .api
+            .register(&RegisterIn {
+                email: email.into(),
+                password: PASSWORD.into(),
+                name: "Test User".into(),
+            })
+            .await
+            .expect("register");
+        let login = self.login(email).await;
+        (user, self.api.with_token(login.token))
+    }
+
+    pub async fn login(&self, email: &str) -> LoginOut {
+        self.api.login(email, PASSWORD).await.expect("login")
+    }
+
+    /// A user with the given role (made with the CLI, as an operator would), logged in.
+    pub async fn user_with_role(&self, email: &str, role: Role) -> (UserOut, ApiClient) {
+        let out = self
+            .cli(
+                &[
+                    "admin",
+                    "create-user",
+                    "--email",
+                    email,
+                    "--role",
+                    role.as_str(),
+                    "--name",
+                    "Staff",
+                ],
+                &[("AIRWAVE_ADMIN_PASSWORD", PASSWORD)],
+                None,
+            )
+            .await;
+        assert!(
+            out.status.success(),
+            "create-user failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let login = self.login(email).await;
+        let client = self.api.with_token(login.token);
+        (login.user, client)
+    }
+
+    /// The newest e-mail sent to an address (the e-mail outbox).
+    pub async fn last_email_to(&self, to: &str) -> Option<String> {
+        self.db
+            .text(
+                "SELECT text_body FROM emails WHERE to_address = $1 ORDER BY id DESC LIMIT 1",
+                to,
+            )
+            .await
+    }
+
+    /// A raw request, for what the typed client cannot express (malformed bodies).
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// Stops the server with SIGTERM and waits for it; returns its exit status.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server stops within 30 s")
+            .expect("wait")
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}_{}_{n}", nanos, std::process::id())
+}
+
+/// A link's `token` query parameter.
+pub fn token_in(text: &str) -> String {
+    let start = text.find("token=").expect("a link with a token") + "token=".len();
+    let rest = &text[start..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    url::form_urlencoded::parse(format!("t={}", &rest[..end]).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .expect("token")
+}

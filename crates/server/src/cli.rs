@@ -110,6 +110,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         role: startup::Role::All,
     }) {
         Command::Serve { role } => {
+            let stop = startup::shutdown_signal()?;
             let app = Application::build(config, role).await?;
             if let Some(addr) = app.local_addr() {
                 tracing::info!(%addr, db = app.state().db.kind(), "airwave-server listening");
@@ -117,7 +118,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 println!("airwave-server listening on http://{addr}");
                 std::io::stdout().flush().ok();
             }
-            app.run_until_stopped(startup::shutdown_signal()).await
+            app.run_until_stopped(stop).await
         }
         Command::Migrate => {
             let state = startup::build_state(config, Arc::new(SystemClock)).await?;

@@ -114,9 +114,8 @@ pub struct Application {
 
 impl Application {
     /// Builds the state and binds the listener (unless the role is `worker`).
-    pub async fn build(config: Config, role: Role) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config, role: Role) -> anyhow::Result<Self> {
         let bind = config.bind;
-        let state = build_state(config, Arc::new(SystemClock)).await?;
         let (listener, addr) = if role == Role::Worker {
             (None, None)
         } else {
@@ -126,6 +125,11 @@ impl Application {
             let addr = l.local_addr()?;
             (Some(l), Some(addr))
         };
+        // The default public URL names the bind address; with port 0 that is the port we got.
+        if let Some(addr) = addr.filter(|_| config.public_url.port() == Some(0)) {
+            let _ = config.public_url.set_port(Some(addr.port()));
+        }
+        let state = build_state(config, Arc::new(SystemClock)).await?;
         let router = crate::http::router(state.clone());
         Ok(Self {
             router,
@@ -170,33 +174,29 @@ impl Application {
     }
 }
 
-/// A token cancelled by SIGINT or SIGTERM.
-pub fn shutdown_signal() -> CancellationToken {
+/// A token cancelled by SIGINT or SIGTERM. The handlers are installed before this returns, so a
+/// signal that arrives at any later moment stops the server cleanly.
+pub fn shutdown_signal() -> anyhow::Result<CancellationToken> {
     let token = CancellationToken::new();
     let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        t.cancel();
-                        return;
-                    }
-                };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        tokio::spawn(async move {
             tokio::select! {
-                _ = ctrl_c => {},
                 _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("stop signal received; shutting down");
+            tracing::info!("stop signal received; shutting down");
+            t.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         t.cancel();
     });
-    token
+    Ok(token)
 }

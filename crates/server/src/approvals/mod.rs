@@ -164,6 +164,7 @@ pub async fn get(state: &AppState, who: &Principal, id: &ApprovalId) -> Result<A
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ApprovalQuery {
     pub client_id: Option<String>,
     pub status: Option<ApprovalStatus>,

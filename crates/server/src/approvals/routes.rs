@@ -52,6 +52,7 @@ pub async fn get_approval(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct TokenQuery {
     /// The token of an approval link.
     pub token: String,

@@ -217,6 +217,7 @@ pub async fn delete(state: &AppState, who: &Principal, id: &AssetId, actor: &Act
 /// `GET /api/assets` filters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AssetQuery {
     /// Only this client's assets.
     pub client_id: Option<String>,

@@ -104,6 +104,7 @@ pub async fn get_campaign(
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CampaignQuery {
     pub client_id: Option<String>,
     pub limit: Option<i64>,
@@ -335,6 +336,7 @@ pub async fn get_execution(
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ExecutionQuery {
     pub client_id: Option<String>,
     pub matrix_id: Option<String>,

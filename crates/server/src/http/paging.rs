@@ -11,6 +11,7 @@ pub const MAX_LIMIT: i64 = 200;
 /// `?limit=&cursor=`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 200; 50 by default.
     pub limit: Option<i64>,

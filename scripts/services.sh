@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Dev/test services on loopback: PostgreSQL and Redis, each on a free port with its data in a
+# temp dir. Sourced by scripts/test (and usable by hand: `source scripts/services.sh; services_start`).
+# Installs what is missing from Debian's packages. Exports AIRWAVE_TEST_PG_URL and
+# AIRWAVE_TEST_REDIS_URL; services_stop stops what services_start started.
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "services: need $* but not root; install them with: sudo apt-get install -y $*" >&2
+    return 1
+  fi
+  if [ "$apt_updated" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bindir() {
+  # Prefer a complete server install (initdb + pg_ctl + postgres side by side).
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ] && { echo "$d"; return 0; }
+  done
+  local i; i=$(command -v initdb 2>/dev/null) || return 1
+  dirname "$(readlink -f "$i")"
+}
+
+services_start() {
+  SERVICES_DIR=$(mktemp -d /tmp/airwave-services.XXXXXX)
+  chmod 755 "$SERVICES_DIR"
+  export SERVICES_DIR
+
+  # --- PostgreSQL (refuses to run as root: run it as the unprivileged `postgres` user) ---
+  local bin
+  bin=$(pg_bindir) || { apt_install postgresql && bin=$(pg_bindir); } || { echo "services: no PostgreSQL" >&2; return 1; }
+  local runas=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+    runas=(runuser -u postgres --)
+    install -d -o postgres -g postgres -m 700 "$SERVICES_DIR/pg"
+    install -d -o postgres -g postgres -m 755 "$SERVICES_DIR/pgsock"
+    install -o postgres -g postgres -m 644 /dev/null "$SERVICES_DIR/pg.log"
+  else
+    mkdir -p -m 700 "$SERVICES_DIR/pg"; mkdir -p "$SERVICES_DIR/pgsock"; : > "$SERVICES_DIR/pg.log"
+  fi
+  PG_PORT=$(free_port)
+  "${runas[@]}" "$bin/initdb" -D "$SERVICES_DIR/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >"$SERVICES_DIR/initdb.log" 2>&1 \
+    || { cat "$SERVICES_DIR/initdb.log" >&2; return 1; }
+  "${runas[@]}" "$bin/pg_ctl" -D "$SERVICES_DIR/pg" -l "$SERVICES_DIR/pg.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $SERVICES_DIR/pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { cat "$SERVICES_DIR/pg.log" >&2; return 1; }
+  PG_STOP=("${runas[@]}" "$bin/pg_ctl" -D "$SERVICES_DIR/pg" -m fast -w stop)
+  export AIRWAVE_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "services: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
+
+  # --- Redis ---
+  command -v redis-server >/dev/null || apt_install redis-server redis-tools || { echo "services: no Redis" >&2; return 1; }
+  REDIS_PORT=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$SERVICES_DIR" \
+    --logfile "$SERVICES_DIR/redis.log" --daemonize yes --pidfile "$SERVICES_DIR/redis.pid" >/dev/null
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null || { cat "$SERVICES_DIR/redis.log" >&2; return 1; }
+  export AIRWAVE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  echo "services: Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$REDIS_PORT"
+}
+
+services_stop() {
+  [ -n "${SERVICES_DIR:-}" ] || return 0
+  [ -n "${PG_STOP:-}" ] && "${PG_STOP[@]}" >/dev/null 2>&1
+  [ -f "$SERVICES_DIR/redis.pid" ] && kill "$(cat "$SERVICES_DIR/redis.pid")" 2>/dev/null
+  rm -rf "$SERVICES_DIR"
+  SERVICES_DIR=
+}

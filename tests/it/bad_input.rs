@@ -1,0 +1,284 @@
+//! Bad input on every route answers 4xx problem+json and changes nothing. The routes come from
+//! the OpenAPI document, so a new route is covered without touching this file.
+
+use airwave_api::Role;
+use airwave_tests::TestApp;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// The path with every `{param}` replaced by `with`.
+pub fn fill_path(path: &str, with: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                with
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The path with every `{param}` replaced by a well-formed id of the right kind for nothing.
+pub fn fill_path_with_ids(path: &str) -> String {
+    let segs: Vec<&str> = path.split('/').collect();
+    let mut out = Vec::new();
+    for (i, seg) in segs.iter().enumerate() {
+        if seg.starts_with('{') {
+            let prefix = match (*seg, i.checked_sub(1).map(|j| segs[j])) {
+                ("{user_id}", _) => "usr",
+                (_, Some("users")) => "usr",
+                (_, Some("clients")) => "cli",
+                (_, Some("assets")) => "ast",
+                (_, Some("campaigns")) => "cmp",
+                (_, Some("matrices")) => "mtx",
+                (_, Some("executions")) => "exe",
+                (_, Some("approvals")) => "apr",
+                (_, Some("tokens")) => "tok",
+                (_, before) => {
+                    panic!("no id kind known for {seg} after {before:?} in {path}; add it here")
+                }
+            };
+            out.push(format!("{prefix}_01jz0000000000000000000000"));
+        } else {
+            out.push(seg.to_string());
+        }
+    }
+    out.join("/")
+}
+
+struct Case {
+    method: Method,
+    path: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+    what: &'static str,
+    /// The statuses allowed; any 4xx when empty.
+    expect: &'static [StatusCode],
+}
+
+fn operations(doc: &Value) -> Vec<(Method, String, Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push((
+                method.to_uppercase().parse().unwrap(),
+                path.clone(),
+                op.clone(),
+            ));
+        }
+    }
+    ops
+}
+
+fn cases(doc: &Value) -> Vec<Case> {
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024)).into_bytes();
+    let mut out = Vec::new();
+    for (method, path, op) in operations(doc) {
+        let html = path == "/approve";
+        let well_formed = fill_path_with_ids(&path);
+        if path.contains('{') {
+            for bad_id in [
+                "bogus",
+                "usr_01jz0000000000000000000000x",
+                "%00",
+                "..%2f..%2fetc",
+            ] {
+                out.push(Case {
+                    method: method.clone(),
+                    path: fill_path(&path, bad_id),
+                    content_type: "application/json",
+                    body: b"{}".to_vec(),
+                    what: "invalid id",
+                    expect: &[],
+                });
+            }
+        }
+        if op.get("requestBody").is_some() && !html {
+            let json = "application/json";
+            // serde_json calls some type mismatches (a number for an enum) syntax errors: 400 or 422.
+            const SHAPE: &[StatusCode] =
+                &[StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY];
+            let cases: [(Vec<u8>, &'static str, &'static [StatusCode]); 6] = [
+                (b"{bad".to_vec(), "malformed JSON", &[StatusCode::BAD_REQUEST]),
+                (b"".to_vec(), "empty body", &[StatusCode::BAD_REQUEST]),
+                (b"[1,2,3]".to_vec(), "wrong type", SHAPE),
+                (br#"{"name": 12, "email": [], "password": {}, "token": 1, "client_id": false, "role": "god", "decision": 3}"#.to_vec(), "wrong field types", SHAPE),
+                (br#"{"zzz_unknown": 1}"#.to_vec(), "unknown field", &[StatusCode::UNPROCESSABLE_ENTITY]),
+                (huge.clone(), "huge body", &[StatusCode::PAYLOAD_TOO_LARGE]),
+            ];
+            for (body, what, expect) in cases {
+                out.push(Case {
+                    method: method.clone(),
+                    path: well_formed.clone(),
+                    content_type: json,
+                    body,
+                    what,
+                    expect,
+                });
+            }
+            out.push(Case {
+                method: method.clone(),
+                path: well_formed.clone(),
+                content_type: "text/plain",
+                body: b"hello".to_vec(),
+                what: "not JSON",
+                expect: &[StatusCode::UNSUPPORTED_MEDIA_TYPE],
+            });
+        }
+        if html {
+            out.push(Case {
+                method: method.clone(),
+                path: "/approve?token=forged".into(),
+                content_type: "application/x-www-form-urlencoded",
+                body: b"token=x&decision=maybe".to_vec(),
+                what: "bad form",
+                expect: &[],
+            });
+        }
+        if method == Method::GET
+            && op.get("parameters").is_some_and(|p| {
+                p.as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["in"] == "query"))
+            })
+        {
+            for (q, what) in [
+                ("limit=abc", "non-numeric limit"),
+                ("limit=100000", "limit out of range"),
+                ("cursor=garbage", "garbage cursor"),
+                ("client_id=nope&status=bogus&type=bogus", "bad filters"),
+                ("token=", "empty token"),
+            ] {
+                out.push(Case {
+                    method: method.clone(),
+                    path: format!("{well_formed}?{q}"),
+                    content_type: "application/json",
+                    body: vec![],
+                    what,
+                    expect: &[],
+                });
+            }
+        }
+    }
+    out
+}
+
+async fn sweep(app: &TestApp, client: &reqwest::Client, token: &str) -> usize {
+    let doc: Value = client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let all = cases(&doc);
+    for c in &all {
+        let url = format!("{}{}", app.base.as_str().trim_end_matches('/'), c.path);
+        let mut req = client
+            .request(c.method.clone(), &url)
+            .header("content-type", c.content_type)
+            .bearer_auth(token);
+        if !c.body.is_empty() {
+            req = req.body(c.body.clone());
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{} {} ({}): {e}", c.method, c.path, c.what));
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = resp.text().await.unwrap();
+        assert!(
+            status.is_client_error(),
+            "{} {} ({}): {status} {body}",
+            c.method,
+            c.path,
+            c.what
+        );
+        assert!(
+            c.expect.is_empty() || c.expect.contains(&status),
+            "{} {} ({}): {status}, expected {:?}: {body}",
+            c.method,
+            c.path,
+            c.what,
+            c.expect
+        );
+        if status.is_client_error() && !c.path.starts_with("/approve") {
+            assert_eq!(
+                ct, "application/problem+json",
+                "{} {} ({})",
+                c.method, c.path, c.what
+            );
+            let p: airwave_api::Problem = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{} {}: not a problem ({e}): {body}", c.method, c.path));
+            assert_eq!(p.status, status.as_u16());
+            assert!(!p.code.is_empty() && p.request_id.is_some());
+        }
+    }
+    all.len()
+}
+
+#[tokio::test]
+async fn bad_input_on_every_route_is_a_4xx_problem_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, _admin) = app.user_with_role("root@example.com", Role::Admin).await;
+    let admin_token = app.login("root@example.com").await.token;
+    let (_, member) = app.member("ada@example.com").await;
+    let member_token = app.login("ada@example.com").await.token;
+    crate::journey::setup_execution(&member).await;
+    let before = app.db.snapshot().await;
+    // A server answers 413 before reading a huge body and closes the connection: no pooling.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let n = sweep(&app, &http, &admin_token).await;
+    sweep(&app, &http, &member_token).await;
+    assert!(n > 150, "only {n} cases");
+    assert_eq!(
+        app.db.snapshot().await,
+        before,
+        "a rejected request wrote something"
+    );
+}
+
+#[tokio::test]
+async fn wrong_methods_and_unknown_routes_are_problems() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .http()
+        .put(app.url("/api/clients"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let p: airwave_api::Problem = resp.json().await.unwrap();
+    assert_eq!(p.code, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn valid_ids_of_nothing_are_404_and_ids_of_another_kind_are_400() {
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    assert_eq!(
+        ada.get_client("cli_01jz0000000000000000000000")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("not_found")
+    );
+    assert_eq!(
+        ada.get_client("usr_01jz0000000000000000000000")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("invalid_id")
+    );
+}

@@ -1,0 +1,99 @@
+//! The configuration contract: bad settings exit 2 naming each variable; secrets never print.
+
+use airwave_tests::server_bin;
+use std::process::Command;
+
+fn run(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(server_bin())
+        .args(args)
+        .env_clear()
+        .env("AIRWAVE_DATA_DIR", dir.path())
+        .env("AIRWAVE_BIND", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_unknown_database_scheme_exits_2_naming_database_url() {
+    let out = run(&[("DATABASE_URL", "bogus://x")], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
+}
+
+#[test]
+fn production_without_jwt_secret_exits_2_naming_it() {
+    let out = run(
+        &[
+            ("AIRWAVE_ENV", "production"),
+            ("AIRWAVE_PUBLIC_URL", "https://ops.example.com"),
+        ],
+        &["serve"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("JWT_SECRET"), "{err}");
+}
+
+#[test]
+fn every_problem_is_named_in_one_run() {
+    let out = run(
+        &[
+            ("DATABASE_URL", "bogus://x"),
+            ("AIRWAVE_ENV", "production"),
+            ("REDIS_URL", "nope"),
+            ("AIRWAVE_DB_MAX_CONNECTIONS", "0"),
+        ],
+        &["config", "check"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in [
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "REDIS_URL",
+        "AIRWAVE_DB_MAX_CONNECTIONS",
+        "AIRWAVE_PUBLIC_URL",
+    ] {
+        assert!(err.contains(name), "{name} not named in:\n{err}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let out = run(
+        &[
+            (
+                "JWT_SECRET",
+                "a-very-long-secret-that-must-never-print-0123456789",
+            ),
+            ("RESEND_API_KEY", "re_secret_key_value"),
+            (
+                "DATABASE_URL",
+                "postgres://app:pg-password-here@db.internal:5432/airwave",
+            ),
+            ("AWS_S3_BUCKET", "assets"),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret-value"),
+        ],
+        &["config", "check"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("db.internal") && text.contains("AKIAEXAMPLE") && text.contains("assets")
+    );
+    for secret in [
+        "never-print",
+        "re_secret_key_value",
+        "pg-password-here",
+        "aws-secret-value",
+    ] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+}
