@@ -1,5 +1,8 @@
 //! Black-box tests: each spawns the real `airwave-server` binary (see `airwave_tests::TestApp`).
 
+// A failed unwrap is how a test step fails here, helpers included.
+#![allow(clippy::unwrap_used)]
+
 mod auth;
 mod bad_input;
 mod config;
