@@ -7,14 +7,30 @@ use rand::RngCore;
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const BODY_LEN: usize = 26;
 
-/// A new id body for the given time (milliseconds since the Unix epoch).
+const RANDOM_BITS: u32 = 80;
+const RANDOM_MASK: u128 = (1 << RANDOM_BITS) - 1;
+
+/// A new id body for the given time (milliseconds since the Unix epoch). Within one process ids
+/// are strictly increasing: in the same millisecond (or if the clock steps back) the random part
+/// of the previous id is incremented instead of drawn anew, so creation order is id order — which
+/// FIFO queues and cursors rely on.
 pub fn new_body(millis: u64) -> String {
-    let mut random = [0u8; 10];
-    rand::thread_rng().fill_bytes(&mut random);
-    let mut value: u128 = (u128::from(millis) & 0xFFFF_FFFF_FFFF) << 80;
-    for (i, b) in random.iter().enumerate() {
-        value |= u128::from(*b) << (8 * (9 - i));
+    static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
+    let mut random = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut random[6..]);
+    let fresh = ((u128::from(millis) & 0xFFFF_FFFF_FFFF) << RANDOM_BITS)
+        | (u128::from_be_bytes(random) & RANDOM_MASK);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut value = if fresh >> RANDOM_BITS > *last >> RANDOM_BITS {
+        fresh
+    } else {
+        *last + 1
+    };
+    if value >> RANDOM_BITS > 0xFFFF_FFFF_FFFF {
+        value = fresh;
     }
+    *last = value;
+    drop(last);
     let mut out = [0u8; BODY_LEN];
     for i in (0..BODY_LEN).rev() {
         out[i] = ALPHABET[(value & 31) as usize];
@@ -105,6 +121,7 @@ typed_id!(ApprovalId, "apr");
 typed_id!(EventId, "evt");
 typed_id!(AuditId, "aud");
 typed_id!(EmailId, "msg");
+typed_id!(JobId, "job");
 
 #[cfg(test)]
 mod tests {
@@ -118,6 +135,17 @@ mod tests {
         assert!(a < b);
         assert_eq!(a.as_str().len(), 4 + 26);
         assert_eq!(a.as_str().parse::<ClientId>().unwrap(), a);
+    }
+
+    #[test]
+    fn ids_made_in_the_same_millisecond_still_increase() {
+        let t = Utc.timestamp_millis_opt(5_000).unwrap();
+        let ids: Vec<JobId> = (0..1000).map(|_| JobId::new(t)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            JobId::new(Utc.timestamp_millis_opt(4_000).unwrap()) > ids[999],
+            "a clock stepping back keeps order"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod ids;
+pub mod queue;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -1,0 +1,537 @@
+//! Background jobs: the `JobQueue` seam and what every backend shares.
+//!
+//! Semantics (on every backend, checked by one conformance suite):
+//! - named queues; a job has a kind, a JSON payload, a priority (higher first, FIFO within a
+//!   priority), a `run_at` (delayed jobs), attempts / max attempts, exponential backoff with full
+//!   jitter, an optional unique key (deduplicated while a job with it is waiting or active),
+//!   progress, a result, the last error and its fingerprint, a correlation id;
+//! - states `waiting`, `delayed`, `active`, `completed`, `retrying` (failed, will retry), `dead`
+//!   (the dead-letter queue) and `cancelled`;
+//! - at-least-once execution with leases: fetching a job makes it `active` under a worker's lease
+//!   and counts an attempt; the worker's heartbeat extends the lease; a job whose lease runs out
+//!   (its worker died) is ready again, or dead if it has no attempts left;
+//! - releasing a job (graceful shutdown) makes it ready at once without counting the attempt.
+//!
+//! This module knows no backend; `sql.rs` is the embedded default (PostgreSQL or SQLite).
+
+pub mod sql;
+pub mod worker;
+
+use crate::ids::JobId;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue `{queue}` is full ({limit} jobs waiting)")]
+    Full { queue: String, limit: u64 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("job not found")]
+    NotFound,
+    /// The worker no longer holds the job (its lease ran out and another worker may have it).
+    #[error("the lease on this job was lost")]
+    LeaseLost,
+    #[error("job is {0}, which does not allow this")]
+    WrongState(JobState),
+    #[error("queue backend unavailable: {0}")]
+    Backend(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    /// Failed; will run again at `run_at`.
+    Retrying,
+    /// Out of attempts: the dead-letter queue.
+    Dead,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 7] = [
+        Self::Waiting,
+        Self::Delayed,
+        Self::Active,
+        Self::Completed,
+        Self::Retrying,
+        Self::Dead,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Delayed => "delayed",
+            Self::Active => "active",
+            Self::Completed => "completed",
+            Self::Retrying => "retrying",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// States a job can be fetched from (once its `run_at` has come).
+    pub fn is_ready_state(self) -> bool {
+        matches!(self, Self::Waiting | Self::Delayed | Self::Retrying)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown job state `{s}`"))
+    }
+}
+
+/// Exponential backoff with full jitter: the n-th retry waits a uniformly random time in
+/// `[0, min(cap, base · 2^(n-1))]` (AWS's "full jitter", which spreads retries best).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Backoff {
+    /// The ceiling of the wait before retry number `attempt` (1-based).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// A jittered wait before retry number `attempt`, from `unit` in `[0, 1)`.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        self.ceiling(attempt).mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub queue: String,
+    pub kind: String,
+    pub payload: Value,
+    pub priority: i32,
+    /// Run no earlier than this (a delayed job); now when `None`.
+    pub run_at: Option<DateTime<Utc>>,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub unique_key: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(queue: &str, kind: &str, payload: Value) -> Self {
+        Self {
+            queue: queue.into(),
+            kind: kind.into(),
+            payload,
+            priority: 0,
+            run_at: None,
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            unique_key: None,
+            correlation_id: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+        };
+        if !name_ok(&self.queue) {
+            return Err(QueueError::Invalid(format!(
+                "queue name `{}` must be 1-64 of [A-Za-z0-9_-.:]",
+                self.queue
+            )));
+        }
+        if !name_ok(&self.kind) {
+            return Err(QueueError::Invalid(format!(
+                "job kind `{}` must be 1-64 of [A-Za-z0-9_-.:]",
+                self.kind
+            )));
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err(QueueError::Invalid(
+                "max_attempts must be between 1 and 100".into(),
+            ));
+        }
+        if !(-1000..=1000).contains(&self.priority) {
+            return Err(QueueError::Invalid(
+                "priority must be between -1000 and 1000".into(),
+            ));
+        }
+        if self
+            .unique_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 256)
+        {
+            return Err(QueueError::Invalid(
+                "unique_key must have 1 to 256 characters".into(),
+            ));
+        }
+        if serde_json::to_vec(&self.payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
+            > 256 * 1024
+        {
+            return Err(QueueError::Invalid(
+                "the payload must be at most 256 KiB of JSON".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What enqueueing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(JobId),
+    /// A job with the same unique key is waiting or active already: this one.
+    Duplicate(JobId),
+}
+
+impl Enqueued {
+    pub fn id(&self) -> &JobId {
+        match self {
+            Enqueued::Created(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    pub id: JobId,
+    pub queue: String,
+    pub kind: String,
+    pub payload: Value,
+    pub priority: i32,
+    pub state: JobState,
+    pub run_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub unique_key: Option<String>,
+    pub correlation_id: Option<String>,
+    pub progress: i32,
+    pub progress_message: Option<String>,
+    pub result: Option<Value>,
+    pub last_error: Option<String>,
+    pub error_fingerprint: Option<String>,
+    pub worker_id: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Why a job failed: the message and where (a handler names the step), for the fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub message: String,
+    pub location: String,
+    /// `false` sends the job to the dead-letter queue at once (a permanent error).
+    pub retryable: bool,
+}
+
+impl JobFailure {
+    pub fn retryable(location: &str, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            location: location.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn permanent(location: &str, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            location: location.into(),
+            retryable: false,
+        }
+    }
+
+    /// Groups failures that are the same problem: the message with numbers, ids, hex and quoted
+    /// values replaced by placeholders, plus the job kind and the location, hashed.
+    pub fn fingerprint(&self, kind: &str) -> String {
+        let normalised = normalise_message(&self.message);
+        let digest = Sha256::digest(format!("{kind}\0{}\0{normalised}", self.location).as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// `connection to 10.0.0.7:5432 refused after 3012 ms` → `connection to <n>.<n>.<n>.<n>:<n> refused after <n> ms`.
+pub fn normalise_message(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    for word in msg.split_inclusive(|c: char| c.is_whitespace()) {
+        let (token, ws) = match word.char_indices().last() {
+            Some((i, c)) if c.is_whitespace() => (&word[..i], &word[i..]),
+            _ => (word, ""),
+        };
+        let quoted = token.len() >= 2
+            && ((token.starts_with('"') && token.ends_with('"'))
+                || (token.starts_with('\'') && token.ends_with('\''))
+                || (token.starts_with('`') && token.ends_with('`')));
+        let is_id = token.len() > 20
+            && token.contains('_')
+            && token.rsplit('_').next().is_some_and(|b| b.len() == 26);
+        let hex = token.strip_prefix("0x").unwrap_or(token);
+        let is_hex = hex.len() >= 8 && hex.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        if quoted {
+            out.push_str("<s>");
+        } else if is_id {
+            out.push_str("<id>");
+        } else if is_hex && hex.chars().any(|c| c.is_ascii_digit()) {
+            out.push_str("<hex>");
+        } else {
+            let mut in_digits = false;
+            for c in token.chars() {
+                if c.is_ascii_digit() {
+                    if !in_digits {
+                        out.push_str("<n>");
+                    }
+                    in_digits = true;
+                } else {
+                    in_digits = false;
+                    out.push(c);
+                }
+            }
+        }
+        out.push_str(ws);
+    }
+    out
+}
+
+/// What a failure did to the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailOutcome {
+    WillRetry { at: DateTime<Utc> },
+    Dead,
+}
+
+/// What cancelling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was waiting: it will never run.
+    Cancelled,
+    /// It is running: its handler has been asked to stop.
+    Requested,
+}
+
+/// Per-queue limits and policies.
+#[derive(Debug, Clone)]
+pub struct QueuePolicy {
+    /// Most jobs waiting (waiting, delayed or retrying) before enqueueing answers `Full`.
+    pub max_waiting: u64,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self {
+            max_waiting: 100_000,
+        }
+    }
+}
+
+/// Job counts by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub waiting: u64,
+    pub delayed: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub retrying: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, state: JobState, n: u64) {
+        let slot = match state {
+            JobState::Waiting => &mut self.waiting,
+            JobState::Delayed => &mut self.delayed,
+            JobState::Active => &mut self.active,
+            JobState::Completed => &mut self.completed,
+            JobState::Retrying => &mut self.retrying,
+            JobState::Dead => &mut self.dead,
+            JobState::Cancelled => &mut self.cancelled,
+        };
+        *slot += n;
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.waiting + self.delayed + self.retrying
+    }
+}
+
+/// The job queue seam. Every method takes the current time from the backend's clock, so tests
+/// move time instead of sleeping.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// `sql` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// Adds a job (or finds the waiting/active one with the same unique key).
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+
+    /// Adds many jobs in one round trip where the backend allows.
+    async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
+
+    /// Takes up to `max` ready jobs of `queue` for `worker`, under a lease of `lease`; each
+    /// counts an attempt. Nothing when the queue is paused.
+    async fn fetch(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>>;
+
+    /// Extends the leases `worker` holds on `ids`. Returns, per id, whether the lease is still
+    /// held and whether cancellation was requested: `(held, cancel_requested)`.
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ids: &[JobId],
+        lease: Duration,
+    ) -> Result<Vec<(bool, bool)>>;
+
+    /// Records progress (0–100) of a job `worker` holds.
+    async fn progress(
+        &self,
+        id: &JobId,
+        worker: &str,
+        percent: i32,
+        message: Option<&str>,
+    ) -> Result<()>;
+
+    /// Marks a job `worker` holds completed with its result.
+    async fn complete(&self, id: &JobId, worker: &str, result: Value) -> Result<()>;
+
+    /// Records a failed attempt: retry after the backoff, or dead when out of attempts (or when
+    /// the failure is permanent). `jitter` in `[0, 1)` picks the wait within the backoff.
+    async fn fail(
+        &self,
+        id: &JobId,
+        worker: &str,
+        failure: &JobFailure,
+        jitter: f64,
+    ) -> Result<FailOutcome>;
+
+    /// Gives a job back without counting the attempt (graceful shutdown): ready at once.
+    async fn release(&self, id: &JobId, worker: &str) -> Result<()>;
+
+    /// Makes jobs whose lease ran out ready again (or dead when out of attempts). Returns how many.
+    async fn recover_expired(&self) -> Result<u64>;
+
+    /// Cancels a waiting job, or asks a running one to stop.
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome>;
+
+    /// Marks a cancelled running job as finished (its handler stopped).
+    async fn finish_cancelled(&self, id: &JobId, worker: &str) -> Result<()>;
+
+    async fn get(&self, id: &JobId) -> Result<Job>;
+
+    async fn counts(&self, queue: &str) -> Result<Counts>;
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<()>;
+
+    async fn is_paused(&self, queue: &str) -> Result<bool>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_jitters_below_the_ceiling() {
+        let b = Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(30),
+        };
+        assert_eq!(b.ceiling(1), Duration::from_secs(2));
+        assert_eq!(b.ceiling(2), Duration::from_secs(4));
+        assert_eq!(b.ceiling(5), Duration::from_secs(30));
+        assert_eq!(b.ceiling(500), Duration::from_secs(30));
+        assert_eq!(b.delay(3, 0.5), Duration::from_secs(4));
+        assert_eq!(b.delay(3, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn fingerprints_group_the_same_error_with_different_values() {
+        let a = JobFailure::retryable(
+            "render.upload",
+            "timeout after 3012 ms talking to 10.0.0.7:9000 for exe_01jz0000000000000000000000",
+        );
+        let b = JobFailure::retryable(
+            "render.upload",
+            "timeout after 15 ms talking to 10.0.0.9:9000 for exe_01jz1111111111111111111111",
+        );
+        let c = JobFailure::retryable("render.upload", "permission denied for 'bucket-a'");
+        let d = JobFailure::retryable(
+            "render.fetch",
+            "timeout after 3012 ms talking to 10.0.0.7:9000 for exe_01jz0000000000000000000000",
+        );
+        assert_eq!(a.fingerprint("render"), b.fingerprint("render"));
+        assert_ne!(a.fingerprint("render"), c.fingerprint("render"));
+        assert_ne!(
+            a.fingerprint("render"),
+            d.fingerprint("render"),
+            "the location is part of it"
+        );
+        assert_eq!(
+            normalise_message("got 'x' and \"y\" at 0xdeadbeef01"),
+            "got <s> and <s> at <hex>"
+        );
+    }
+
+    #[test]
+    fn new_jobs_are_validated() {
+        assert!(NewJob::new("render", "render", Value::Null)
+            .validate()
+            .is_ok());
+        assert!(NewJob::new("bad queue", "k", Value::Null)
+            .validate()
+            .is_err());
+        let mut j = NewJob::new("q", "k", Value::Null);
+        j.max_attempts = 0;
+        assert!(j.validate().is_err());
+    }
+}

@@ -1,0 +1,608 @@
+//! The SQL job queue: the embedded default, in the application's database.
+//!
+//! - PostgreSQL: fetching takes rows with `FOR UPDATE SKIP LOCKED`, so any number of workers in any
+//!   number of processes share a queue without taking a job twice or waiting on each other.
+//! - SQLite: one writer at a time. Every state change goes through an in-process lock (SQLite
+//!   allows one writer anyway; queuing here instead of in `busy_timeout` keeps it fair and free of
+//!   `SQLITE_BUSY`), and each change is a single statement or transaction, so concurrent workers in
+//!   one process stay correct.
+//!
+//! A job that dies writes `job.dead` to the events outbox in the same transaction.
+
+use super::{
+    Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState,
+    NewJob, QueueError, QueuePolicy, Result,
+};
+use crate::clock::Clock;
+use crate::db::Db;
+use crate::ids::JobId;
+use crate::{emit_event, with_db};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct SqlQueue {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    policies: HashMap<String, QueuePolicy>,
+    default_policy: QueuePolicy,
+    /// SQLite's single writer; `None` on PostgreSQL.
+    writer: Option<tokio::sync::Mutex<()>>,
+}
+
+const READY: &str = "('waiting', 'delayed', 'retrying')";
+const UNIQUE_HELD: &str = "('waiting', 'delayed', 'retrying', 'active')";
+const COLUMNS: &str = "id, queue, kind, payload, priority, state, run_at, attempts, max_attempts, backoff_base_ms, backoff_cap_ms, \
+    unique_key, correlation_id, progress, progress_message, result, last_error, error_fingerprint, worker_id, lease_until, \
+    cancel_requested, created_at, updated_at, started_at, finished_at";
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    queue: String,
+    kind: String,
+    payload: Json<Value>,
+    priority: i32,
+    state: String,
+    run_at: DateTime<Utc>,
+    attempts: i32,
+    max_attempts: i32,
+    backoff_base_ms: i64,
+    backoff_cap_ms: i64,
+    unique_key: Option<String>,
+    correlation_id: Option<String>,
+    progress: i32,
+    progress_message: Option<String>,
+    result: Option<Json<Value>>,
+    last_error: Option<String>,
+    error_fingerprint: Option<String>,
+    worker_id: Option<String>,
+    lease_until: Option<DateTime<Utc>>,
+    cancel_requested: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+/// What finishing an attempt needs to know about the job.
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    queue: String,
+    kind: String,
+    attempts: i32,
+    max_attempts: i32,
+    backoff_base_ms: i64,
+    backoff_cap_ms: i64,
+    started_at: Option<DateTime<Utc>>,
+    worker_id: Option<String>,
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = QueueError;
+    fn try_from(r: JobRow) -> Result<Job> {
+        Ok(Job {
+            id: r.id.try_into().map_err(QueueError::Invalid)?,
+            queue: r.queue,
+            kind: r.kind,
+            payload: r.payload.0,
+            priority: r.priority,
+            state: r.state.parse().map_err(QueueError::Invalid)?,
+            run_at: r.run_at,
+            attempts: u32::try_from(r.attempts).unwrap_or(0),
+            max_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
+            backoff: Backoff {
+                base: millis(r.backoff_base_ms),
+                cap: millis(r.backoff_cap_ms),
+            },
+            unique_key: r.unique_key,
+            correlation_id: r.correlation_id,
+            progress: r.progress,
+            progress_message: r.progress_message,
+            result: r.result.map(|j| j.0),
+            last_error: r.last_error,
+            error_fingerprint: r.error_fingerprint,
+            worker_id: r.worker_id,
+            lease_until: r.lease_until,
+            cancel_requested: r.cancel_requested,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl SqlQueue {
+    pub fn new(db: Db, clock: Arc<dyn Clock>, policies: HashMap<String, QueuePolicy>) -> Self {
+        let writer = matches!(db, Db::Sqlite(_)).then(|| tokio::sync::Mutex::new(()));
+        Self {
+            db,
+            clock,
+            policies,
+            default_policy: QueuePolicy::default(),
+            writer,
+        }
+    }
+
+    fn policy(&self, queue: &str) -> &QueuePolicy {
+        self.policies.get(queue).unwrap_or(&self.default_policy)
+    }
+
+    async fn write_lock(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writer {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        }
+    }
+
+    /// Inserts one job on a connection; the caller holds the write lock.
+    async fn insert(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
+        job.validate()?;
+        let limit = self.policy(&job.queue).max_waiting;
+        let waiting: i64 = with_db!(&self.db, pool => {
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state IN {READY}")).bind(&job.queue).fetch_one(pool).await?
+        });
+        if u64::try_from(waiting).unwrap_or(0) >= limit {
+            return Err(QueueError::Full {
+                queue: job.queue.clone(),
+                limit,
+            });
+        }
+        let run_at = job.run_at.unwrap_or(now).max(now);
+        let state = if run_at > now {
+            JobState::Delayed
+        } else {
+            JobState::Waiting
+        };
+        let id = JobId::new(now);
+        let inserted: Option<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO jobs (id, queue, kind, payload, priority, state, run_at, attempts, max_attempts, backoff_base_ms,
+                                   backoff_cap_ms, unique_key, correlation_id, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12, $13, $13)
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(id.as_str())
+            .bind(&job.queue)
+            .bind(&job.kind)
+            .bind(Json(&job.payload))
+            .bind(job.priority)
+            .bind(state.as_str())
+            .bind(run_at)
+            .bind(i32::try_from(job.max_attempts).unwrap_or(1))
+            .bind(duration_ms(job.backoff.base))
+            .bind(duration_ms(job.backoff.cap))
+            .bind(&job.unique_key)
+            .bind(&job.correlation_id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        });
+        if inserted.is_some() {
+            return Ok(Enqueued::Created(id));
+        }
+        let existing: Option<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(&format!("SELECT id FROM jobs WHERE queue = $1 AND unique_key = $2 AND state IN {UNIQUE_HELD}"))
+                .bind(&job.queue)
+                .bind(&job.unique_key)
+                .fetch_optional(pool)
+                .await?
+        });
+        match existing {
+            Some(e) => Ok(Enqueued::Duplicate(
+                e.try_into().map_err(QueueError::Invalid)?,
+            )),
+            // The holder finished between the two statements: the key is free now.
+            None => Box::pin(self.insert(job, now)).await,
+        }
+    }
+
+    /// Marks a job dead or retrying after a failed attempt, in one transaction with its attempt
+    /// row and (when dead) its `job.dead` event. `None` when `worker` no longer holds it.
+    async fn finish_attempt(
+        &self,
+        id: &JobId,
+        worker: Option<&str>,
+        failure: &JobFailure,
+        jitter: f64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FailOutcome>> {
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let row: Option<AttemptRow> = sqlx::query_as(
+                "SELECT queue, kind, attempts, max_attempts, backoff_base_ms, backoff_cap_ms, started_at, worker_id FROM jobs
+                 WHERE id = $1 AND state = 'active' AND ($2 IS NULL OR worker_id = $2)",
+            )
+            .bind(id.as_str())
+            .bind(worker)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(AttemptRow { queue, kind, attempts, max_attempts, backoff_base_ms: base, backoff_cap_ms: cap, started_at, worker_id: holder }) = row else {
+                return Ok(None);
+            };
+            let fingerprint = failure.fingerprint(&kind);
+            let outcome = if failure.retryable && attempts < max_attempts {
+                let backoff = Backoff { base: millis(base), cap: millis(cap) };
+                let at = now + chrono(backoff.delay(u32::try_from(attempts).unwrap_or(1), jitter));
+                FailOutcome::WillRetry { at }
+            } else {
+                FailOutcome::Dead
+            };
+            let (state, run_at) = match &outcome {
+                FailOutcome::WillRetry { at } => (JobState::Retrying, *at),
+                FailOutcome::Dead => (JobState::Dead, now),
+            };
+            let changed = sqlx::query(
+                "UPDATE jobs SET state = $2, run_at = $3, last_error = $4, error_fingerprint = $5, worker_id = NULL, lease_until = NULL,
+                        updated_at = $6, finished_at = CASE WHEN $2 = 'dead' THEN $6 ELSE NULL END
+                 WHERE id = $1 AND state = 'active'",
+            )
+            .bind(id.as_str())
+            .bind(state.as_str())
+            .bind(run_at)
+            .bind(&failure.message)
+            .bind(&fingerprint)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if changed.rows_affected() != 1 {
+                return Ok(None);
+            }
+            sqlx::query(
+                "INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error, error_fingerprint)
+                 VALUES ($1, $2, $3, $4, $5, 'failed', $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(id.as_str())
+            .bind(attempts)
+            .bind(holder.as_deref().unwrap_or("?"))
+            .bind(started_at.unwrap_or(now))
+            .bind(now)
+            .bind(&failure.message)
+            .bind(&fingerprint)
+            .execute(&mut *tx)
+            .await?;
+            if outcome == FailOutcome::Dead {
+                emit_event!(&mut *tx, now, "job.dead", id.as_str(), json!({
+                    "job_id": id, "queue": queue, "kind": kind, "attempts": attempts, "error": failure.message, "fingerprint": fingerprint
+                }))?;
+            }
+            tx.commit().await?;
+            Ok(Some(outcome))
+        })
+    }
+
+    async fn state_of(&self, id: &JobId) -> Result<JobState> {
+        let s: Option<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1").bind(id.as_str()).fetch_optional(pool).await?
+        });
+        s.ok_or(QueueError::NotFound)?
+            .parse()
+            .map_err(QueueError::Invalid)
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqlQueue {
+    fn backend(&self) -> &'static str {
+        "sql"
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let _w = self.write_lock().await;
+        self.insert(&job, self.clock.now()).await
+    }
+
+    async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        for j in &jobs {
+            j.validate()?;
+        }
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            out.push(self.insert(j, now).await?);
+        }
+        Ok(out)
+    }
+
+    async fn fetch(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>> {
+        if max == 0 || self.is_paused(queue).await? {
+            return Ok(Vec::new());
+        }
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let lock = if matches!(self.db, Db::Postgres(_)) {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'active', attempts = attempts + 1, worker_id = $1, lease_until = $2, started_at = $3,
+                    updated_at = $3, cancel_requested = FALSE
+             WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND state IN {READY} AND run_at <= $3
+                          ORDER BY priority DESC, id LIMIT $5 {lock})
+             RETURNING {COLUMNS}"
+        );
+        let rows: Vec<JobRow> = with_db!(&self.db, pool => {
+            sqlx::query_as(&sql)
+                .bind(worker)
+                .bind(now + chrono(lease))
+                .bind(now)
+                .bind(queue)
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .fetch_all(pool)
+                .await?
+        });
+        let mut jobs = rows
+            .into_iter()
+            .map(Job::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+        Ok(jobs)
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ids: &[JobId],
+        lease: Duration,
+    ) -> Result<Vec<(bool, bool)>> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let cancel: Option<bool> = with_db!(&self.db, pool => {
+                sqlx::query_scalar(
+                    "UPDATE jobs SET lease_until = $3, updated_at = $4 WHERE id = $1 AND worker_id = $2 AND state = 'active' RETURNING cancel_requested",
+                )
+                .bind(id.as_str())
+                .bind(worker)
+                .bind(now + chrono(lease))
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+            });
+            out.push(cancel.map_or((false, false), |c| (true, c)));
+        }
+        Ok(out)
+    }
+
+    async fn progress(
+        &self,
+        id: &JobId,
+        worker: &str,
+        percent: i32,
+        message: Option<&str>,
+    ) -> Result<()> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let done = with_db!(&self.db, pool => {
+            sqlx::query("UPDATE jobs SET progress = $3, progress_message = $4, updated_at = $5 WHERE id = $1 AND worker_id = $2 AND state = 'active'")
+                .bind(id.as_str())
+                .bind(worker)
+                .bind(percent.clamp(0, 100))
+                .bind(message.map(|m| m.chars().take(500).collect::<String>()))
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+
+    async fn complete(&self, id: &JobId, worker: &str, result: Value) -> Result<()> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let row: Option<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "UPDATE jobs SET state = 'completed', result = $3, progress = 100, worker_id = NULL, lease_until = NULL, updated_at = $4, finished_at = $4
+                 WHERE id = $1 AND worker_id = $2 AND state = 'active' RETURNING attempts, started_at",
+            )
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(Json(&result))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((attempt, started_at)) = row else {
+                return Err(QueueError::LeaseLost);
+            };
+            sqlx::query(
+                "INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome) VALUES ($1, $2, $3, $4, $5, 'completed')
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id.as_str())
+            .bind(attempt)
+            .bind(worker)
+            .bind(started_at.unwrap_or(now))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        id: &JobId,
+        worker: &str,
+        failure: &JobFailure,
+        jitter: f64,
+    ) -> Result<FailOutcome> {
+        let _w = self.write_lock().await;
+        self.finish_attempt(id, Some(worker), failure, jitter, self.clock.now())
+            .await?
+            .ok_or(QueueError::LeaseLost)
+    }
+
+    async fn release(&self, id: &JobId, worker: &str) -> Result<()> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let done = with_db!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'waiting', attempts = attempts - 1, worker_id = NULL, lease_until = NULL, run_at = $3, updated_at = $3
+                 WHERE id = $1 AND worker_id = $2 AND state = 'active'",
+            )
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+
+    async fn recover_expired(&self) -> Result<u64> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let expired: Vec<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'active' AND lease_until < $1 ORDER BY id LIMIT 1000").bind(now).fetch_all(pool).await?
+        });
+        let mut n = 0;
+        for id in expired {
+            let id: JobId = id.try_into().map_err(QueueError::Invalid)?;
+            let failure = JobFailure::retryable(
+                "queue.lease",
+                "the worker stopped renewing its lease (it died or hung)",
+            );
+            // The lease is part of the attempt: retry right away rather than after a backoff.
+            if self
+                .finish_attempt(&id, None, &failure, 0.0, now)
+                .await?
+                .is_some()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let cancelled = with_db!(&self.db, pool => {
+            sqlx::query(&format!("UPDATE jobs SET state = 'cancelled', updated_at = $2, finished_at = $2 WHERE id = $1 AND state IN {READY}"))
+                .bind(id.as_str())
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if cancelled == 1 {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        let requested = with_db!(&self.db, pool => {
+            sqlx::query("UPDATE jobs SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 AND state = 'active'")
+                .bind(id.as_str())
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if requested == 1 {
+            return Ok(CancelOutcome::Requested);
+        }
+        Err(QueueError::WrongState(self.state_of(id).await?))
+    }
+
+    async fn finish_cancelled(&self, id: &JobId, worker: &str) -> Result<()> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let done = with_db!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', worker_id = NULL, lease_until = NULL, updated_at = $3, finished_at = $3
+                 WHERE id = $1 AND worker_id = $2 AND state = 'active'",
+            )
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Job> {
+        let row: Option<JobRow> = with_db!(&self.db, pool => {
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")).bind(id.as_str()).fetch_optional(pool).await?
+        });
+        row.ok_or(QueueError::NotFound)?.try_into()
+    }
+
+    async fn counts(&self, queue: &str) -> Result<Counts> {
+        let rows: Vec<(String, i64)> = with_db!(&self.db, pool => {
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs WHERE queue = $1 GROUP BY state").bind(queue).fetch_all(pool).await?
+        });
+        let mut c = Counts::default();
+        for (state, n) in rows {
+            c.add(
+                state.parse().map_err(QueueError::Invalid)?,
+                u64::try_from(n).unwrap_or(0),
+            );
+        }
+        Ok(c)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<()> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        with_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO queue_settings (queue, paused, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (queue) DO UPDATE SET paused = $2, updated_at = $3",
+            )
+            .bind(queue)
+            .bind(paused)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    async fn is_paused(&self, queue: &str) -> Result<bool> {
+        let p: Option<bool> = with_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT paused FROM queue_settings WHERE queue = $1").bind(queue).fetch_optional(pool).await?
+        });
+        Ok(p.unwrap_or(false))
+    }
+}

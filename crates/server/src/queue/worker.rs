@@ -1,0 +1,267 @@
+//! Workers: fetch jobs of one queue, run their handlers, keep their leases alive, and stop
+//! cleanly.
+//!
+//! While a handler runs, a heartbeat renews the lease every third of its length. If the lease is
+//! lost (this process stalled past it and the job went to another worker) or an operator cancels
+//! the job, the handler's cancellation token fires. On shutdown the worker stops fetching, lets
+//! running jobs finish until a deadline, then cancels them and releases their leases, so another
+//! worker takes them at once and the attempt does not count.
+
+use super::{FailOutcome, Job, JobFailure, JobQueue, QueueError};
+use crate::ids::JobId;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Runs jobs of one kind.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<Value, JobFailure>;
+}
+
+/// What a running handler can use: its cancellation token and progress reporting.
+pub struct JobContext {
+    /// Fires when the job is cancelled, its lease is lost, or the worker shuts down past its deadline.
+    pub cancel: CancellationToken,
+    queue: Arc<dyn JobQueue>,
+    id: JobId,
+    worker: String,
+}
+
+impl JobContext {
+    pub async fn progress(&self, percent: i32, message: Option<&str>) -> Result<(), QueueError> {
+        self.queue
+            .progress(&self.id, &self.worker, percent, message)
+            .await
+    }
+}
+
+/// What happened to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Completed(JobId),
+    Failed(JobId, FailOutcome),
+    Cancelled(JobId),
+    /// Shutdown: given back without counting the attempt.
+    Released(JobId),
+    /// Another worker has it now; whatever this one did is discarded.
+    LeaseLost(JobId),
+}
+
+/// A unique worker id: host, process and a random part, so every process (and every restart in
+/// a rolling deploy) is told apart.
+pub fn new_worker_id(queue: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}:{}:{queue}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+pub struct Worker {
+    queue: Arc<dyn JobQueue>,
+    queue_name: String,
+    id: String,
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    concurrency: usize,
+    lease: Duration,
+    poll: Duration,
+}
+
+impl Worker {
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        queue_name: &str,
+        concurrency: usize,
+        lease: Duration,
+    ) -> Self {
+        Self {
+            queue,
+            queue_name: queue_name.into(),
+            id: new_worker_id(queue_name),
+            handlers: HashMap::new(),
+            concurrency: concurrency.max(1),
+            lease,
+            poll: Duration::from_millis(50),
+        }
+    }
+
+    pub fn handle(mut self, kind: &str, handler: Arc<dyn JobHandler>) -> Self {
+        self.handlers.insert(kind.into(), handler);
+        self
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Fetches one job and runs it to the end. `None` when nothing is ready.
+    pub async fn run_one(&self) -> Result<Option<Outcome>, QueueError> {
+        let jobs = self
+            .queue
+            .fetch(&self.queue_name, &self.id, 1, self.lease)
+            .await?;
+        match jobs.into_iter().next() {
+            None => Ok(None),
+            Some(job) => Ok(Some(self.run_job(job, CancellationToken::new()).await?)),
+        }
+    }
+
+    /// Runs one fetched job with its heartbeat. `shutdown` firing means: give it back.
+    async fn run_job(&self, job: Job, shutdown: CancellationToken) -> Result<Outcome, QueueError> {
+        let cancel = CancellationToken::new();
+        let ctx = JobContext {
+            cancel: cancel.clone(),
+            queue: self.queue.clone(),
+            id: job.id.clone(),
+            worker: self.id.clone(),
+        };
+        let Some(handler) = self.handlers.get(&job.kind).cloned() else {
+            let f = JobFailure::permanent(
+                "queue.dispatch",
+                format!("no handler for job kind `{}`", job.kind),
+            );
+            return Ok(Outcome::Failed(
+                job.id.clone(),
+                self.queue.fail(&job.id, &self.id, &f, 0.0).await?,
+            ));
+        };
+        let mut cancelled_by_operator = false;
+        let mut lease_lost = false;
+        let result = {
+            let run = handler.handle(&job, &ctx);
+            tokio::pin!(run);
+            let mut beat = tokio::time::interval(self.lease / 3);
+            beat.tick().await;
+            loop {
+                tokio::select! {
+                    r = &mut run => break Some(r),
+                    () = shutdown.cancelled(), if !cancel.is_cancelled() => {
+                        cancel.cancel();
+                        break None;
+                    }
+                    _ = beat.tick() => {
+                        match self.queue.heartbeat(&self.id, std::slice::from_ref(&job.id), self.lease).await {
+                            Ok(v) => match v.first() {
+                                Some((true, false)) => {}
+                                Some((true, true)) => { cancelled_by_operator = true; cancel.cancel(); }
+                                _ => { lease_lost = true; cancel.cancel(); break None; }
+                            },
+                            Err(e) => tracing::warn!(error = %e, job = %job.id, "heartbeat failed; retrying"),
+                        }
+                    }
+                }
+            }
+        };
+        if lease_lost {
+            return Ok(Outcome::LeaseLost(job.id.clone()));
+        }
+        let id = job.id.clone();
+        let outcome = match result {
+            None => match self.queue.release(&id, &self.id).await {
+                Ok(()) => Outcome::Released(id),
+                Err(QueueError::LeaseLost) => Outcome::LeaseLost(id),
+                Err(e) => return Err(e),
+            },
+            Some(_) if cancelled_by_operator => {
+                match self.queue.finish_cancelled(&id, &self.id).await {
+                    Ok(()) => Outcome::Cancelled(id),
+                    Err(QueueError::LeaseLost) => Outcome::LeaseLost(id),
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(Ok(value)) => match self.queue.complete(&id, &self.id, value).await {
+                Ok(()) => Outcome::Completed(id),
+                Err(QueueError::LeaseLost) => Outcome::LeaseLost(id),
+                Err(e) => return Err(e),
+            },
+            Some(Err(failure)) => match self
+                .queue
+                .fail(&id, &self.id, &failure, rand::random::<f64>())
+                .await
+            {
+                Ok(f) => Outcome::Failed(id, f),
+                Err(QueueError::LeaseLost) => Outcome::LeaseLost(id),
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(outcome)
+    }
+
+    /// Runs up to `concurrency` jobs at a time until `stop` fires; then lets running jobs finish
+    /// for up to `grace` before cancelling and releasing them. Recovers expired leases of dead
+    /// workers as it goes. Queue outages are logged and retried with backoff.
+    pub async fn run_until_stopped(self: Arc<Self>, stop: CancellationToken, grace: Duration) {
+        let shutdown = CancellationToken::new();
+        let mut running = tokio::task::JoinSet::new();
+        let mut last_recovery = tokio::time::Instant::now() - self.lease;
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            while running.try_join_next().is_some() {}
+            if last_recovery.elapsed() >= self.lease / 2 {
+                last_recovery = tokio::time::Instant::now();
+                if let Err(e) = self.queue.recover_expired().await {
+                    tracing::warn!(error = %e, queue = %self.queue_name, "recovering expired leases failed");
+                }
+            }
+            let free = self.concurrency.saturating_sub(running.len());
+            let fetched = if free == 0 {
+                Ok(Vec::new())
+            } else {
+                self.queue
+                    .fetch(&self.queue_name, &self.id, free, self.lease)
+                    .await
+            };
+            match fetched {
+                Ok(jobs) if jobs.is_empty() => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(self.poll) => {}
+                        Some(_) = running.join_next(), if !running.is_empty() => {}
+                    }
+                }
+                Ok(jobs) => {
+                    backoff = Duration::from_millis(100);
+                    for job in jobs {
+                        let me = self.clone();
+                        let shutdown = shutdown.clone();
+                        running.spawn(async move {
+                            let id = job.id.clone();
+                            if let Err(e) = me.run_job(job, shutdown).await {
+                                tracing::error!(error = %e, job = %id, "could not record a job's outcome");
+                            }
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, queue = %self.queue_name, retry_in_ms = backoff.as_millis(), "fetching jobs failed");
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Stop: no more fetching. Let running jobs finish until the deadline, then give them back.
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = running.join_next() => if next.is_none() { break },
+                () = &mut deadline => {
+                    shutdown.cancel();
+                    while running.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+    }
+}

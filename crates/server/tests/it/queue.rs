@@ -1,0 +1,555 @@
+//! The job queue conformance suite: every backend must pass all of it. The backend comes from
+//! `AIRWAVE_TEST_QUEUE` (`sql`, the default, on `AIRWAVE_TEST_DB`'s database).
+
+use airwave_server::clock::{Clock, ManualClock};
+use airwave_server::db::Db;
+use airwave_server::queue::sql::SqlQueue;
+use airwave_server::queue::worker::{JobContext, JobHandler, Outcome, Worker};
+use airwave_server::queue::{
+    CancelOutcome, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState, NewJob, QueueError,
+    QueuePolicy,
+};
+use async_trait::async_trait;
+use chrono::Duration as CDuration;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    queue: Arc<dyn JobQueue>,
+    clock: Arc<ManualClock>,
+    db: Db,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture_with(policies: HashMap<String, QueuePolicy>) -> Fixture {
+    let (db, dir) = crate::fresh_db().await;
+    let clock = crate::clock();
+    let queue: Arc<dyn JobQueue> = match std::env::var("AIRWAVE_TEST_QUEUE").as_deref() {
+        Ok("sql") | Err(_) => Arc::new(SqlQueue::new(db.clone(), clock.clone(), policies)),
+        Ok(other) => panic!("AIRWAVE_TEST_QUEUE={other} is not a queue backend"),
+    };
+    Fixture {
+        queue,
+        clock,
+        db,
+        _dir: dir,
+    }
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(HashMap::new()).await
+}
+
+fn job(kind: &str) -> NewJob {
+    NewJob::new("render", kind, json!({"n": kind}))
+}
+
+async fn enqueue(f: &Fixture, j: NewJob) -> airwave_server::ids::JobId {
+    match f.queue.enqueue(j).await.unwrap() {
+        Enqueued::Created(id) => id,
+        other => panic!("expected a new job, got {other:?}"),
+    }
+}
+
+async fn fetch_kinds(f: &Fixture, worker: &str, n: usize) -> Vec<String> {
+    f.queue
+        .fetch("render", worker, n, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn higher_priority_first_then_first_in_first_out() {
+    let f = fixture().await;
+    for (kind, prio) in [
+        ("low1", 0),
+        ("high1", 10),
+        ("low2", 0),
+        ("high2", 10),
+        ("urgent", 100),
+    ] {
+        enqueue(
+            &f,
+            NewJob {
+                priority: prio,
+                ..job(kind)
+            },
+        )
+        .await;
+    }
+    assert_eq!(fetch_kinds(&f, "w", 2).await, ["urgent", "high1"]);
+    assert_eq!(fetch_kinds(&f, "w", 10).await, ["high2", "low1", "low2"]);
+    assert!(fetch_kinds(&f, "w", 10).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_delayed_job_waits_for_its_time() {
+    let f = fixture().await;
+    let id = enqueue(
+        &f,
+        NewJob {
+            run_at: Some(f.clock.now() + CDuration::seconds(60)),
+            ..job("later")
+        },
+    )
+    .await;
+    assert_eq!(f.queue.get(&id).await.unwrap().state, JobState::Delayed);
+    assert!(fetch_kinds(&f, "w", 1).await.is_empty());
+    f.clock.advance(CDuration::seconds(59));
+    assert!(fetch_kinds(&f, "w", 1).await.is_empty());
+    f.clock.advance(CDuration::seconds(1));
+    assert_eq!(fetch_kinds(&f, "w", 1).await, ["later"]);
+}
+
+#[tokio::test]
+async fn failures_retry_after_a_jittered_backoff_then_go_to_the_dead_letter_queue() {
+    let f = fixture().await;
+    let id = enqueue(
+        &f,
+        NewJob {
+            max_attempts: 3,
+            backoff: airwave_server::queue::Backoff {
+                base: Duration::from_secs(10),
+                cap: Duration::from_secs(15),
+            },
+            ..job("flaky")
+        },
+    )
+    .await;
+    let boom = JobFailure::retryable("test.step", "connection reset by peer 10.0.0.1:443");
+    let expected_ceilings = [10, 15];
+    for (attempt, ceiling) in (1..=2).zip(expected_ceilings) {
+        let fetched = f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+        assert_eq!(fetched[0].attempts, attempt);
+        let now = f.clock.now();
+        let FailOutcome::WillRetry { at } = f.queue.fail(&id, "w", &boom, 0.999).await.unwrap()
+        else {
+            panic!("should retry")
+        };
+        assert!(
+            at > now && at <= now + CDuration::seconds(ceiling),
+            "retry at {at} for attempt {attempt}"
+        );
+        let j = f.queue.get(&id).await.unwrap();
+        assert_eq!(
+            (j.state, j.last_error.as_deref()),
+            (
+                JobState::Retrying,
+                Some("connection reset by peer 10.0.0.1:443")
+            )
+        );
+        assert!(
+            fetch_kinds(&f, "w", 1).await.is_empty(),
+            "not before its backoff"
+        );
+        f.clock.advance(CDuration::seconds(ceiling));
+    }
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    assert_eq!(
+        f.queue.fail(&id, "w", &boom, 0.5).await.unwrap(),
+        FailOutcome::Dead
+    );
+    let dead = f.queue.get(&id).await.unwrap();
+    assert_eq!((dead.state, dead.attempts), (JobState::Dead, 3));
+    assert_eq!(
+        dead.error_fingerprint.as_deref(),
+        Some(boom.fingerprint("flaky").as_str())
+    );
+    assert_eq!(f.queue.counts("render").await.unwrap().dead, 1);
+    f.clock.advance(CDuration::hours(2));
+    assert!(
+        fetch_kinds(&f, "w", 1).await.is_empty(),
+        "dead jobs never run"
+    );
+    assert_dead_event(&f, &id).await;
+}
+
+async fn assert_dead_event(f: &Fixture, id: &airwave_server::ids::JobId) {
+    let n: i64 = airwave_server::with_db!(&f.db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE type = 'job.dead' AND subject_id = $1").bind(id.as_str()).fetch_one(pool).await.unwrap()
+    });
+    assert_eq!(n, 1, "a dead job emits job.dead");
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_at_once() {
+    let f = fixture().await;
+    let id = enqueue(
+        &f,
+        NewJob {
+            max_attempts: 5,
+            ..job("bad")
+        },
+    )
+    .await;
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    assert_eq!(
+        f.queue
+            .fail(
+                &id,
+                "w",
+                &JobFailure::permanent("x", "invalid template"),
+                0.5
+            )
+            .await
+            .unwrap(),
+        FailOutcome::Dead
+    );
+}
+
+#[tokio::test]
+async fn a_unique_key_deduplicates_while_waiting_or_active_only() {
+    let f = fixture().await;
+    let unique = || NewJob {
+        unique_key: Some("exe_1".into()),
+        ..job("render")
+    };
+    let first = enqueue(&f, unique()).await;
+    assert_eq!(
+        f.queue.enqueue(unique()).await.unwrap(),
+        Enqueued::Duplicate(first.clone())
+    );
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    assert_eq!(
+        f.queue.enqueue(unique()).await.unwrap(),
+        Enqueued::Duplicate(first.clone()),
+        "still held while active"
+    );
+    f.queue
+        .complete(&first, "w", json!({"ok": true}))
+        .await
+        .unwrap();
+    let second = enqueue(&f, unique()).await;
+    assert_ne!(second, first);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_new_jobs_clearly() {
+    let f = fixture_with(HashMap::from([(
+        "render".to_string(),
+        QueuePolicy { max_waiting: 2 },
+    )]))
+    .await;
+    enqueue(&f, job("a")).await;
+    enqueue(&f, job("b")).await;
+    assert!(matches!(
+        f.queue.enqueue(job("c")).await,
+        Err(QueueError::Full { limit: 2, .. })
+    ));
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    enqueue(&f, job("c")).await;
+}
+
+#[tokio::test]
+async fn invalid_jobs_are_refused() {
+    let f = fixture().await;
+    assert!(matches!(
+        f.queue
+            .enqueue(NewJob::new("no spaces", "k", Value::Null))
+            .await,
+        Err(QueueError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.queue
+            .enqueue(NewJob {
+                max_attempts: 0,
+                ..job("k")
+            })
+            .await,
+        Err(QueueError::Invalid(_))
+    ));
+    assert_eq!(f.queue.counts("render").await.unwrap().pending(), 0);
+}
+
+#[tokio::test]
+async fn cancelling_a_waiting_job_stops_it_and_a_running_one_is_asked_to_stop() {
+    let f = fixture().await;
+    let waiting = enqueue(&f, job("w1")).await;
+    assert_eq!(
+        f.queue.cancel(&waiting).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert!(fetch_kinds(&f, "w", 1).await.is_empty());
+    let running = enqueue(&f, job("r1")).await;
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    assert_eq!(
+        f.queue
+            .heartbeat("w", std::slice::from_ref(&running), LEASE)
+            .await
+            .unwrap(),
+        [(true, false)]
+    );
+    assert_eq!(
+        f.queue.cancel(&running).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    assert_eq!(
+        f.queue
+            .heartbeat("w", std::slice::from_ref(&running), LEASE)
+            .await
+            .unwrap(),
+        [(true, true)]
+    );
+    f.queue.finish_cancelled(&running, "w").await.unwrap();
+    assert_eq!(
+        f.queue.get(&running).await.unwrap().state,
+        JobState::Cancelled
+    );
+    assert!(matches!(
+        f.queue.cancel(&running).await,
+        Err(QueueError::WrongState(JobState::Cancelled))
+    ));
+}
+
+#[tokio::test]
+async fn a_dead_workers_job_comes_back_after_its_lease_and_counts_an_attempt() {
+    let f = fixture().await;
+    let id = enqueue(&f, job("orphan")).await;
+    f.queue
+        .fetch("render", "dead-worker", 1, LEASE)
+        .await
+        .unwrap();
+    f.clock.advance(CDuration::seconds(29));
+    assert_eq!(
+        f.queue.recover_expired().await.unwrap(),
+        0,
+        "lease still running"
+    );
+    f.clock.advance(CDuration::seconds(2));
+    assert_eq!(f.queue.recover_expired().await.unwrap(), 1);
+    let again = f
+        .queue
+        .fetch("render", "live-worker", 1, LEASE)
+        .await
+        .unwrap();
+    assert_eq!((again[0].id.clone(), again[0].attempts), (id.clone(), 2));
+    // The first worker wakes up late: its outcome is refused.
+    assert!(matches!(
+        f.queue.complete(&id, "dead-worker", json!(1)).await,
+        Err(QueueError::LeaseLost)
+    ));
+    f.queue
+        .complete(&id, "live-worker", json!(2))
+        .await
+        .unwrap();
+    assert_eq!(f.queue.get(&id).await.unwrap().result, Some(json!(2)));
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_the_lease() {
+    let f = fixture().await;
+    let id = enqueue(&f, job("long")).await;
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    for _ in 0..5 {
+        f.clock.advance(CDuration::seconds(20));
+        assert_eq!(
+            f.queue
+                .heartbeat("w", std::slice::from_ref(&id), LEASE)
+                .await
+                .unwrap(),
+            [(true, false)]
+        );
+        assert_eq!(f.queue.recover_expired().await.unwrap(), 0);
+    }
+    assert_eq!(
+        f.queue
+            .heartbeat("other", std::slice::from_ref(&id), LEASE)
+            .await
+            .unwrap(),
+        [(false, false)]
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_on_the_last_attempt_is_dead() {
+    let f = fixture().await;
+    let id = enqueue(
+        &f,
+        NewJob {
+            max_attempts: 1,
+            ..job("once")
+        },
+    )
+    .await;
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    f.clock.advance(CDuration::seconds(31));
+    f.queue.recover_expired().await.unwrap();
+    assert_eq!(f.queue.get(&id).await.unwrap().state, JobState::Dead);
+    assert_dead_event(&f, &id).await;
+}
+
+#[tokio::test]
+async fn a_released_job_is_ready_at_once_and_the_attempt_does_not_count() {
+    let f = fixture().await;
+    let id = enqueue(&f, job("r")).await;
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    f.queue.release(&id, "w").await.unwrap();
+    let j = f.queue.get(&id).await.unwrap();
+    assert_eq!((j.state, j.attempts), (JobState::Waiting, 0));
+    assert_eq!(
+        f.queue.fetch("render", "w2", 1, LEASE).await.unwrap()[0].attempts,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_paused_queue_hands_out_nothing_until_resumed() {
+    let f = fixture().await;
+    enqueue(&f, job("p")).await;
+    f.queue.set_paused("render", true).await.unwrap();
+    assert!(f.queue.is_paused("render").await.unwrap());
+    assert!(fetch_kinds(&f, "w", 1).await.is_empty());
+    f.queue.set_paused("render", false).await.unwrap();
+    assert_eq!(fetch_kinds(&f, "w", 1).await, ["p"]);
+}
+
+#[tokio::test]
+async fn concurrent_workers_never_get_the_same_job() {
+    let f = fixture().await;
+    let jobs: Vec<NewJob> = (0..300).map(|i| job(&format!("j{i}"))).collect();
+    f.queue.enqueue_bulk(jobs).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let q = f.queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = q.fetch("render", &format!("w{w}"), 7, LEASE).await.unwrap();
+                if batch.is_empty() {
+                    break got;
+                }
+                for j in batch {
+                    q.complete(&j.id, &format!("w{w}"), Value::Null)
+                        .await
+                        .unwrap();
+                    got.push(j.id);
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (300, 300));
+    assert_eq!(f.queue.counts("render").await.unwrap().completed, 300);
+}
+
+// --- the worker ---------------------------------------------------------------------------
+
+struct Echo;
+
+#[async_trait]
+impl JobHandler for Echo {
+    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<Value, JobFailure> {
+        ctx.progress(50, Some("half way"))
+            .await
+            .map_err(|e| JobFailure::retryable("echo", e.to_string()))?;
+        match job.payload.get("fail").and_then(Value::as_str) {
+            Some(msg) => Err(JobFailure::retryable("echo", msg)),
+            None => Ok(json!({"echo": job.payload})),
+        }
+    }
+}
+
+/// Waits until cancelled, then reports it.
+struct UntilCancelled;
+
+#[async_trait]
+impl JobHandler for UntilCancelled {
+    async fn handle(&self, _job: &Job, ctx: &JobContext) -> Result<Value, JobFailure> {
+        ctx.cancel.cancelled().await;
+        Err(JobFailure::retryable("wait", "cancelled"))
+    }
+}
+
+#[tokio::test]
+async fn a_worker_runs_handlers_and_records_results_and_failures() {
+    let f = fixture().await;
+    let worker = Worker::new(f.queue.clone(), "render", 1, LEASE).handle("echo", Arc::new(Echo));
+    let ok = enqueue(&f, NewJob::new("render", "echo", json!({"x": 1}))).await;
+    let bad = enqueue(&f, NewJob::new("render", "echo", json!({"fail": "nope"}))).await;
+    let unknown = enqueue(&f, NewJob::new("render", "mystery", json!({}))).await;
+    assert_eq!(
+        worker.run_one().await.unwrap(),
+        Some(Outcome::Completed(ok.clone()))
+    );
+    let done = f.queue.get(&ok).await.unwrap();
+    assert_eq!(
+        (done.state, done.progress, done.result),
+        (JobState::Completed, 100, Some(json!({"echo": {"x": 1}})))
+    );
+    assert!(
+        matches!(worker.run_one().await.unwrap(), Some(Outcome::Failed(id, FailOutcome::WillRetry { .. })) if id == bad)
+    );
+    assert_eq!(
+        worker.run_one().await.unwrap(),
+        Some(Outcome::Failed(unknown, FailOutcome::Dead)),
+        "no handler: dead at once"
+    );
+    assert_eq!(worker.run_one().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn shutdown_releases_running_jobs_so_another_worker_takes_them_at_once() {
+    let f = fixture().await;
+    let id = enqueue(&f, job("stuck")).await;
+    let worker = Arc::new(
+        Worker::new(f.queue.clone(), "render", 2, LEASE).handle("stuck", Arc::new(UntilCancelled)),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(
+        worker
+            .clone()
+            .run_until_stopped(stop.clone(), Duration::from_millis(200)),
+    );
+    // Wait until the worker holds the job (a real signal: the job's state), then stop it.
+    for _ in 0..200 {
+        if f.queue.get(&id).await.unwrap().state == JobState::Active {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(f.queue.get(&id).await.unwrap().state, JobState::Active);
+    stop.cancel();
+    run.await.unwrap();
+    let j = f.queue.get(&id).await.unwrap();
+    assert_eq!(
+        (j.state, j.attempts, j.worker_id),
+        (JobState::Waiting, 0, None)
+    );
+    assert_eq!(
+        f.queue.fetch("render", "next", 1, LEASE).await.unwrap()[0].id,
+        id
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_running_job_reaches_its_handler() {
+    let f = fixture().await;
+    let id = enqueue(&f, job("stuck")).await;
+    let worker = Arc::new(
+        Worker::new(f.queue.clone(), "render", 1, Duration::from_millis(300))
+            .handle("stuck", Arc::new(UntilCancelled)),
+    );
+    let w = worker.clone();
+    let run = tokio::spawn(async move { w.run_one().await.unwrap() });
+    for _ in 0..200 {
+        if f.queue.get(&id).await.unwrap().state == JobState::Active {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(f.queue.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    assert_eq!(run.await.unwrap(), Some(Outcome::Cancelled(id.clone())));
+    assert_eq!(f.queue.get(&id).await.unwrap().state, JobState::Cancelled);
+}
