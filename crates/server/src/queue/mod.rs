@@ -14,6 +14,7 @@
 //!
 //! This module knows no backend; `sql.rs` is the embedded default (PostgreSQL or SQLite).
 
+pub mod redis;
 pub mod sql;
 pub mod worker;
 

@@ -3,6 +3,7 @@
 
 use airwave_server::clock::{Clock, ManualClock};
 use airwave_server::db::Db;
+use airwave_server::queue::redis::RedisQueue;
 use airwave_server::queue::sql::SqlQueue;
 use airwave_server::queue::worker::{JobContext, JobHandler, Outcome, Worker};
 use airwave_server::queue::{
@@ -30,6 +31,16 @@ async fn fixture_with(policies: HashMap<String, QueuePolicy>) -> Fixture {
     let clock = crate::clock();
     let queue: Arc<dyn JobQueue> = match std::env::var("AIRWAVE_TEST_QUEUE").as_deref() {
         Ok("sql") | Err(_) => Arc::new(SqlQueue::new(db.clone(), clock.clone(), policies)),
+        Ok("redis") => {
+            let url = std::env::var("AIRWAVE_TEST_REDIS_URL")
+                .expect("AIRWAVE_TEST_QUEUE=redis needs AIRWAVE_TEST_REDIS_URL");
+            let prefix = format!("test:{}", crate::rand_suffix());
+            Arc::new(
+                RedisQueue::connect(&url, &prefix, clock.clone(), db.clone(), policies)
+                    .await
+                    .unwrap(),
+            )
+        }
         Ok(other) => panic!("AIRWAVE_TEST_QUEUE={other} is not a queue backend"),
     };
     Fixture {

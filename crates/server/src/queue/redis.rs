@@ -1,0 +1,696 @@
+//! The Redis job queue (when `REDIS_URL` is set).
+//!
+//! Every state change is one Lua script, so it is atomic on the server and no job is ever visible
+//! to two workers. Keys, under a prefix (default `airwave`):
+//! - `P:job:ID` — a hash with the job's fields (times in epoch milliseconds);
+//! - `P:q:QUEUE:ready` — ready jobs, scored `(1000 - priority) · 10¹² + seq`: highest priority
+//!   first, then enqueue order;
+//! - `P:q:QUEUE:delayed` / `:retrying` — scored by `run_at`; moved to `ready` by `fetch` when due;
+//! - `P:q:QUEUE:active` — scored by lease expiry; `recover_expired` scans it;
+//! - `P:q:QUEUE:completed|dead|cancelled` — scored by finish time (retention trims them);
+//! - `P:q:QUEUE:unique` — unique key → job id while the job is waiting or active;
+//! - `P:q:QUEUE:paused`, `P:queues` (every queue seen), `P:seq` (the enqueue counter).
+//!
+//! Times come from the application's clock, not Redis's, so tests move time. Every call runs under
+//! a timeout: during an outage a call fails fast and the `ConnectionManager` reconnects by itself.
+//! A job that dies writes `job.dead` to the database outbox right after its script returns.
+//! Redis Cluster is not supported (scripts build key names from the prefix).
+
+use super::{
+    Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState,
+    NewJob, QueueError, QueuePolicy, Result,
+};
+use crate::clock::Clock;
+use crate::db::Db;
+use crate::ids::JobId;
+use crate::{emit_event, with_db};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use redis::aio::ConnectionManager;
+use redis::Script;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Shared Lua: key names and moving a job to `ready`.
+const PRELUDE: &str = r#"
+local P = ARGV[1]
+local function qk(q, s) return P .. ':q:' .. q .. ':' .. s end
+local function jk(id) return P .. ':job:' .. id end
+local function ready_score(id)
+  local f = redis.call('HMGET', jk(id), 'priority', 'seq')
+  return (1000 - tonumber(f[1])) * 1000000000000 + tonumber(f[2])
+end
+local function unhold(q, id)
+  local uk = redis.call('HGET', jk(id), 'unique_key')
+  if uk and uk ~= '' and redis.call('HGET', qk(q, 'unique'), uk) == id then redis.call('HDEL', qk(q, 'unique'), uk) end
+end
+-- Ends an attempt that failed (or whose lease expired): retry after `delay`, or dead.
+local function fail_job(id, msg, fp, retryable, unit, now)
+  local j = jk(id)
+  local f = redis.call('HMGET', j, 'queue', 'attempts', 'max_attempts', 'backoff_base_ms', 'backoff_cap_ms', 'worker_id', 'started_at')
+  local q, attempts, maxa = f[1], tonumber(f[2]), tonumber(f[3])
+  redis.call('ZREM', qk(q, 'active'), id)
+  redis.call('RPUSH', j .. ':attempts', cjson.encode({attempt = attempts, worker_id = f[6], started_at = f[7], finished_at = now, outcome = 'failed', error = msg, fingerprint = fp}))
+  redis.call('HSET', j, 'last_error', msg, 'error_fingerprint', fp, 'worker_id', '', 'lease_until', '', 'updated_at', now)
+  if retryable == '1' and attempts < maxa then
+    local ceiling = math.min(tonumber(f[5]), tonumber(f[4]) * (2 ^ (attempts - 1)))
+    local at = now + math.floor(ceiling * tonumber(unit))
+    redis.call('HSET', j, 'state', 'retrying', 'run_at', at)
+    redis.call('ZADD', qk(q, 'retrying'), at, id)
+    return {'retry', tostring(at)}
+  end
+  redis.call('HSET', j, 'state', 'dead', 'finished_at', now, 'run_at', now)
+  redis.call('ZADD', qk(q, 'dead'), now, id)
+  unhold(q, id)
+  return {'dead', q}
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, queue, id, kind, payload, priority, run_at, max_attempts, base, cap, unique_key, correlation_id, now, max_waiting
+local q, id, uk, now, run_at = ARGV[2], ARGV[3], ARGV[11], tonumber(ARGV[13]), tonumber(ARGV[7])
+if uk ~= '' then
+  local held = redis.call('HGET', qk(q, 'unique'), uk)
+  if held then return {'dup', held} end
+end
+local pending = redis.call('ZCARD', qk(q, 'ready')) + redis.call('ZCARD', qk(q, 'delayed')) + redis.call('ZCARD', qk(q, 'retrying'))
+if pending >= tonumber(ARGV[14]) then return {'full', ''} end
+local seq = redis.call('INCR', P .. ':seq')
+local state = 'waiting'
+if run_at > now then state = 'delayed' end
+redis.call('HSET', jk(id), 'id', id, 'queue', q, 'kind', ARGV[4], 'payload', ARGV[5], 'priority', ARGV[6], 'state', state,
+  'run_at', run_at, 'attempts', 0, 'max_attempts', ARGV[8], 'backoff_base_ms', ARGV[9], 'backoff_cap_ms', ARGV[10],
+  'unique_key', uk, 'correlation_id', ARGV[12], 'progress', 0, 'cancel_requested', 0, 'created_at', now, 'updated_at', now, 'seq', seq)
+if state == 'delayed' then redis.call('ZADD', qk(q, 'delayed'), run_at, id) else redis.call('ZADD', qk(q, 'ready'), ready_score(id), id) end
+if uk ~= '' then redis.call('HSET', qk(q, 'unique'), uk, id) end
+redis.call('SADD', P .. ':queues', q)
+return {'ok', id}
+"#,
+    )
+});
+
+static FETCH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, queue, worker, max, lease_until, now
+local q, w, max, lease, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+if redis.call('EXISTS', qk(q, 'paused')) == 1 then return {} end
+for _, set in ipairs({'delayed', 'retrying'}) do
+  local due = redis.call('ZRANGEBYSCORE', qk(q, set), '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', qk(q, set), id)
+    redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
+  end
+end
+local ids = redis.call('ZRANGE', qk(q, 'ready'), 0, max - 1)
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', qk(q, 'ready'), id)
+  redis.call('HINCRBY', jk(id), 'attempts', 1)
+  redis.call('HSET', jk(id), 'state', 'active', 'worker_id', w, 'lease_until', lease, 'started_at', now, 'updated_at', now, 'cancel_requested', 0)
+  redis.call('ZADD', qk(q, 'active'), lease, id)
+  out[#out + 1] = redis.call('HGETALL', jk(id))
+end
+return out
+"#,
+    )
+});
+
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, worker, lease_until, now, ids...
+local out = {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local f = redis.call('HMGET', jk(id), 'state', 'worker_id', 'queue', 'cancel_requested')
+  if f[1] == 'active' and f[2] == ARGV[2] then
+    redis.call('HSET', jk(id), 'lease_until', ARGV[3], 'updated_at', ARGV[4])
+    redis.call('ZADD', qk(f[3], 'active'), ARGV[3], id)
+    out[#out + 1] = {1, tonumber(f[4])}
+  else
+    out[#out + 1] = {0, 0}
+  end
+end
+return out
+"#,
+    )
+});
+
+/// Checks that `worker` holds `id`; the rest of each script follows it.
+const HELD: &str = r#"
+local id, w, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local f = redis.call('HMGET', jk(id), 'state', 'worker_id', 'queue', 'attempts', 'started_at')
+if f[1] ~= 'active' or f[2] ~= w then return 0 end
+local q = f[3]
+"#;
+
+static PROGRESS: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        r#"{HELD}
+-- ARGV: P, id, worker, now, percent, message
+redis.call('HSET', jk(id), 'progress', ARGV[5], 'progress_message', ARGV[6], 'updated_at', now)
+return 1
+"#
+    ))
+});
+
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        r#"{HELD}
+-- ARGV: P, id, worker, now, result
+redis.call('HSET', jk(id), 'state', 'completed', 'result', ARGV[5], 'progress', 100, 'worker_id', '', 'lease_until', '', 'updated_at', now, 'finished_at', now)
+redis.call('ZREM', qk(q, 'active'), id)
+redis.call('ZADD', qk(q, 'completed'), now, id)
+redis.call('RPUSH', jk(id) .. ':attempts', cjson.encode({{attempt = tonumber(f[4]), worker_id = w, started_at = f[5], finished_at = now, outcome = 'completed'}}))
+unhold(q, id)
+return 1
+"#
+    ))
+});
+
+static FAIL: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        r#"{HELD}
+-- ARGV: P, id, worker, now, message, fingerprint, retryable, jitter
+return fail_job(id, ARGV[5], ARGV[6], ARGV[7], ARGV[8], now)
+"#
+    ))
+});
+
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        r#"{HELD}
+-- ARGV: P, id, worker, now
+redis.call('HINCRBY', jk(id), 'attempts', -1)
+redis.call('HSET', jk(id), 'state', 'waiting', 'worker_id', '', 'lease_until', '', 'run_at', now, 'updated_at', now)
+redis.call('ZREM', qk(q, 'active'), id)
+redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
+return 1
+"#
+    ))
+});
+
+static FINISH_CANCELLED: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        r#"{HELD}
+-- ARGV: P, id, worker, now
+redis.call('HSET', jk(id), 'state', 'cancelled', 'worker_id', '', 'lease_until', '', 'updated_at', now, 'finished_at', now)
+redis.call('ZREM', qk(q, 'active'), id)
+redis.call('ZADD', qk(q, 'cancelled'), now, id)
+unhold(q, id)
+return 1
+"#
+    ))
+});
+
+static RECOVER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, now, message, fingerprint. Returns the ids that died.
+local now = tonumber(ARGV[2])
+local dead = {}
+for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
+  local expired = redis.call('ZRANGEBYSCORE', qk(q, 'active'), '-inf', '(' .. now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(expired) do
+    local r = fail_job(id, ARGV[3], ARGV[4], '1', '0', now)
+    if r[1] == 'dead' then dead[#dead + 1] = id end
+  end
+  dead[#dead + 1] = '#' .. #expired
+end
+return dead
+"#,
+    )
+});
+
+static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, id, now
+local id, now = ARGV[2], ARGV[3]
+local f = redis.call('HMGET', jk(id), 'state', 'queue')
+if not f[1] then return {'missing', ''} end
+local q = f[2]
+if f[1] == 'waiting' or f[1] == 'delayed' or f[1] == 'retrying' then
+  redis.call('ZREM', qk(q, 'ready'), id)
+  redis.call('ZREM', qk(q, 'delayed'), id)
+  redis.call('ZREM', qk(q, 'retrying'), id)
+  redis.call('HSET', jk(id), 'state', 'cancelled', 'updated_at', now, 'finished_at', now)
+  redis.call('ZADD', qk(q, 'cancelled'), now, id)
+  unhold(q, id)
+  return {'cancelled', ''}
+end
+if f[1] == 'active' then
+  redis.call('HSET', jk(id), 'cancel_requested', 1, 'updated_at', now)
+  return {'requested', ''}
+end
+return {'wrong', f[1]}
+"#,
+    )
+});
+
+pub struct RedisQueue {
+    conn: ConnectionManager,
+    prefix: String,
+    clock: Arc<dyn Clock>,
+    /// Where `job.dead` events go (the outbox).
+    db: Db,
+    policies: HashMap<String, QueuePolicy>,
+    default_policy: QueuePolicy,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: Option<&String>) -> Option<DateTime<Utc>> {
+    v.filter(|s| !s.is_empty())
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|m| Utc.timestamp_millis_opt(m).single())
+}
+
+fn backend_err(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Backend(e.to_string())
+}
+
+/// Builds a job from its hash (as `HGETALL` returns it: field, value, field, value…).
+fn job_from_flat(flat: Vec<String>) -> Result<Job> {
+    let mut m: HashMap<String, String> = HashMap::new();
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        m.insert(k, v);
+    }
+    let get = |k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
+    let num = |k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let json_of = |k: &str| get(k).and_then(|v| serde_json::from_str::<Value>(&v).ok());
+    let id = get("id").ok_or(QueueError::NotFound)?;
+    let ms_dur = |k: &str| Duration::from_millis(u64::try_from(num(k)).unwrap_or(0));
+    Ok(Job {
+        id: id.try_into().map_err(QueueError::Invalid)?,
+        queue: get("queue").unwrap_or_default(),
+        kind: get("kind").unwrap_or_default(),
+        payload: json_of("payload").unwrap_or(Value::Null),
+        priority: i32::try_from(num("priority")).unwrap_or(0),
+        state: get("state")
+            .unwrap_or_default()
+            .parse()
+            .map_err(QueueError::Invalid)?,
+        run_at: from_ms(m.get("run_at")).unwrap_or_else(Utc::now),
+        attempts: u32::try_from(num("attempts")).unwrap_or(0),
+        max_attempts: u32::try_from(num("max_attempts")).unwrap_or(1),
+        backoff: Backoff {
+            base: ms_dur("backoff_base_ms"),
+            cap: ms_dur("backoff_cap_ms"),
+        },
+        unique_key: get("unique_key"),
+        correlation_id: get("correlation_id"),
+        progress: i32::try_from(num("progress")).unwrap_or(0),
+        progress_message: get("progress_message"),
+        result: json_of("result"),
+        last_error: get("last_error"),
+        error_fingerprint: get("error_fingerprint"),
+        worker_id: get("worker_id"),
+        lease_until: from_ms(m.get("lease_until")),
+        cancel_requested: num("cancel_requested") != 0,
+        created_at: from_ms(m.get("created_at")).unwrap_or_else(Utc::now),
+        updated_at: from_ms(m.get("updated_at")).unwrap_or_else(Utc::now),
+        started_at: from_ms(m.get("started_at")),
+        finished_at: from_ms(m.get("finished_at")),
+    })
+}
+
+impl RedisQueue {
+    /// Connects (the connection reconnects by itself after outages).
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+        db: Db,
+        policies: HashMap<String, QueuePolicy>,
+    ) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(backend_err)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(2);
+        let conn = tokio::time::timeout(
+            CALL_TIMEOUT * 2,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| QueueError::Backend("timed out connecting to Redis".into()))?
+        .map_err(backend_err)?;
+        Ok(Self {
+            conn,
+            prefix: prefix.into(),
+            clock,
+            db,
+            policies,
+            default_policy: QueuePolicy::default(),
+        })
+    }
+
+    fn policy(&self, queue: &str) -> &QueuePolicy {
+        self.policies.get(queue).unwrap_or(&self.default_policy)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async(&mut conn))
+            .await
+            .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
+            .map_err(backend_err)
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(CALL_TIMEOUT, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
+            .map_err(backend_err)
+    }
+
+    fn key(&self, queue: &str, set: &str) -> String {
+        format!("{}:q:{queue}:{set}", self.prefix)
+    }
+
+    async fn dead_event(&self, id: &str, failure: &JobFailure) -> Result<()> {
+        let job = self
+            .get(&id.to_owned().try_into().map_err(QueueError::Invalid)?)
+            .await?;
+        let now = self.clock.now();
+        let payload = json!({"job_id": id, "queue": job.queue, "kind": job.kind, "attempts": job.attempts, "error": failure.message, "fingerprint": failure.fingerprint(&job.kind)});
+        with_db!(&self.db, pool => { emit_event!(pool, now, "job.dead", id, payload)?; });
+        Ok(())
+    }
+
+    async fn enqueue_one(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
+        job.validate()?;
+        let id = JobId::new(now);
+        let run_at = job.run_at.unwrap_or(now).max(now);
+        let mut inv = ENQUEUE.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(&job.queue)
+            .arg(id.as_str())
+            .arg(&job.kind)
+            .arg(
+                serde_json::to_string(&job.payload)
+                    .map_err(|e| QueueError::Invalid(e.to_string()))?,
+            )
+            .arg(job.priority)
+            .arg(ms(run_at))
+            .arg(job.max_attempts)
+            .arg(u64::try_from(job.backoff.base.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(job.backoff.cap.as_millis()).unwrap_or(u64::MAX))
+            .arg(job.unique_key.as_deref().unwrap_or(""))
+            .arg(job.correlation_id.as_deref().unwrap_or(""))
+            .arg(ms(now))
+            .arg(self.policy(&job.queue).max_waiting);
+        let (what, value): (String, String) = self.run(inv).await?;
+        match what.as_str() {
+            "ok" => Ok(Enqueued::Created(id)),
+            "dup" => Ok(Enqueued::Duplicate(
+                value.try_into().map_err(QueueError::Invalid)?,
+            )),
+            _ => Err(QueueError::Full {
+                queue: job.queue.clone(),
+                limit: self.policy(&job.queue).max_waiting,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for RedisQueue {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        self.enqueue_one(&job, self.clock.now()).await
+    }
+
+    async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        for j in &jobs {
+            j.validate()?;
+        }
+        let now = self.clock.now();
+        let futures = jobs.iter().map(|j| self.enqueue_one(j, now));
+        // The connection is multiplexed: these are pipelined on one socket.
+        futures_util::future::join_all(futures)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn fetch(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut inv = FETCH.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(queue)
+            .arg(worker)
+            .arg(max)
+            .arg(ms(lease_until))
+            .arg(ms(now));
+        let rows: Vec<Vec<String>> = self.run(inv).await?;
+        rows.into_iter().map(job_from_flat).collect()
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ids: &[JobId],
+        lease: Duration,
+    ) -> Result<Vec<(bool, bool)>> {
+        let now = self.clock.now();
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut inv = HEARTBEAT.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(worker)
+            .arg(ms(lease_until))
+            .arg(ms(now));
+        for id in ids {
+            inv.arg(id.as_str());
+        }
+        let out: Vec<(i64, i64)> = self.run(inv).await?;
+        Ok(out
+            .into_iter()
+            .map(|(held, cancel)| (held == 1, cancel == 1))
+            .collect())
+    }
+
+    async fn progress(
+        &self,
+        id: &JobId,
+        worker: &str,
+        percent: i32,
+        message: Option<&str>,
+    ) -> Result<()> {
+        let mut inv = PROGRESS.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(worker)
+            .arg(ms(self.clock.now()))
+            .arg(percent.clamp(0, 100))
+            .arg(message.unwrap_or(""));
+        let ok: i64 = self.run(inv).await?;
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+
+    async fn complete(&self, id: &JobId, worker: &str, result: Value) -> Result<()> {
+        let mut inv = COMPLETE.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(worker)
+            .arg(ms(self.clock.now()))
+            .arg(result.to_string());
+        let ok: i64 = self.run(inv).await?;
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+
+    async fn fail(
+        &self,
+        id: &JobId,
+        worker: &str,
+        failure: &JobFailure,
+        jitter: f64,
+    ) -> Result<FailOutcome> {
+        let kind = self.get(id).await?.kind;
+        let mut inv = FAIL.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(worker)
+            .arg(ms(self.clock.now()))
+            .arg(&failure.message)
+            .arg(failure.fingerprint(&kind))
+            .arg(if failure.retryable { "1" } else { "0" })
+            .arg(jitter.clamp(0.0, 1.0));
+        let out: redis::Value = self.run(inv).await?;
+        let parts: Vec<String> = match out {
+            redis::Value::Int(0) => return Err(QueueError::LeaseLost),
+            other => redis::from_redis_value(other).map_err(backend_err)?,
+        };
+        match parts.first().map(String::as_str) {
+            Some("retry") => {
+                let at = parts
+                    .get(1)
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .map(|f| f as i64)
+                    .and_then(|m| Utc.timestamp_millis_opt(m).single());
+                Ok(FailOutcome::WillRetry {
+                    at: at.unwrap_or_else(|| self.clock.now()),
+                })
+            }
+            _ => {
+                self.dead_event(id.as_str(), failure).await?;
+                Ok(FailOutcome::Dead)
+            }
+        }
+    }
+
+    async fn release(&self, id: &JobId, worker: &str) -> Result<()> {
+        let mut inv = RELEASE.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(worker)
+            .arg(ms(self.clock.now()));
+        let ok: i64 = self.run(inv).await?;
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+
+    async fn recover_expired(&self) -> Result<u64> {
+        let failure = JobFailure::retryable(
+            "queue.lease",
+            "the worker stopped renewing its lease (it died or hung)",
+        );
+        let mut inv = RECOVER.prepare_invoke();
+        // The fingerprint does not depend on the kind here: one group for lost leases per queue.
+        inv.arg(&self.prefix)
+            .arg(ms(self.clock.now()))
+            .arg(&failure.message)
+            .arg(failure.fingerprint("*"));
+        let out: Vec<String> = self.run(inv).await?;
+        let mut n = 0;
+        for item in out {
+            match item.strip_prefix('#') {
+                Some(count) => n += count.parse::<u64>().unwrap_or(0),
+                None => self.dead_event(&item, &failure).await?,
+            }
+        }
+        Ok(n)
+    }
+
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome> {
+        let mut inv = CANCEL.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(ms(self.clock.now()));
+        let (what, state): (String, String) = self.run(inv).await?;
+        match what.as_str() {
+            "cancelled" => Ok(CancelOutcome::Cancelled),
+            "requested" => Ok(CancelOutcome::Requested),
+            "missing" => Err(QueueError::NotFound),
+            _ => Err(QueueError::WrongState(
+                state.parse().map_err(QueueError::Invalid)?,
+            )),
+        }
+    }
+
+    async fn finish_cancelled(&self, id: &JobId, worker: &str) -> Result<()> {
+        let mut inv = FINISH_CANCELLED.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(worker)
+            .arg(ms(self.clock.now()));
+        let ok: i64 = self.run(inv).await?;
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Job> {
+        let flat: Vec<String> = self
+            .cmd(redis::cmd("HGETALL").arg(format!("{}:job:{id}", self.prefix)))
+            .await?;
+        if flat.is_empty() {
+            return Err(QueueError::NotFound);
+        }
+        job_from_flat(flat)
+    }
+
+    async fn counts(&self, queue: &str) -> Result<Counts> {
+        let mut pipe = redis::pipe();
+        let sets = [
+            (JobState::Waiting, "ready"),
+            (JobState::Delayed, "delayed"),
+            (JobState::Retrying, "retrying"),
+            (JobState::Active, "active"),
+            (JobState::Completed, "completed"),
+            (JobState::Dead, "dead"),
+            (JobState::Cancelled, "cancelled"),
+        ];
+        for (_, set) in sets {
+            pipe.cmd("ZCARD").arg(self.key(queue, set));
+        }
+        let mut conn = self.conn.clone();
+        let n: Vec<u64> = tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
+            .await
+            .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
+            .map_err(backend_err)?;
+        let mut c = Counts::default();
+        for ((state, _), n) in sets.iter().zip(n) {
+            c.add(*state, n);
+        }
+        Ok(c)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<()> {
+        let key = self.key(queue, "paused");
+        if paused {
+            self.cmd::<()>(redis::cmd("SET").arg(key).arg(1)).await
+        } else {
+            self.cmd::<()>(redis::cmd("DEL").arg(key)).await
+        }
+    }
+
+    async fn is_paused(&self, queue: &str) -> Result<bool> {
+        let n: i64 = self
+            .cmd(redis::cmd("EXISTS").arg(self.key(queue, "paused")))
+            .await?;
+        Ok(n == 1)
+    }
+}
