@@ -203,6 +203,7 @@ impl TestApp {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
+        let log = std::fs::File::create(data_dir.path().join("server.log"))?;
         let mut cmd = Command::new(server_bin());
         cmd.arg("serve")
             .env_clear()
@@ -213,7 +214,7 @@ impl TestApp {
             .stderr(if std::env::var("TEST_LOG").is_ok() {
                 Stdio::inherit()
             } else {
-                Stdio::null()
+                Stdio::from(log)
             })
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
@@ -355,6 +356,20 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// A failing test shows its server's log (warnings and errors) under the failure.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(self.data_dir.path().join("server.log")) {
+                eprintln!(
+                    "--- server log ({}) ---\n{log}--- end of server log ---",
+                    self.base
+                );
+            }
+        }
+    }
+}
+
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
@@ -364,6 +379,23 @@ fn uuid_like() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{:x}_{}_{n}", nanos, std::process::id())
+}
+
+/// Polls an execution until it leaves `queued`/`rendering` (the worker is asynchronous), for at
+/// most 60 s; returns its final state.
+pub async fn finished_execution(client: &ApiClient, id: &str) -> airwave_api::ExecutionOut {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = client.get_execution(id).await.expect("get execution");
+        if !matches!(
+            e.status,
+            airwave_api::ExecutionStatus::Queued | airwave_api::ExecutionStatus::Rendering
+        ) || tokio::time::Instant::now() > deadline
+        {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// A link's `token` query parameter.

@@ -8,6 +8,7 @@ mod bad_input;
 mod config;
 mod health;
 mod journey;
+mod render;
 mod roles;
 mod schema;
 mod search;

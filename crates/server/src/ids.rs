@@ -122,6 +122,7 @@ typed_id!(EventId, "evt");
 typed_id!(AuditId, "aud");
 typed_id!(EmailId, "msg");
 typed_id!(JobId, "job");
+typed_id!(RenderId, "rnd");
 
 #[cfg(test)]
 mod tests {

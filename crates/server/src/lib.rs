@@ -20,6 +20,8 @@ pub mod health;
 pub mod http;
 pub mod ids;
 pub mod queue;
+pub mod render;
 pub mod startup;
 pub mod state;
+pub mod storage;
 pub mod telemetry;

@@ -5,11 +5,21 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Environment};
 use crate::db::Db;
+use crate::events::dispatcher::Dispatcher;
 use crate::health::{DatabaseCheck, HealthRegistry};
+use crate::queue::redis::RedisQueue;
+use crate::queue::sql::SqlQueue;
+use crate::queue::worker::Worker;
+use crate::queue::JobQueue;
+use crate::render::job::RenderJob;
+use crate::render::local::LocalRenderer;
 use crate::state::AppState;
+use crate::storage::fs::FolderStore;
+use crate::storage::BlobStore;
 use anyhow::Context as _;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretSlice};
+use std::collections::HashMap;
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -42,12 +52,32 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         db: db.clone(),
         warn_after: Duration::from_millis(250),
     }));
+    let queue: Arc<dyn JobQueue> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisQueue::connect(
+                url.expose().as_str(),
+                "airwave",
+                clock.clone(),
+                db.clone(),
+                HashMap::new(),
+            )
+            .await
+            .context("cannot connect to Redis (REDIS_URL)")?,
+        ),
+        None => Arc::new(SqlQueue::new(db.clone(), clock.clone(), HashMap::new())),
+    };
+    if config.s3.is_some() {
+        tracing::warn!("AWS_S3_BUCKET is set, but this version stores blobs in the data dir; S3 storage arrives with its own release");
+    }
+    let blobs: Arc<dyn BlobStore> = Arc::new(FolderStore::new(config.data_dir.join("blobs")));
     Ok(AppState {
         db,
         clock,
         config: Arc::new(config),
         signing_key: Arc::new(signing_key),
         health: Arc::new(health),
+        queue,
+        blobs,
     })
 }
 
@@ -99,13 +129,14 @@ fn load_or_create_dev_secret(dir: &Path) -> anyhow::Result<SecretSlice<u8>> {
 pub enum Role {
     /// The HTTP API only.
     Api,
-    /// Background workers only (they arrive with the job queue).
+    /// Background workers only: the outbox dispatcher and the queue workers.
     Worker,
     /// Both (the default).
     All,
 }
 
 pub struct Application {
+    role: Role,
     router: axum::Router,
     listener: Option<tokio::net::TcpListener>,
     addr: Option<SocketAddr>,
@@ -132,6 +163,7 @@ impl Application {
         let state = build_state(config, Arc::new(SystemClock)).await?;
         let router = crate::http::router(state.clone());
         Ok(Self {
+            role,
             router,
             listener,
             addr,
@@ -151,6 +183,11 @@ impl Application {
     /// (up to a grace period).
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        let workers = if self.role == Role::Api {
+            None
+        } else {
+            Some(spawn_workers(&self.state, cancel.clone()))
+        };
         if let Some(listener) = self.listener {
             let app = self
                 .router
@@ -166,12 +203,50 @@ impl Application {
                 }
             }
         } else {
-            tracing::info!("worker role: no background workers are registered in this version; waiting for a stop signal");
             cancel.cancelled().await;
+        }
+        if let Some(mut workers) = workers {
+            while workers.join_next().await.is_some() {}
         }
         db.close().await;
         Ok(())
     }
+}
+
+/// Starts the outbox dispatcher and the queue workers; they stop (releasing unfinished jobs) when
+/// `stop` fires.
+fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    let dispatcher = Dispatcher {
+        db: state.db.clone(),
+        clock: state.clock.clone(),
+        queue: state.queue.clone(),
+    };
+    set.spawn(dispatcher.run_until_stopped(stop.clone(), Duration::from_millis(100)));
+    let renderer = Arc::new(LocalRenderer::new(state.db.clone(), state.blobs.clone()));
+    let render = RenderJob {
+        db: state.db.clone(),
+        clock: state.clock.clone(),
+        blobs: state.blobs.clone(),
+        provider: renderer,
+    };
+    let worker = Arc::new(
+        Worker::new(
+            state.queue.clone(),
+            crate::render::job::QUEUE,
+            2,
+            Duration::from_secs(60),
+        )
+        .handle(crate::render::job::KIND, Arc::new(render)),
+    );
+    tracing::info!(
+        worker = worker.id(),
+        queue = crate::render::job::QUEUE,
+        backend = state.queue.backend(),
+        "worker started"
+    );
+    set.spawn(worker.run_until_stopped(stop, SHUTDOWN_GRACE));
+    set
 }
 
 /// A token cancelled by SIGINT or SIGTERM. The handlers are installed before this returns, so a

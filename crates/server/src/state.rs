@@ -6,6 +6,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::health::HealthRegistry;
+use crate::queue::JobQueue;
+use crate::storage::BlobStore;
 use secrecy::SecretSlice;
 use std::sync::Arc;
 
@@ -17,4 +19,8 @@ pub struct AppState {
     /// The key sessions and approval links are signed with (`JWT_SECRET`).
     pub signing_key: Arc<SecretSlice<u8>>,
     pub health: Arc<HealthRegistry>,
+    /// The job queue: SQL tables in the database, or Redis when `REDIS_URL` is set.
+    pub queue: Arc<dyn JobQueue>,
+    /// Blobs: a folder in the data dir (S3 comes with the storage issue).
+    pub blobs: Arc<dyn BlobStore>,
 }

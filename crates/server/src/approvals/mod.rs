@@ -9,6 +9,7 @@ use crate::audit::{Actor, Entry};
 use crate::auth::{signing, Principal};
 use crate::campaigns::load_execution;
 use crate::clients::{ensure_can_read, ensure_can_write};
+use crate::db::BeginWrite as _;
 use crate::domain::{self, Email};
 use crate::error::{Error, Result};
 use crate::events::types;
@@ -111,7 +112,7 @@ pub async fn request(
         .map_err(|e| Error::Internal(e.into()))?;
     url.query_pairs_mut().append_pair("token", &token);
     let row: ApprovalRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: ApprovalRow = sqlx::query_as(&format!(
             "INSERT INTO approval_workflows (id, execution_id, client_id, status, reviewer_email, note, requested_by, expires_at, created_at, updated_at)
              VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
@@ -268,7 +269,7 @@ pub async fn decide(
         ip,
     };
     let updated: ApprovalRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let updated: Option<ApprovalRow> = sqlx::query_as(&format!(
             "UPDATE approval_workflows SET status = $2, comment = $3, decided_at = $4, updated_at = $4
              WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"

@@ -12,6 +12,7 @@ pub mod routes;
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::clients::{ensure_can_read, ensure_can_write};
+use crate::db::BeginWrite as _;
 use crate::db::{json_object, Db};
 use crate::error::{Error, Result};
 use crate::events::types;
@@ -115,7 +116,7 @@ pub async fn create(state: &AppState, who: &Principal, input: &AssetIn) -> Resul
     let now = state.clock.now();
     let id = AssetId::new(now);
     let row: AssetRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO assets (id, client_id, type, name, metadata, storage_key, size, checksum, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
@@ -181,7 +182,7 @@ pub async fn update(
     };
     let now = state.clock.now();
     let row: AssetRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "UPDATE assets SET name = COALESCE($2, name), type = COALESCE($3, type), metadata = COALESCE($4, metadata), updated_at = $5 WHERE id = $1",
         )
@@ -205,7 +206,7 @@ pub async fn delete(state: &AppState, who: &Principal, id: &AssetId, actor: &Act
     ensure_can_write(state, who, &current.client_id).await?;
     let now = state.clock.now();
     with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("DELETE FROM assets WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
         emit_event!(&mut *tx, now, types::ASSET_DELETED, id.as_str(), json!({"asset_id": id, "client_id": current.client_id, "storage_key": current.storage_key}))?;
         record_on!(&mut *tx, now, actor, Entry { action: "asset.delete", target_type: Some("asset"), target_id: Some(id.as_str()), detail: json!({"client_id": current.client_id}) })?;

@@ -7,6 +7,7 @@ pub mod routes;
 pub mod signing;
 
 use crate::audit::{self, Actor, Entry};
+use crate::db::BeginWrite as _;
 use crate::domain::{self, Email, Password};
 use crate::error::{Error, Result};
 use crate::events::types;
@@ -112,7 +113,7 @@ pub async fn create_user(
     let now = state.clock.now();
     let id = UserId::new(now);
     let row: UserRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO users (id, email, name, password_hash, role, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {USER_COLUMNS}"
@@ -228,7 +229,7 @@ pub async fn login(
     let session = SessionId::new(now);
     let expires_at = now + ttl;
     let user: UserRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("DELETE FROM login_throttle WHERE email = $1").bind(email.as_str()).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(session.as_str())
@@ -326,7 +327,7 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Principal> {
 pub async fn logout(state: &AppState, who: &Principal, actor: &Actor) -> Result<()> {
     let now = state.clock.now();
     with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         match &who.via {
             Via::Session(s) => sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL").bind(s.as_str()).bind(now).execute(&mut *tx).await?,
             Via::ApiToken(t) => sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL").bind(t.as_str()).bind(now).execute(&mut *tx).await?,
@@ -379,7 +380,7 @@ pub async fn request_password_reset(
         ip,
     };
     with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL").bind(&user_id).bind(now).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO password_resets (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(ResetId::new(now).as_str())
@@ -434,7 +435,7 @@ pub async fn confirm_password_reset(
         ip,
     };
     with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let spent = sqlx::query("UPDATE password_resets SET used_at = $2 WHERE id = $1 AND used_at IS NULL").bind(&reset_id).bind(now).execute(&mut *tx).await?;
         if spent.rows_affected() != 1 {
             return Err(invalid());
@@ -508,7 +509,7 @@ pub async fn issue_token(
     let token = signing::random_token(API_TOKEN_PREFIX);
     let id = ApiTokenId::new(now);
     let row: TokenRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: TokenRow = sqlx::query_as(&format!(
             "INSERT INTO api_tokens (id, user_id, name, role, token_hash, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {TOKEN_COLUMNS}"
@@ -558,7 +559,7 @@ pub async fn revoke_token(
         _ => return Err(Error::not_found("token")),
     }
     with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL").bind(id.as_str()).bind(now).execute(&mut *tx).await?;
         record_on!(&mut *tx, now, actor, Entry { action: "token.revoke", target_type: Some("api_token"), target_id: Some(id.as_str()), detail: json!({}) })?;
         tx.commit().await?;
@@ -591,7 +592,7 @@ pub async fn list_users(
 pub async fn set_role(state: &AppState, id: &UserId, role: Role, actor: &Actor) -> Result<UserOut> {
     let now = state.clock.now();
     let row: UserRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?;
         let current = current.ok_or_else(|| Error::not_found("user"))?;
         if current == "admin" && role != Role::Admin {

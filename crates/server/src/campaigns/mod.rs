@@ -6,6 +6,7 @@ pub mod routes;
 use crate::auth::Principal;
 use crate::clients::{ensure_can_read, ensure_can_write};
 use crate::db::json_object;
+use crate::db::BeginWrite as _;
 use crate::error::{Error, Result};
 use crate::events::types;
 use crate::http::paging::{page, PageQuery};
@@ -65,7 +66,7 @@ pub async fn create_campaign(
     let now = state.clock.now();
     let id = CampaignId::new(now);
     let row: CampaignRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: CampaignRow = sqlx::query_as(&format!(
             "INSERT INTO campaigns (id, client_id, name, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {CAMPAIGN_COLUMNS}"
         ))
@@ -189,7 +190,7 @@ pub async fn create_matrix(
     let now = state.clock.now();
     let id = MatrixId::new(now);
     let row: MatrixRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: MatrixRow = sqlx::query_as(&format!(
             "INSERT INTO matrices (id, campaign_id, client_id, name, template, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {MATRIX_COLUMNS}"
         ))
@@ -291,7 +292,7 @@ pub async fn create_execution(
     let now = state.clock.now();
     let id = ExecutionId::new(now);
     let row: ExecutionRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: ExecutionRow = sqlx::query_as(&format!(
             "INSERT INTO executions (id, matrix_id, campaign_id, client_id, status, progress, params, created_at, updated_at)
              VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6) RETURNING {EXECUTION_COLUMNS}"

@@ -8,6 +8,7 @@ pub mod routes;
 
 use crate::audit::{Actor, Entry};
 use crate::auth::{self, Principal};
+use crate::db::BeginWrite as _;
 use crate::error::{Error, Result};
 use crate::events::types;
 use crate::http::paging::{page, PageQuery};
@@ -88,7 +89,7 @@ pub async fn create(
     let now = state.clock.now();
     let id = ClientId::new(now);
     let row: ClientRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: ClientRow = sqlx::query_as("INSERT INTO clients (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id, name, created_at")
             .bind(id.as_str())
             .bind(&name)
@@ -192,7 +193,7 @@ pub async fn add_member(
         .ok_or_else(|| Error::not_found("user with this e-mail address"))?;
     let now = state.clock.now();
     let row: MemberRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("INSERT INTO client_memberships (client_id, user_id, added_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, user_id) DO NOTHING")
             .bind(client.as_str())
             .bind(&user.id)
@@ -221,7 +222,7 @@ pub async fn remove_member(
     ensure_can_write(state, who, client.as_str()).await?;
     let now = state.clock.now();
     with_db!(&state.db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let done = sqlx::query("DELETE FROM client_memberships WHERE client_id = $1 AND user_id = $2")
             .bind(client.as_str())
             .bind(user.as_str())

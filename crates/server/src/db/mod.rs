@@ -115,6 +115,41 @@ impl Db {
     }
 }
 
+/// Opens a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+/// taken up front (waiting in the busy handler), because a deferred transaction that reads first
+/// and writes later fails at once with `SQLITE_BUSY` when another connection wrote in between.
+/// Every transaction here writes, so every one uses this.
+pub trait BeginWrite {
+    type Database: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
+    > + Send;
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
 /// Parses a JSON object stored in a TEXT (SQLite) or JSONB (PostgreSQL) column.
 pub fn json_object(
     v: sqlx::types::Json<serde_json::Value>,

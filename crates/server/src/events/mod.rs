@@ -15,7 +15,13 @@ pub mod types {
     pub const EXECUTION_CREATED: &str = "execution.created";
     pub const APPROVAL_REQUESTED: &str = "approval.requested";
     pub const APPROVAL_RECEIVED: &str = "approval.received";
+    pub const RENDER_STARTED: &str = "render.started";
+    pub const RENDER_COMPLETED: &str = "render.completed";
+    pub const RENDER_FAILED: &str = "render.failed";
+    pub const JOB_DEAD: &str = "job.dead";
 }
+
+pub mod dispatcher;
 
 /// Inserts an event into the outbox on the given connection (a transaction's, as a rule).
 /// `$conn` is `&mut *tx`; `$payload` is a `serde_json::Value`.

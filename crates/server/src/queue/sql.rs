@@ -14,6 +14,7 @@ use super::{
     NewJob, QueueError, QueuePolicy, Result,
 };
 use crate::clock::Clock;
+use crate::db::BeginWrite as _;
 use crate::db::Db;
 use crate::ids::JobId;
 use crate::{emit_event, with_db};
@@ -225,7 +226,7 @@ impl SqlQueue {
         now: DateTime<Utc>,
     ) -> Result<Option<FailOutcome>> {
         with_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let row: Option<AttemptRow> = sqlx::query_as(
                 "SELECT queue, kind, attempts, max_attempts, backoff_base_ms, backoff_cap_ms, started_at, worker_id FROM jobs
                  WHERE id = $1 AND state = 'active' AND ($2 IS NULL OR worker_id = $2)",
@@ -421,7 +422,7 @@ impl JobQueue for SqlQueue {
         let _w = self.write_lock().await;
         let now = self.clock.now();
         with_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let row: Option<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
                 "UPDATE jobs SET state = 'completed', result = $3, progress = 100, worker_id = NULL, lease_until = NULL, updated_at = $4, finished_at = $4
                  WHERE id = $1 AND worker_id = $2 AND state = 'active' RETURNING attempts, started_at",

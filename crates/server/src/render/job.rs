@@ -1,0 +1,156 @@
+//! The `render` job: renders one execution. Its payload is `{"execution_id": "exe_…"}`.
+//!
+//! queued → rendering (`render.started`) → completed (`render.completed`, output stored) or
+//! failed (`render.failed`, when the error is permanent or the last attempt failed; otherwise the
+//! execution goes back to `queued` and the queue retries). Delivery is at least once, so the job
+//! is idempotent: an execution that already finished is left as it is.
+
+use super::{RenderError, RenderProvider, RenderRequest};
+use crate::clock::Clock;
+use crate::db::BeginWrite as _;
+use crate::db::{json_object, Db};
+use crate::events::types;
+use crate::ids::RenderId;
+use crate::queue::worker::{JobContext, JobHandler};
+use crate::queue::{Job, JobFailure};
+use crate::storage::BlobStore;
+use crate::{emit_event, with_db};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use std::sync::Arc;
+
+pub const QUEUE: &str = "render";
+pub const KIND: &str = "render";
+
+pub struct RenderJob {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub provider: Arc<dyn RenderProvider>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Loaded {
+    client_id: String,
+    status: String,
+    params: Json<Value>,
+    template: Json<Value>,
+}
+
+fn db_failure(e: sqlx::Error) -> JobFailure {
+    JobFailure::retryable("render.db", format!("database: {e}"))
+}
+
+impl RenderJob {
+    async fn finish_failed(
+        &self,
+        execution: &str,
+        render: &RenderId,
+        error: &str,
+    ) -> Result<(), JobFailure> {
+        let now = self.clock.now();
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(db_failure)?;
+            sqlx::query("UPDATE executions SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND status IN ('queued', 'rendering')")
+                .bind(execution).bind(error).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+            sqlx::query("UPDATE renders SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1")
+                .bind(render.as_str()).bind(error).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+            emit_event!(&mut *tx, now, types::RENDER_FAILED, execution, json!({"execution_id": execution, "error": error})).map_err(db_failure)?;
+            tx.commit().await.map_err(db_failure)?;
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobHandler for RenderJob {
+    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<Value, JobFailure> {
+        let execution = job
+            .payload
+            .get("execution_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                JobFailure::permanent("render.payload", "the payload has no execution_id")
+            })?
+            .to_owned();
+        let loaded: Option<Loaded> = with_db!(&self.db, pool => {
+            sqlx::query_as("SELECT e.client_id, e.status, e.params, m.template FROM executions e JOIN matrices m ON m.id = e.matrix_id WHERE e.id = $1")
+                .bind(&execution)
+                .fetch_optional(pool)
+                .await
+                .map_err(db_failure)?
+        });
+        let Some(loaded) = loaded else {
+            return Err(JobFailure::permanent(
+                "render.load",
+                format!("execution {execution} does not exist"),
+            ));
+        };
+        if matches!(loaded.status.as_str(), "completed" | "failed" | "cancelled") {
+            return Ok(json!({"skipped": format!("execution is already {}", loaded.status)}));
+        }
+        let now = self.clock.now();
+        let render = RenderId::new(now);
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(db_failure)?;
+            sqlx::query("UPDATE executions SET status = 'rendering', progress = 0, error = NULL, updated_at = $2 WHERE id = $1")
+                .bind(&execution).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+            sqlx::query("INSERT INTO renders (id, execution_id, provider, status, created_at) VALUES ($1, $2, $3, 'rendering', $4)")
+                .bind(render.as_str()).bind(&execution).bind(self.provider.name()).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+            emit_event!(&mut *tx, now, types::RENDER_STARTED, &execution, json!({"execution_id": execution, "render_id": render, "provider": self.provider.name()})).map_err(db_failure)?;
+            tx.commit().await.map_err(db_failure)?;
+        });
+        let _ = ctx.progress(10, Some("rendering")).await;
+        let req = RenderRequest {
+            execution_id: execution.clone(),
+            client_id: loaded.client_id.clone(),
+            template: json_object(loaded.template),
+            params: json_object(loaded.params),
+        };
+        let rendered = tokio::select! {
+            r = self.provider.render(&req) => r,
+            () = ctx.cancel.cancelled() => Err(RenderError::Transient("cancelled".into())),
+        };
+        let rendered = match rendered {
+            Ok(r) => r,
+            Err(e) => {
+                let last = matches!(e, RenderError::Invalid(_)) || job.attempts >= job.max_attempts;
+                let message = e.to_string();
+                if last {
+                    self.finish_failed(&execution, &render, &message).await?;
+                    return Err(JobFailure::permanent("render.provider", message));
+                }
+                let now = self.clock.now();
+                with_db!(&self.db, pool => {
+                    sqlx::query("UPDATE executions SET status = 'queued', error = $2, updated_at = $3 WHERE id = $1 AND status = 'rendering'")
+                        .bind(&execution).bind(&message).bind(now).execute(pool).await.map_err(db_failure)?;
+                });
+                return Err(JobFailure::retryable("render.provider", message));
+            }
+        };
+        let _ = ctx.progress(70, Some("storing the output")).await;
+        let key = format!(
+            "renders/{}/{execution}.{}",
+            loaded.client_id, rendered.extension
+        );
+        let size = rendered.bytes.len();
+        self.blobs
+            .put(&key, rendered.bytes, rendered.content_type)
+            .await
+            .map_err(|e| JobFailure::retryable("render.store", e.to_string()))?;
+        let now = self.clock.now();
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(db_failure)?;
+            sqlx::query("UPDATE executions SET status = 'completed', progress = 100, output_key = $2, error = NULL, updated_at = $3 WHERE id = $1")
+                .bind(&execution).bind(&key).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+            sqlx::query("UPDATE renders SET status = 'completed', output_key = $2, finished_at = $3 WHERE id = $1")
+                .bind(render.as_str()).bind(&key).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+            emit_event!(&mut *tx, now, types::RENDER_COMPLETED, &execution, json!({"execution_id": execution, "output_key": key, "bytes": size})).map_err(db_failure)?;
+            tx.commit().await.map_err(db_failure)?;
+        });
+        Ok(
+            json!({"output_key": key, "bytes": size, "width": rendered.width, "height": rendered.height}),
+        )
+    }
+}

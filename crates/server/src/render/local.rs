@@ -1,0 +1,235 @@
+//! The local renderer (the embedded default): draws a template to a PNG with resvg, in-process,
+//! with the bundled DejaVu Sans font, so the output is the same on every machine. Image layers
+//! read their asset's bytes from the blob store.
+
+use super::{
+    color, fill, Align, Layer, RenderError, RenderProvider, RenderRequest, Rendered, Template,
+};
+use crate::db::Db;
+use crate::storage::BlobStore;
+use crate::with_db;
+use async_trait::async_trait;
+use base64::Engine as _;
+use resvg::{tiny_skia, usvg};
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+
+const MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
+
+static FONTS: LazyLock<Arc<usvg::fontdb::Database>> = LazyLock::new(|| {
+    let mut db = usvg::fontdb::Database::new();
+    db.load_font_data(include_bytes!("../../assets/fonts/DejaVuSans.ttf").to_vec());
+    db.load_font_data(include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf").to_vec());
+    Arc::new(db)
+});
+
+pub struct LocalRenderer {
+    db: Db,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl LocalRenderer {
+    pub fn new(db: Db, blobs: Arc<dyn BlobStore>) -> Self {
+        Self { db, blobs }
+    }
+
+    /// The bytes of an image layer's asset (which must belong to the execution's client).
+    async fn image(
+        &self,
+        client_id: &str,
+        asset_id: &str,
+    ) -> Result<(Vec<u8>, &'static str), RenderError> {
+        let key: Option<Option<String>> = with_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT storage_key FROM assets WHERE id = $1 AND client_id = $2")
+                .bind(asset_id)
+                .bind(client_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| RenderError::Transient(format!("database: {e}")))?
+        });
+        let key = key.ok_or_else(|| {
+            RenderError::Invalid(format!("image layer: no asset {asset_id} for this client"))
+        })?;
+        let key = key.ok_or_else(|| {
+            RenderError::Invalid(format!("image layer: asset {asset_id} has no stored file"))
+        })?;
+        let bytes = self.blobs.get(&key).await.map_err(|e| match e {
+            crate::storage::StorageError::NotFound(_) => RenderError::Invalid(format!(
+                "image layer: the file of asset {asset_id} is missing"
+            )),
+            other => RenderError::Transient(other.to_string()),
+        })?;
+        if bytes.len() > MAX_IMAGE_BYTES {
+            return Err(RenderError::Invalid(format!(
+                "image layer: asset {asset_id} is over 20 MiB"
+            )));
+        }
+        let mime = match bytes.get(..4) {
+            Some([0x89, b'P', b'N', b'G']) => "image/png",
+            Some([0xFF, 0xD8, 0xFF, _]) => "image/jpeg",
+            Some([b'G', b'I', b'F', b'8']) => "image/gif",
+            _ => {
+                return Err(RenderError::Invalid(format!(
+                    "image layer: asset {asset_id} is not a PNG, JPEG or GIF"
+                )))
+            }
+        };
+        Ok((bytes, mime))
+    }
+
+    /// The template as SVG, with every param filled in and every value escaped.
+    async fn svg(&self, req: &RenderRequest, t: &Template) -> Result<String, RenderError> {
+        let (w, h) = (t.width, t.height);
+        let mut svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}"><rect width="{w}" height="{h}" fill="{}"/>"#,
+            color(&t.background)?
+        );
+        for layer in &t.layers {
+            match layer {
+                Layer::Rect {
+                    x,
+                    y,
+                    width,
+                    height,
+                    fill: f,
+                    radius,
+                } => {
+                    let c = color(f.as_deref().unwrap_or("#000000"))?;
+                    let _ = write!(
+                        svg,
+                        r#"<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="{radius}" fill="{c}"/>"#
+                    );
+                }
+                Layer::Text {
+                    text,
+                    x,
+                    y,
+                    size,
+                    color: c,
+                    align,
+                    bold,
+                } => {
+                    let content = fill(text, &req.params)?;
+                    if content.chars().count() > 1000 {
+                        return Err(RenderError::Invalid(
+                            "text layer: at most 1000 characters".into(),
+                        ));
+                    }
+                    let anchor = match align {
+                        Align::Start => "start",
+                        Align::Middle => "middle",
+                        Align::End => "end",
+                    };
+                    let _ = write!(
+                        svg,
+                        r#"<text x="{x}" y="{y}" font-family="DejaVu Sans" font-size="{}" font-weight="{}" text-anchor="{anchor}" fill="{}">{}</text>"#,
+                        size.unwrap_or(48.0).clamp(4.0, 1000.0),
+                        if *bold { "bold" } else { "normal" },
+                        color(c.as_deref().unwrap_or("#000000"))?,
+                        escape(&content),
+                    );
+                }
+                Layer::Image {
+                    asset_id,
+                    src,
+                    x,
+                    y,
+                    width,
+                    height,
+                } => {
+                    let id = match (asset_id, src) {
+                        (Some(a), _) => a.clone(),
+                        (None, Some(s)) => fill(s, &req.params)?,
+                        (None, None) => {
+                            return Err(RenderError::Invalid(
+                                "image layer: give `asset_id` or `src`".into(),
+                            ))
+                        }
+                    };
+                    let (bytes, mime) = self.image(&req.client_id, &id).await?;
+                    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    let _ = write!(
+                        svg,
+                        r#"<image x="{x}" y="{y}" width="{width}" height="{height}" preserveAspectRatio="xMidYMid slice" href="data:{mime};base64,{data}"/>"#
+                    );
+                }
+            }
+        }
+        svg.push_str("</svg>");
+        Ok(svg)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Draws an SVG to PNG bytes (CPU-bound: run it off the async runtime).
+pub fn rasterise(svg: &str, width: u32, height: u32) -> Result<Vec<u8>, RenderError> {
+    let mut options = usvg::Options {
+        font_family: "DejaVu Sans".into(),
+        ..usvg::Options::default()
+    };
+    options.fontdb = FONTS.clone();
+    let tree = usvg::Tree::from_str(svg, &options)
+        .map_err(|e| RenderError::Invalid(format!("template: {e}")))?;
+    let mut pixmap = tiny_skia::Pixmap::new(width, height)
+        .ok_or_else(|| RenderError::Invalid("template: bad size".into()))?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap
+        .encode_png()
+        .map_err(|e| RenderError::Transient(format!("PNG encoding: {e}")))
+}
+
+#[async_trait]
+impl RenderProvider for LocalRenderer {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn render(&self, req: &RenderRequest) -> Result<Rendered, RenderError> {
+        let template = Template::parse(&req.template)?;
+        let svg = self.svg(req, &template).await?;
+        let (w, h) = (template.width, template.height);
+        let bytes = tokio::task::spawn_blocking(move || rasterise(&svg, w, h))
+            .await
+            .map_err(|e| RenderError::Transient(format!("renderer crashed: {e}")))??;
+        Ok(Rendered {
+            bytes,
+            content_type: "image/png",
+            extension: "png",
+            width: w,
+            height: h,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_drawn_with_the_bundled_font() {
+        let blank = rasterise(r##"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="80"><rect width="200" height="80" fill="#ffffff"/></svg>"##, 200, 80).unwrap();
+        let text = rasterise(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="80"><rect width="200" height="80" fill="#ffffff"/><text x="10" y="50" font-family="DejaVu Sans" font-size="40" fill="#000000">Hello</text></svg>"##,
+            200,
+            80,
+        )
+        .unwrap();
+        assert_eq!(&text[..4], b"\x89PNG");
+        let dark = |png: &[u8]| {
+            let p = tiny_skia::Pixmap::decode_png(png).unwrap();
+            p.pixels().iter().filter(|px| px.red() < 128).count()
+        };
+        assert_eq!(dark(&blank), 0);
+        assert!(
+            dark(&text) > 200,
+            "the text left {} dark pixels",
+            dark(&text)
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Rendering executions: the `RenderProvider` seam, the template format, and the `render` job.
+//!
+//! A matrix's template is JSON: `{width, height, background, layers: [...]}` with layers
+//! `{"type": "rect", x, y, width, height, fill, radius}`,
+//! `{"type": "text", text, x, y, size, color, align: start|middle|end, bold}` and
+//! `{"type": "image", asset_id | src, x, y, width, height}`. Text and `src` may name execution
+//! params as `{{name}}`. The local renderer (`local.rs`, the embedded default) draws it to a PNG;
+//! Creatomate comes with its own adapter.
+
+pub mod job;
+pub mod local;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The template or its params cannot be rendered; retrying will not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something that may work on a retry (storage, the provider's service).
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What to render.
+#[derive(Debug, Clone)]
+pub struct RenderRequest {
+    pub execution_id: String,
+    pub client_id: String,
+    pub template: Map<String, Value>,
+    pub params: Map<String, Value>,
+}
+
+/// A finished render.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+    pub extension: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[async_trait]
+pub trait RenderProvider: Send + Sync {
+    /// `local` or `creatomate`.
+    fn name(&self) -> &'static str;
+    async fn render(&self, req: &RenderRequest) -> Result<Rendered, RenderError>;
+}
+
+fn default_size() -> u32 {
+    1080
+}
+
+fn default_background() -> String {
+    "#ffffff".into()
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    #[serde(default = "default_size")]
+    pub width: u32,
+    #[serde(default = "default_size")]
+    pub height: u32,
+    #[serde(default = "default_background")]
+    pub background: String,
+    #[serde(default)]
+    pub layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Align {
+    #[default]
+    Start,
+    Middle,
+    End,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Layer {
+    Rect {
+        x: f32,
+        y: f32,
+        width: f32,
+        height: f32,
+        #[serde(default)]
+        fill: Option<String>,
+        #[serde(default)]
+        radius: f32,
+    },
+    Text {
+        text: String,
+        x: f32,
+        y: f32,
+        #[serde(default)]
+        size: Option<f32>,
+        #[serde(default)]
+        color: Option<String>,
+        #[serde(default)]
+        align: Align,
+        #[serde(default)]
+        bold: bool,
+    },
+    Image {
+        #[serde(default)]
+        asset_id: Option<String>,
+        #[serde(default)]
+        src: Option<String>,
+        x: f32,
+        y: f32,
+        width: f32,
+        height: f32,
+    },
+}
+
+impl Template {
+    pub fn parse(template: &Map<String, Value>) -> Result<Template, RenderError> {
+        let t: Template = serde_json::from_value(Value::Object(template.clone()))
+            .map_err(|e| RenderError::Invalid(format!("template: {e}")))?;
+        if !(16..=4096).contains(&t.width) || !(16..=4096).contains(&t.height) {
+            return Err(RenderError::Invalid(
+                "template: width and height must be between 16 and 4096".into(),
+            ));
+        }
+        if t.layers.len() > 200 {
+            return Err(RenderError::Invalid("template: at most 200 layers".into()));
+        }
+        color(&t.background)?;
+        Ok(t)
+    }
+}
+
+/// A colour as `#rgb` or `#rrggbb`: anything else is refused, so nothing but a colour reaches the SVG.
+pub fn color(c: &str) -> Result<&str, RenderError> {
+    let hex = c.strip_prefix('#').unwrap_or("");
+    if (hex.len() == 3 || hex.len() == 6) && hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        Ok(c)
+    } else {
+        Err(RenderError::Invalid(format!(
+            "`{}` is not a colour like #ff8800",
+            c.chars().take(40).collect::<String>()
+        )))
+    }
+}
+
+/// Replaces `{{name}}` with the param's value (strings as they are, numbers and booleans printed).
+/// An unknown name is an error, so a typo does not ship an ad with `{{headline}}` in it.
+pub fn fill(text: &str, params: &Map<String, Value>) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| RenderError::Invalid(format!("unclosed `{{{{` in `{text}`")))?;
+        let name = after[..end].trim();
+        match params.get(name) {
+            Some(Value::String(s)) => out.push_str(s),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
+            Some(_) => {
+                return Err(RenderError::Invalid(format!(
+                    "param `{name}` must be a string, number or boolean"
+                )))
+            }
+            None => {
+                return Err(RenderError::Invalid(format!(
+                    "the template uses `{{{{{name}}}}}` but the execution has no param `{name}`"
+                )))
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn params_fill_placeholders_and_unknown_ones_are_errors() {
+        let p = params(json!({"headline": "Run faster", "price": 49}));
+        assert_eq!(
+            fill("{{headline}} for {{ price }}€", &p).unwrap(),
+            "Run faster for 49€"
+        );
+        assert!(fill("{{nope}}", &p).is_err());
+        assert!(fill("{{headline", &p).is_err());
+    }
+
+    #[test]
+    fn only_hex_colours_pass() {
+        assert!(color("#fff").is_ok() && color("#a1b2c3").is_ok());
+        for bad in ["red", "#ggg", "#12345", "\"/><script>", "url(#x)"] {
+            assert!(color(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn templates_are_checked() {
+        assert!(
+            Template::parse(&params(json!({}))).is_ok(),
+            "an empty template is a blank 1080×1080 frame"
+        );
+        assert!(Template::parse(&params(json!({"width": 5}))).is_err());
+        assert!(Template::parse(&params(json!({"layers": [{"type": "video"}]}))).is_err());
+        assert!(Template::parse(&params(json!({"colour": "#fff"}))).is_err());
+    }
+}
