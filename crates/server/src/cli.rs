@@ -42,6 +42,28 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Benchmarks (one `bench=… key=value` line per scenario on stdout).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The job queue: enqueue (single, bulk), processing at each concurrency (also with 20 % of
+    /// jobs failing once), and pickup latency. postgres uses DATABASE_URL; redis uses REDIS_URL.
+    Queue {
+        #[arg(long, value_enum)]
+        backend: crate::bench::Backend,
+        #[arg(long, default_value_t = 10_000)]
+        jobs: usize,
+        /// Comma-separated concurrencies for the processing scenarios.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 200)]
+        latency_samples: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +155,17 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(config, command).await,
+        Command::Bench {
+            command:
+                BenchCommand::Queue {
+                    backend,
+                    jobs,
+                    concurrency,
+                    latency_samples,
+                },
+        } => {
+            crate::bench::queue(&config, backend, jobs, &concurrency, latency_samples.max(1)).await
+        }
     }
 }
 

@@ -475,6 +475,38 @@ pub trait JobQueue: Send + Sync {
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<()>;
 
     async fn is_paused(&self, queue: &str) -> Result<bool>;
+
+    /// Waits until work may be ready in `queue` (something was enqueued or released in this
+    /// process), or `at_most` passes. Workers call it when idle; the timeout covers other
+    /// processes and delayed jobs coming due.
+    async fn wait_for_work(&self, queue: &str, at_most: Duration) {
+        let _ = queue;
+        tokio::time::sleep(at_most).await;
+    }
+}
+
+/// Wakes this process's idle workers when a queue gets work.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    notify:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+}
+
+impl Wakeups {
+    fn slot(&self, queue: &str) -> std::sync::Arc<tokio::sync::Notify> {
+        let mut m = self.notify.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(queue.to_owned()).or_default().clone()
+    }
+
+    pub fn wake(&self, queue: &str) {
+        self.slot(queue).notify_waiters();
+    }
+
+    pub async fn wait(&self, queue: &str, at_most: Duration) {
+        let slot = self.slot(queue);
+        let notified = slot.notified();
+        let _ = tokio::time::timeout(at_most, notified).await;
+    }
 }
 
 #[cfg(test)]

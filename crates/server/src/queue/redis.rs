@@ -267,6 +267,7 @@ pub struct RedisQueue {
     db: Db,
     policies: HashMap<String, QueuePolicy>,
     default_policy: QueuePolicy,
+    wakeups: super::Wakeups,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -357,6 +358,7 @@ impl RedisQueue {
             db,
             policies,
             default_policy: QueuePolicy::default(),
+            wakeups: super::Wakeups::default(),
         })
     }
 
@@ -437,7 +439,13 @@ impl JobQueue for RedisQueue {
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        self.enqueue_one(&job, self.clock.now()).await
+        let out = self.enqueue_one(&job, self.clock.now()).await?;
+        self.wakeups.wake(&job.queue);
+        Ok(out)
+    }
+
+    async fn wait_for_work(&self, queue: &str, at_most: Duration) {
+        self.wakeups.wait(queue, at_most).await;
     }
 
     async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
@@ -447,10 +455,16 @@ impl JobQueue for RedisQueue {
         let now = self.clock.now();
         let futures = jobs.iter().map(|j| self.enqueue_one(j, now));
         // The connection is multiplexed: these are pipelined on one socket.
-        futures_util::future::join_all(futures)
+        let out: Result<Vec<Enqueued>> = futures_util::future::join_all(futures)
             .await
             .into_iter()
-            .collect()
+            .collect();
+        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        queues.dedup();
+        for q in queues {
+            self.wakeups.wake(q);
+        }
+        out
     }
 
     async fn fetch(
@@ -583,11 +597,13 @@ impl JobQueue for RedisQueue {
             .arg(worker)
             .arg(ms(self.clock.now()));
         let ok: i64 = self.run(inv).await?;
-        if ok == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost)
+        if ok != 1 {
+            return Err(QueueError::LeaseLost);
         }
+        if let Ok(j) = self.get(id).await {
+            self.wakeups.wake(&j.queue);
+        }
+        Ok(())
     }
 
     async fn recover_expired(&self) -> Result<u64> {

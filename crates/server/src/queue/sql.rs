@@ -11,7 +11,7 @@
 
 use super::{
     Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState,
-    NewJob, QueueError, QueuePolicy, Result,
+    NewJob, QueueError, QueuePolicy, Result, Wakeups,
 };
 use crate::clock::Clock;
 use crate::db::BeginWrite as _;
@@ -33,6 +33,7 @@ pub struct SqlQueue {
     default_policy: QueuePolicy,
     /// SQLite's single writer; `None` on PostgreSQL.
     writer: Option<tokio::sync::Mutex<()>>,
+    wakeups: Wakeups,
 }
 
 const READY: &str = "('waiting', 'delayed', 'retrying')";
@@ -139,6 +140,7 @@ impl SqlQueue {
             policies,
             default_policy: QueuePolicy::default(),
             writer,
+            wakeups: Wakeups::default(),
         }
     }
 
@@ -213,6 +215,52 @@ impl SqlQueue {
             // The holder finished between the two statements: the key is free now.
             None => Box::pin(self.insert(job, now)).await,
         }
+    }
+
+    /// Inserts jobs of one queue without unique keys in multi-row statements (one size check for
+    /// the whole batch). The caller holds the write lock.
+    async fn insert_many(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<Enqueued>> {
+        let queue = &jobs[0].queue;
+        let limit = self.policy(queue).max_waiting;
+        let waiting: i64 = with_db!(&self.db, pool => {
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state IN {READY}")).bind(queue).fetch_one(pool).await?
+        });
+        if u64::try_from(waiting).unwrap_or(0) + jobs.len() as u64 > limit {
+            return Err(QueueError::Full {
+                queue: queue.clone(),
+                limit,
+            });
+        }
+        let ids: Vec<JobId> = jobs.iter().map(|_| JobId::new(now)).collect();
+        // 14 parameters a row; SQLite allows 32766 per statement.
+        for (chunk, chunk_ids) in jobs.chunks(500).zip(ids.chunks(500)) {
+            with_db!(&self.db, pool => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO jobs (id, queue, kind, payload, priority, state, run_at, attempts, max_attempts, backoff_base_ms, \
+                     backoff_cap_ms, correlation_id, created_at, updated_at) ",
+                );
+                qb.push_values(chunk.iter().zip(chunk_ids), |mut row, (job, id)| {
+                    let run_at = job.run_at.unwrap_or(now).max(now);
+                    let state = if run_at > now { JobState::Delayed } else { JobState::Waiting };
+                    row.push_bind(id.as_str().to_owned())
+                        .push_bind(job.queue.clone())
+                        .push_bind(job.kind.clone())
+                        .push_bind(Json(job.payload.clone()))
+                        .push_bind(job.priority)
+                        .push_bind(state.as_str())
+                        .push_bind(run_at)
+                        .push_bind(0i32)
+                        .push_bind(i32::try_from(job.max_attempts).unwrap_or(1))
+                        .push_bind(duration_ms(job.backoff.base))
+                        .push_bind(duration_ms(job.backoff.cap))
+                        .push_bind(job.correlation_id.clone())
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.build().execute(pool).await?;
+            });
+        }
+        Ok(ids.into_iter().map(Enqueued::Created).collect())
     }
 
     /// Marks a job dead or retrying after a failed attempt, in one transaction with its attempt
@@ -306,19 +354,42 @@ impl JobQueue for SqlQueue {
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let _w = self.write_lock().await;
-        self.insert(&job, self.clock.now()).await
+        let out = {
+            let _w = self.write_lock().await;
+            self.insert(&job, self.clock.now()).await?
+        };
+        self.wakeups.wake(&job.queue);
+        Ok(out)
+    }
+
+    async fn wait_for_work(&self, queue: &str, at_most: Duration) {
+        self.wakeups.wait(queue, at_most).await;
     }
 
     async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         for j in &jobs {
             j.validate()?;
         }
-        let _w = self.write_lock().await;
-        let now = self.clock.now();
-        let mut out = Vec::with_capacity(jobs.len());
-        for j in &jobs {
-            out.push(self.insert(j, now).await?);
+        let out = {
+            let _w = self.write_lock().await;
+            let now = self.clock.now();
+            let simple = jobs
+                .iter()
+                .all(|j| j.unique_key.is_none() && j.queue == jobs[0].queue);
+            if simple && !jobs.is_empty() {
+                self.insert_many(&jobs, now).await?
+            } else {
+                let mut out = Vec::with_capacity(jobs.len());
+                for j in &jobs {
+                    out.push(self.insert(j, now).await?);
+                }
+                out
+            }
+        };
+        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        queues.dedup();
+        for q in queues {
+            self.wakeups.wake(q);
         }
         Ok(out)
     }
@@ -466,6 +537,7 @@ impl JobQueue for SqlQueue {
     }
 
     async fn release(&self, id: &JobId, worker: &str) -> Result<()> {
+        let queue = self.get(id).await.map(|j| j.queue).ok();
         let _w = self.write_lock().await;
         let now = self.clock.now();
         let done = with_db!(&self.db, pool => {
@@ -480,11 +552,13 @@ impl JobQueue for SqlQueue {
             .await?
             .rows_affected()
         });
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost)
+        if done != 1 {
+            return Err(QueueError::LeaseLost);
         }
+        if let Some(q) = queue {
+            self.wakeups.wake(&q);
+        }
+        Ok(())
     }
 
     async fn recover_expired(&self) -> Result<u64> {

@@ -223,7 +223,7 @@ impl Worker {
                     backoff = Duration::from_millis(100);
                     tokio::select! {
                         () = stop.cancelled() => {}
-                        () = tokio::time::sleep(self.poll) => {}
+                        () = self.queue.wait_for_work(&self.queue_name, self.poll) => {}
                         Some(_) = running.join_next(), if !running.is_empty() => {}
                     }
                 }
