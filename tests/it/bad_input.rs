@@ -36,6 +36,11 @@ pub fn fill_path_with_ids(path: &str) -> String {
                 (_, Some("executions")) => "exe",
                 (_, Some("approvals")) => "apr",
                 (_, Some("tokens")) => "tok",
+                (_, Some("jobs")) => "job",
+                ("{queue}", _) => {
+                    out.push("render".to_string());
+                    continue;
+                }
                 (_, before) => {
                     panic!("no id kind known for {seg} after {before:?} in {path}; add it here")
                 }
@@ -79,12 +84,18 @@ fn cases(doc: &Value) -> Vec<Case> {
         let html = path == "/approve";
         let well_formed = fill_path_with_ids(&path);
         if path.contains('{') {
-            for bad_id in [
-                "bogus",
-                "usr_01jz0000000000000000000000x",
-                "%00",
-                "..%2f..%2fetc",
-            ] {
+            // A queue is named, not an id: only malformed names are bad there.
+            let bad: &[&str] = if path.contains("{queue}") {
+                &["%00", "a%20b", "..%2f..%2fetc"]
+            } else {
+                &[
+                    "bogus",
+                    "usr_01jz0000000000000000000000x",
+                    "%00",
+                    "..%2f..%2fetc",
+                ]
+            };
+            for bad_id in bad.iter().copied() {
                 out.push(Case {
                     method: method.clone(),
                     path: fill_path(&path, bad_id),

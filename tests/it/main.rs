@@ -8,6 +8,7 @@ mod bad_input;
 mod config;
 mod health;
 mod journey;
+mod ops_queues;
 mod render;
 mod roles;
 mod schema;

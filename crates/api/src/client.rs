@@ -276,6 +276,67 @@ impl ApiClient {
         .await
     }
 
+    pub async fn list_queues(&self) -> Result<Vec<QueueOut>, ClientError> {
+        self.get("/api/ops/queues").await
+    }
+
+    /// `query` e.g. `state=dead&fingerprint=…`.
+    pub async fn list_jobs(&self, queue: &str, query: &str) -> Result<Page<JobOut>, ClientError> {
+        self.get(&format!("/api/ops/queues/{queue}/jobs?{query}"))
+            .await
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<JobDetailOut, ClientError> {
+        self.get(&format!("/api/ops/jobs/{id}")).await
+    }
+
+    /// `action` is `retry`, `promote` or `cancel`.
+    pub async fn job_action(&self, id: &str, action: &str) -> Result<JobOut, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/ops/jobs/{id}/{action}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn discard_job(&self, id: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/api/ops/jobs/{id}"), None::<&()>)
+            .await
+    }
+
+    pub async fn dead_groups(&self, queue: &str) -> Result<Vec<DeadGroupOut>, ClientError> {
+        self.get(&format!("/api/ops/queues/{queue}/dead")).await
+    }
+
+    pub async fn retry_dead(
+        &self,
+        queue: &str,
+        body: &RetryDeadIn,
+    ) -> Result<CountOut, ClientError> {
+        self.post(&format!("/api/ops/queues/{queue}/dead/retry"), body)
+            .await
+    }
+
+    /// `action` is `pause` or `resume`.
+    pub async fn queue_action(&self, queue: &str, action: &str) -> Result<QueueOut, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/ops/queues/{queue}/{action}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn purge_completed(
+        &self,
+        queue: &str,
+        body: &PurgeIn,
+    ) -> Result<CountOut, ClientError> {
+        self.post(&format!("/api/ops/queues/{queue}/purge"), body)
+            .await
+    }
+
     pub async fn decide_approval(
         &self,
         body: &ApprovalDecisionIn,

@@ -532,3 +532,116 @@ pub struct HealthOut {
     /// Keyed `component:measurement`, e.g. `database:responseTime`.
     pub checks: std::collections::BTreeMap<String, Vec<HealthCheckOut>>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operations: queues
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStateOut {
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    Retrying,
+    Dead,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueCountsOut {
+    pub waiting: u64,
+    pub delayed: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub retrying: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueOut {
+    pub name: String,
+    pub paused: bool,
+    pub counts: QueueCountsOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobOut {
+    pub id: String,
+    pub queue: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub priority: i32,
+    pub state: JobStateOut,
+    pub run_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub unique_key: Option<String>,
+    pub correlation_id: Option<String>,
+    pub progress: i32,
+    pub progress_message: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub last_error: Option<String>,
+    pub error_fingerprint: Option<String>,
+    pub worker_id: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptOut {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobDetailOut {
+    pub job: JobOut,
+    pub attempts: Vec<AttemptOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeadGroupOut {
+    pub fingerprint: String,
+    pub kind: String,
+    pub count: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub sample_error: String,
+}
+
+/// Retry the dead jobs of a queue (of one fingerprint, if given). `dry_run` only counts them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDeadIn {
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CountOut {
+    pub count: u64,
+    pub dry_run: bool,
+}
+
+/// Delete completed jobs that finished more than `older_than_hours` ago (0: all of them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeIn {
+    #[serde(default)]
+    pub older_than_hours: u32,
+}

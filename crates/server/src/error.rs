@@ -33,6 +33,13 @@ pub enum Error {
         detail: String,
         retry_after: Duration,
     },
+    /// A dependency is unavailable or full right now; try again after the given time.
+    #[error("{detail}")]
+    Unavailable {
+        code: &'static str,
+        detail: String,
+        retry_after: Duration,
+    },
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]

@@ -10,7 +10,7 @@ pub mod paging;
 pub mod problem;
 
 use crate::state::AppState;
-use crate::{approvals, assets, auth, campaigns, clients, health};
+use crate::{approvals, assets, auth, campaigns, clients, health, queue};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -38,7 +38,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[openapi(
     info(title = "AIrWAVE API", description = "AIrWAVE's API: accounts, clients, assets, campaigns, renders, approvals and operations."),
     modifiers(&BearerAuth),
-    tags((name = "health"), (name = "auth"), (name = "admin"), (name = "clients"), (name = "assets"), (name = "campaigns"), (name = "approvals"), (name = "meta"))
+    tags((name = "health"), (name = "auth"), (name = "admin"), (name = "clients"), (name = "assets"), (name = "campaigns"), (name = "approvals"), (name = "operations"), (name = "meta"))
 )]
 struct ApiDoc;
 
@@ -131,6 +131,17 @@ fn api_routes() -> OpenApiRouter<AppState> {
             approvals::routes::approval_page,
             approvals::routes::approval_form
         ))
+        .routes(routes!(queue::routes::list_queues))
+        .routes(routes!(queue::routes::list_jobs))
+        .routes(routes!(queue::routes::get_job, queue::routes::discard_job))
+        .routes(routes!(queue::routes::retry_job))
+        .routes(routes!(queue::routes::promote_job))
+        .routes(routes!(queue::routes::cancel_job))
+        .routes(routes!(queue::routes::dead_groups))
+        .routes(routes!(queue::routes::retry_dead))
+        .routes(routes!(queue::routes::pause_queue))
+        .routes(routes!(queue::routes::resume_queue))
+        .routes(routes!(queue::routes::purge_completed))
 }
 
 /// The OpenAPI document of every route.

@@ -82,6 +82,18 @@ impl IntoResponse for Error {
                 );
                 r
             }
+            Error::Unavailable {
+                code,
+                detail,
+                retry_after,
+            } => {
+                let mut r = problem(StatusCode::SERVICE_UNAVAILABLE, code, detail);
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+                r
+            }
             Error::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::warn!("database pool exhausted: no connection within the acquire timeout");
                 let mut r = problem(

@@ -15,6 +15,7 @@
 //! This module knows no backend; `sql.rs` is the embedded default (PostgreSQL or SQLite).
 
 pub mod redis;
+pub mod routes;
 pub mod sql;
 pub mod worker;
 
@@ -476,6 +477,45 @@ pub trait JobQueue: Send + Sync {
 
     async fn is_paused(&self, queue: &str) -> Result<bool>;
 
+    /// Every queue that has (or had) jobs or settings.
+    async fn queue_names(&self) -> Result<Vec<String>>;
+
+    /// Jobs of `queue` in `state`, newest first, optionally of one kind or error fingerprint,
+    /// after the cursor `before` (a job id).
+    async fn list(
+        &self,
+        filter: &JobFilter,
+        limit: usize,
+        before: Option<&JobId>,
+    ) -> Result<Vec<Job>>;
+
+    /// A job's finished attempts, oldest first.
+    async fn attempts(&self, id: &JobId) -> Result<Vec<Attempt>>;
+
+    /// Runs a dead or cancelled job again from scratch (attempts start over).
+    async fn retry(&self, id: &JobId) -> Result<()>;
+
+    /// Makes a delayed or retrying job ready now.
+    async fn promote(&self, id: &JobId) -> Result<()>;
+
+    /// Deletes a job that is not running.
+    async fn discard(&self, id: &JobId) -> Result<()>;
+
+    /// The dead-letter queue grouped by error fingerprint, largest group first.
+    async fn dead_groups(&self, queue: &str) -> Result<Vec<DeadGroup>>;
+
+    /// Retries every dead job of `queue` (of one fingerprint, if given); with `dry_run` only
+    /// counts them. Returns how many.
+    async fn retry_dead(
+        &self,
+        queue: &str,
+        fingerprint: Option<&str>,
+        dry_run: bool,
+    ) -> Result<u64>;
+
+    /// Deletes completed jobs of `queue` that finished before `before`. Returns how many.
+    async fn purge_completed(&self, queue: &str, before: DateTime<Utc>) -> Result<u64>;
+
     /// Waits until work may be ready in `queue` (something was enqueued or released in this
     /// process), or `at_most` passes. Workers call it when idle; the timeout covers other
     /// processes and delayed jobs coming due.
@@ -483,6 +523,38 @@ pub trait JobQueue: Send + Sync {
         let _ = queue;
         tokio::time::sleep(at_most).await;
     }
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone)]
+pub struct JobFilter {
+    pub queue: String,
+    pub state: JobState,
+    pub kind: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+/// One finished attempt of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+/// Dead jobs that failed the same way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadGroup {
+    pub fingerprint: String,
+    pub kind: String,
+    pub count: u64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub sample_error: String,
 }
 
 /// Wakes this process's idle workers when a queue gets work.

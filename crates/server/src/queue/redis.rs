@@ -16,6 +16,7 @@
 //! A job that dies writes `job.dead` to the database outbox right after its script returns.
 //! Redis Cluster is not supported (scripts build key names from the prefix).
 
+use super::{Attempt, DeadGroup, JobFilter};
 use super::{
     Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState,
     NewJob, QueueError, QueuePolicy, Result,
@@ -258,6 +259,81 @@ return {'wrong', f[1]}
 "#,
     )
 });
+
+static RETRY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, id, now
+local id, now = ARGV[2], ARGV[3]
+local f = redis.call('HMGET', jk(id), 'state', 'queue', 'unique_key')
+if not f[1] then return {'missing', ''} end
+if f[1] ~= 'dead' and f[1] ~= 'cancelled' then return {'wrong', f[1]} end
+local q, uk = f[2], f[3]
+if uk and uk ~= '' then
+  local held = redis.call('HGET', qk(q, 'unique'), uk)
+  if held and held ~= id then return {'conflict', ''} end
+  redis.call('HSET', qk(q, 'unique'), uk, id)
+end
+redis.call('ZREM', qk(q, f[1]), id)
+redis.call('HSET', jk(id), 'state', 'waiting', 'attempts', 0, 'run_at', now, 'updated_at', now, 'finished_at', '', 'cancel_requested', 0)
+redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
+return {'ok', q}
+"#,
+    )
+});
+
+static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, id, now
+local id, now = ARGV[2], ARGV[3]
+local f = redis.call('HMGET', jk(id), 'state', 'queue')
+if not f[1] then return {'missing', ''} end
+if f[1] ~= 'delayed' and f[1] ~= 'retrying' then return {'wrong', f[1]} end
+local q = f[2]
+redis.call('ZREM', qk(q, 'delayed'), id)
+redis.call('ZREM', qk(q, 'retrying'), id)
+redis.call('HSET', jk(id), 'state', 'waiting', 'run_at', now, 'updated_at', now)
+redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
+return {'ok', q}
+"#,
+    )
+});
+
+static DISCARD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, id
+local id = ARGV[2]
+local f = redis.call('HMGET', jk(id), 'state', 'queue')
+if not f[1] then return {'missing', ''} end
+if f[1] == 'active' then return {'wrong', f[1]} end
+local q = f[2]
+for _, set in ipairs({'ready', 'delayed', 'retrying', 'completed', 'dead', 'cancelled'}) do redis.call('ZREM', qk(q, set), id) end
+unhold(q, id)
+redis.call('DEL', jk(id), jk(id) .. ':attempts')
+return {'ok', q}
+"#,
+    )
+});
+
+static PURGE_COMPLETED: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, queue, before (ms, exclusive). Deletes at most 10000 a call.
+local q = ARGV[2]
+local ids = redis.call('ZRANGEBYSCORE', qk(q, 'completed'), '-inf', '(' .. ARGV[3], 'LIMIT', 0, 10000)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', qk(q, 'completed'), id)
+  redis.call('DEL', jk(id), jk(id) .. ':attempts')
+end
+return #ids
+"#,
+    )
+});
+
+/// How many members of a state's set the operator views read (newest by score) on Redis.
+const LIST_WINDOW: isize = 5000;
 
 pub struct RedisQueue {
     conn: ConnectionManager,
@@ -708,5 +784,228 @@ impl JobQueue for RedisQueue {
             .cmd(redis::cmd("EXISTS").arg(self.key(queue, "paused")))
             .await?;
         Ok(n == 1)
+    }
+
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .cmd(redis::cmd("SMEMBERS").arg(format!("{}:queues", self.prefix)))
+            .await?;
+        names.sort();
+        Ok(names)
+    }
+
+    async fn list(
+        &self,
+        filter: &JobFilter,
+        limit: usize,
+        before: Option<&JobId>,
+    ) -> Result<Vec<Job>> {
+        let set = match filter.state {
+            JobState::Waiting => "ready",
+            other => other.as_str(),
+        };
+        let ids: Vec<String> = self
+            .cmd(
+                redis::cmd("ZREVRANGE")
+                    .arg(self.key(&filter.queue, set))
+                    .arg(0)
+                    .arg(LIST_WINDOW - 1),
+            )
+            .await?;
+        let mut jobs = Vec::new();
+        for chunk in ids.chunks(200) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HGETALL").arg(format!("{}:job:{id}", self.prefix));
+            }
+            let mut conn = self.conn.clone();
+            let rows: Vec<Vec<String>> =
+                tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
+                    .await
+                    .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
+                    .map_err(backend_err)?;
+            for row in rows.into_iter().filter(|r| !r.is_empty()) {
+                let job = job_from_flat(row)?;
+                let keep = filter.kind.as_ref().is_none_or(|k| &job.kind == k)
+                    && filter
+                        .fingerprint
+                        .as_ref()
+                        .is_none_or(|f| job.error_fingerprint.as_ref() == Some(f))
+                    && before.is_none_or(|b| &job.id < b);
+                if keep {
+                    jobs.push(job);
+                }
+            }
+        }
+        jobs.sort_by(|a, b| b.id.cmp(&a.id));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    async fn attempts(&self, id: &JobId) -> Result<Vec<Attempt>> {
+        let raw: Vec<String> = self
+            .cmd(
+                redis::cmd("LRANGE")
+                    .arg(format!("{}:job:{id}:attempts", self.prefix))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        Ok(raw
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(r).ok())
+            .map(|v| {
+                let s = |k: &str| {
+                    v.get(k)
+                        .and_then(Value::as_str)
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                };
+                let t = |k: &str| {
+                    v.get(k)
+                        .and_then(|x| {
+                            x.as_i64()
+                                .or_else(|| x.as_f64().map(|f| f as i64))
+                                .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                        })
+                        .and_then(|m| Utc.timestamp_millis_opt(m).single())
+                };
+                Attempt {
+                    attempt: v
+                        .get("attempt")
+                        .and_then(Value::as_f64)
+                        .map_or(0, |a| a as u32),
+                    worker_id: s("worker_id").unwrap_or_default(),
+                    started_at: t("started_at"),
+                    finished_at: t("finished_at"),
+                    outcome: s("outcome").unwrap_or_default(),
+                    error: s("error"),
+                    fingerprint: s("fingerprint"),
+                }
+            })
+            .collect())
+    }
+
+    async fn retry(&self, id: &JobId) -> Result<()> {
+        let mut inv = RETRY.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(ms(self.clock.now()));
+        let (what, value): (String, String) = self.run(inv).await?;
+        match what.as_str() {
+            "ok" => {
+                self.wakeups.wake(&value);
+                Ok(())
+            }
+            "conflict" => Err(QueueError::Invalid(
+                "another job with the same unique key is waiting or running".into(),
+            )),
+            "missing" => Err(QueueError::NotFound),
+            _ => Err(QueueError::WrongState(
+                value.parse().map_err(QueueError::Invalid)?,
+            )),
+        }
+    }
+
+    async fn promote(&self, id: &JobId) -> Result<()> {
+        let mut inv = PROMOTE.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(ms(self.clock.now()));
+        let (what, value): (String, String) = self.run(inv).await?;
+        match what.as_str() {
+            "ok" => {
+                self.wakeups.wake(&value);
+                Ok(())
+            }
+            "missing" => Err(QueueError::NotFound),
+            _ => Err(QueueError::WrongState(
+                value.parse().map_err(QueueError::Invalid)?,
+            )),
+        }
+    }
+
+    async fn discard(&self, id: &JobId) -> Result<()> {
+        let mut inv = DISCARD.prepare_invoke();
+        inv.arg(&self.prefix).arg(id.as_str());
+        let (what, value): (String, String) = self.run(inv).await?;
+        match what.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(QueueError::NotFound),
+            _ => Err(QueueError::WrongState(
+                value.parse().map_err(QueueError::Invalid)?,
+            )),
+        }
+    }
+
+    async fn dead_groups(&self, queue: &str) -> Result<Vec<DeadGroup>> {
+        let dead = self
+            .list(
+                &JobFilter {
+                    queue: queue.into(),
+                    state: JobState::Dead,
+                    kind: None,
+                    fingerprint: None,
+                },
+                usize::MAX,
+                None,
+            )
+            .await?;
+        let mut groups: HashMap<String, DeadGroup> = HashMap::new();
+        for j in dead {
+            let fp = j.error_fingerprint.clone().unwrap_or_default();
+            let g = groups.entry(fp.clone()).or_insert_with(|| DeadGroup {
+                fingerprint: fp,
+                kind: j.kind.clone(),
+                count: 0,
+                first_seen: j.updated_at,
+                last_seen: j.updated_at,
+                sample_error: j.last_error.clone().unwrap_or_default(),
+            });
+            g.count += 1;
+            g.first_seen = g.first_seen.min(j.updated_at);
+            g.last_seen = g.last_seen.max(j.updated_at);
+        }
+        let mut out: Vec<DeadGroup> = groups.into_values().collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then(b.last_seen.cmp(&a.last_seen)));
+        Ok(out)
+    }
+
+    async fn retry_dead(
+        &self,
+        queue: &str,
+        fingerprint: Option<&str>,
+        dry_run: bool,
+    ) -> Result<u64> {
+        let filter = JobFilter {
+            queue: queue.into(),
+            state: JobState::Dead,
+            kind: None,
+            fingerprint: fingerprint.map(String::from),
+        };
+        let dead = self.list(&filter, usize::MAX, None).await?;
+        if dry_run {
+            return Ok(dead.len() as u64);
+        }
+        let mut n = 0;
+        for j in dead {
+            if self.retry(&j.id).await.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn purge_completed(&self, queue: &str, before: DateTime<Utc>) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut inv = PURGE_COMPLETED.prepare_invoke();
+            inv.arg(&self.prefix).arg(queue).arg(ms(before));
+            let n: u64 = self.run(inv).await?;
+            total += n;
+            if n < 10_000 {
+                return Ok(total);
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! A job that dies writes `job.dead` to the events outbox in the same transaction.
 
+use super::{Attempt, DeadGroup, JobFilter};
 use super::{
     Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState,
     NewJob, QueueError, QueuePolicy, Result, Wakeups,
@@ -82,6 +83,29 @@ struct AttemptRow {
     backoff_cap_ms: i64,
     started_at: Option<DateTime<Utc>>,
     worker_id: Option<String>,
+}
+
+/// A row of `job_attempts`.
+#[derive(sqlx::FromRow)]
+struct AttemptLogRow {
+    attempt: i32,
+    worker_id: String,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    outcome: Option<String>,
+    error: Option<String>,
+    error_fingerprint: Option<String>,
+}
+
+/// A group of dead jobs.
+#[derive(sqlx::FromRow)]
+struct DeadGroupRow {
+    fingerprint: String,
+    kind: String,
+    count: i64,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    sample_error: String,
 }
 
 fn millis(ms: i64) -> Duration {
@@ -679,5 +703,187 @@ impl JobQueue for SqlQueue {
             sqlx::query_scalar("SELECT paused FROM queue_settings WHERE queue = $1").bind(queue).fetch_optional(pool).await?
         });
         Ok(p.unwrap_or(false))
+    }
+
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        Ok(with_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT DISTINCT queue FROM jobs UNION SELECT queue FROM queue_settings ORDER BY 1").fetch_all(pool).await?
+        }))
+    }
+
+    async fn list(
+        &self,
+        filter: &JobFilter,
+        limit: usize,
+        before: Option<&JobId>,
+    ) -> Result<Vec<Job>> {
+        let rows: Vec<JobRow> = with_db!(&self.db, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE queue = $1 AND state = $2 AND ($3 IS NULL OR kind = $3)
+                   AND ($4 IS NULL OR error_fingerprint = $4) AND ($5 IS NULL OR id < $5)
+                 ORDER BY id DESC LIMIT $6"
+            ))
+            .bind(&filter.queue)
+            .bind(filter.state.as_str())
+            .bind(&filter.kind)
+            .bind(&filter.fingerprint)
+            .bind(before.map(JobId::as_str))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(Job::try_from).collect()
+    }
+
+    async fn attempts(&self, id: &JobId) -> Result<Vec<Attempt>> {
+        let rows: Vec<AttemptLogRow> = with_db!(&self.db, pool => {
+            sqlx::query_as("SELECT attempt, worker_id, started_at, finished_at, outcome, error, error_fingerprint FROM job_attempts WHERE job_id = $1 ORDER BY attempt")
+                .bind(id.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| Attempt {
+                attempt: u32::try_from(r.attempt).unwrap_or(0),
+                worker_id: r.worker_id,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                outcome: r.outcome.unwrap_or_default(),
+                error: r.error,
+                fingerprint: r.error_fingerprint,
+            })
+            .collect())
+    }
+
+    async fn retry(&self, id: &JobId) -> Result<()> {
+        let queue: Option<String> = {
+            let _w = self.write_lock().await;
+            let now = self.clock.now();
+            let result = with_db!(&self.db, pool => {
+                sqlx::query_scalar(
+                    "UPDATE jobs SET state = 'waiting', attempts = 0, run_at = $2, updated_at = $2, finished_at = NULL, cancel_requested = FALSE
+                     WHERE id = $1 AND state IN ('dead', 'cancelled') RETURNING queue",
+                )
+                .bind(id.as_str())
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+            });
+            match result {
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                    return Err(QueueError::Invalid(
+                        "another job with the same unique key is waiting or running".into(),
+                    ));
+                }
+                other => other?,
+            }
+        };
+        match queue {
+            Some(q) => {
+                self.wakeups.wake(&q);
+                Ok(())
+            }
+            None => Err(QueueError::WrongState(self.state_of(id).await?)),
+        }
+    }
+
+    async fn promote(&self, id: &JobId) -> Result<()> {
+        let done = {
+            let _w = self.write_lock().await;
+            let now = self.clock.now();
+            with_db!(&self.db, pool => {
+                sqlx::query("UPDATE jobs SET state = 'waiting', run_at = $2, updated_at = $2 WHERE id = $1 AND state IN ('delayed', 'retrying')")
+                    .bind(id.as_str())
+                    .bind(now)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            })
+        };
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::WrongState(self.state_of(id).await?))
+        }
+    }
+
+    async fn discard(&self, id: &JobId) -> Result<()> {
+        let done = {
+            let _w = self.write_lock().await;
+            with_db!(&self.db, pool => {
+                sqlx::query("DELETE FROM jobs WHERE id = $1 AND state <> 'active'").bind(id.as_str()).execute(pool).await?.rows_affected()
+            })
+        };
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::WrongState(self.state_of(id).await?))
+        }
+    }
+
+    async fn dead_groups(&self, queue: &str) -> Result<Vec<DeadGroup>> {
+        let rows: Vec<DeadGroupRow> = with_db!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT COALESCE(error_fingerprint, '') AS fingerprint, MIN(kind) AS kind, COUNT(*) AS count, MIN(updated_at) AS first_seen,
+                        MAX(updated_at) AS last_seen, COALESCE(MAX(last_error), '') AS sample_error
+                 FROM jobs WHERE queue = $1 AND state = 'dead' GROUP BY error_fingerprint ORDER BY COUNT(*) DESC, MAX(updated_at) DESC LIMIT 500",
+            )
+            .bind(queue)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadGroup {
+                fingerprint: r.fingerprint,
+                kind: r.kind,
+                count: u64::try_from(r.count).unwrap_or(0),
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+                sample_error: r.sample_error,
+            })
+            .collect())
+    }
+
+    async fn retry_dead(
+        &self,
+        queue: &str,
+        fingerprint: Option<&str>,
+        dry_run: bool,
+    ) -> Result<u64> {
+        let ids: Vec<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT id FROM jobs WHERE queue = $1 AND state = 'dead' AND ($2 IS NULL OR error_fingerprint = $2) ORDER BY id")
+                .bind(queue)
+                .bind(fingerprint)
+                .fetch_all(pool)
+                .await?
+        });
+        if dry_run {
+            return Ok(ids.len() as u64);
+        }
+        let mut n = 0;
+        for id in ids {
+            if self
+                .retry(&id.try_into().map_err(QueueError::Invalid)?)
+                .await
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn purge_completed(&self, queue: &str, before: DateTime<Utc>) -> Result<u64> {
+        let _w = self.write_lock().await;
+        Ok(with_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM jobs WHERE queue = $1 AND state = 'completed' AND finished_at < $2")
+                .bind(queue)
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
     }
 }

@@ -564,3 +564,203 @@ async fn cancelling_a_running_job_reaches_its_handler() {
     assert_eq!(run.await.unwrap(), Some(Outcome::Cancelled(id.clone())));
     assert_eq!(f.queue.get(&id).await.unwrap().state, JobState::Cancelled);
 }
+
+// --- operator actions -----------------------------------------------------------------------
+
+use airwave_server::queue::JobFilter;
+
+fn filter(state: JobState) -> JobFilter {
+    JobFilter {
+        queue: "render".into(),
+        state,
+        kind: None,
+        fingerprint: None,
+    }
+}
+
+async fn kill(f: &Fixture, id: &airwave_server::ids::JobId, message: &str) {
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    assert_eq!(
+        f.queue
+            .fail(id, "w", &JobFailure::permanent("step", message), 0.5)
+            .await
+            .unwrap(),
+        FailOutcome::Dead
+    );
+}
+
+#[tokio::test]
+async fn jobs_are_listed_by_state_kind_and_fingerprint_newest_first_with_a_cursor() {
+    let f = fixture().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(enqueue(&f, job(if i % 2 == 0 { "even" } else { "odd" })).await);
+    }
+    let waiting = f
+        .queue
+        .list(&filter(JobState::Waiting), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        ids.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let page1 = f
+        .queue
+        .list(&filter(JobState::Waiting), 2, None)
+        .await
+        .unwrap();
+    let page2 = f
+        .queue
+        .list(&filter(JobState::Waiting), 2, Some(&page1[1].id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (page1[0].id.clone(), page2[0].id.clone()),
+        (ids[4].clone(), ids[2].clone())
+    );
+    let odd = f
+        .queue
+        .list(
+            &JobFilter {
+                kind: Some("odd".into()),
+                ..filter(JobState::Waiting)
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(odd.len(), 2);
+    assert!(f
+        .queue
+        .queue_names()
+        .await
+        .unwrap()
+        .contains(&"render".to_string()));
+}
+
+#[tokio::test]
+async fn dead_jobs_group_by_fingerprint_and_retry_in_bulk_after_a_dry_run() {
+    let f = fixture().await;
+    for i in 0..3 {
+        let id = enqueue(&f, job("a")).await;
+        kill(&f, &id, &format!("timeout after {} ms", 100 + i)).await;
+    }
+    let other = enqueue(&f, job("b")).await;
+    kill(&f, &other, "permission denied").await;
+    let groups = f.queue.dead_groups("render").await.unwrap();
+    assert_eq!(groups.iter().map(|g| g.count).collect::<Vec<_>>(), [3, 1]);
+    assert!(groups[0].sample_error.starts_with("timeout after"));
+    let fp = groups[0].fingerprint.clone();
+    assert_eq!(
+        f.queue.retry_dead("render", Some(&fp), true).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        f.queue.counts("render").await.unwrap().dead,
+        4,
+        "a dry run changes nothing"
+    );
+    assert_eq!(
+        f.queue
+            .retry_dead("render", Some(&fp), false)
+            .await
+            .unwrap(),
+        3
+    );
+    let c = f.queue.counts("render").await.unwrap();
+    assert_eq!((c.dead, c.waiting), (1, 3));
+    let retried = f
+        .queue
+        .list(&filter(JobState::Waiting), 10, None)
+        .await
+        .unwrap();
+    assert!(
+        retried.iter().all(|j| j.attempts == 0),
+        "attempts start over"
+    );
+    let listed = f
+        .queue
+        .list(
+            &JobFilter {
+                fingerprint: Some(groups[1].fingerprint.clone()),
+                ..filter(JobState::Dead)
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed[0].id, other);
+}
+
+#[tokio::test]
+async fn one_job_can_be_retried_promoted_or_discarded_and_attempts_are_kept() {
+    let f = fixture().await;
+    let dead = enqueue(&f, job("d")).await;
+    kill(&f, &dead, "boom").await;
+    let attempts = f.queue.attempts(&dead).await.unwrap();
+    assert_eq!(
+        (
+            attempts.len(),
+            attempts[0].outcome.as_str(),
+            attempts[0].error.as_deref()
+        ),
+        (1, "failed", Some("boom"))
+    );
+    f.queue.retry(&dead).await.unwrap();
+    assert_eq!(f.queue.get(&dead).await.unwrap().state, JobState::Waiting);
+    assert!(matches!(
+        f.queue.retry(&dead).await,
+        Err(QueueError::WrongState(JobState::Waiting))
+    ));
+
+    let later = enqueue(
+        &f,
+        NewJob {
+            run_at: Some(f.clock.now() + CDuration::hours(1)),
+            ..job("later")
+        },
+    )
+    .await;
+    f.queue.promote(&later).await.unwrap();
+    let kinds = fetch_kinds(&f, "w", 10).await;
+    assert!(kinds.contains(&"later".to_string()), "{kinds:?}");
+
+    let gone = enqueue(&f, job("gone")).await;
+    f.queue.discard(&gone).await.unwrap();
+    assert!(matches!(
+        f.queue.get(&gone).await,
+        Err(QueueError::NotFound)
+    ));
+    assert!(
+        matches!(
+            f.queue.discard(&later).await,
+            Err(QueueError::WrongState(JobState::Active))
+        ),
+        "a running job is not discarded"
+    );
+}
+
+#[tokio::test]
+async fn completed_jobs_older_than_a_time_are_purged() {
+    let f = fixture().await;
+    for _ in 0..3 {
+        let id = enqueue(&f, job("c")).await;
+        f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+        f.queue.complete(&id, "w", Value::Null).await.unwrap();
+    }
+    f.clock.advance(CDuration::days(8));
+    let fresh = enqueue(&f, job("c")).await;
+    f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    f.queue.complete(&fresh, "w", Value::Null).await.unwrap();
+    assert_eq!(
+        f.queue
+            .purge_completed("render", f.clock.now() - CDuration::days(7))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(f.queue.counts("render").await.unwrap().completed, 1);
+}

@@ -1,0 +1,487 @@
+//! `/api/ops/queues…` and `/api/ops/jobs…`: what operators see and do with the job queues.
+//! Admins and operators only; every action that changes something is audited.
+
+use super::{Attempt, DeadGroup, Job, JobFilter, JobState, QueueError};
+use crate::audit::{self, Entry};
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+use crate::http::extract::{ClientIp, Json, Path, Query};
+use crate::http::paging::{page, PageQuery};
+use crate::ids::JobId;
+use crate::state::AppState;
+use airwave_api::{
+    AttemptOut, CountOut, DeadGroupOut, JobDetailOut, JobOut, JobStateOut, Page, Problem, PurgeIn,
+    QueueCountsOut, QueueOut, RetryDeadIn, Role,
+};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The queues every deployment has, listed even before their first job.
+pub const KNOWN_QUEUES: [&str; 5] = ["render", "email", "webhook", "cleanup", "analytics"];
+const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
+
+impl From<QueueError> for Error {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotFound => Error::not_found("job"),
+            QueueError::WrongState(s) => Error::conflict(
+                "job_state",
+                format!("the job is {s}, which does not allow this"),
+            ),
+            QueueError::LeaseLost => {
+                Error::conflict("job_state", "the job changed hands; reload it")
+            }
+            QueueError::Invalid(d) => Error::invalid("validation_failed", d),
+            QueueError::Full { queue, limit } => Error::Unavailable {
+                code: "queue_full",
+                detail: format!("queue `{queue}` is full ({limit} jobs waiting); try again later"),
+                retry_after: std::time::Duration::from_secs(30),
+            },
+            QueueError::Backend(d) => {
+                tracing::warn!(error = %d, "queue backend unavailable");
+                Error::Unavailable {
+                    code: "queue_unavailable",
+                    detail: "the job queue is unavailable; try again shortly".into(),
+                    retry_after: std::time::Duration::from_secs(5),
+                }
+            }
+            QueueError::Database(e) => Error::Database(e),
+        }
+    }
+}
+
+fn state_out(s: JobState) -> JobStateOut {
+    match s {
+        JobState::Waiting => JobStateOut::Waiting,
+        JobState::Delayed => JobStateOut::Delayed,
+        JobState::Active => JobStateOut::Active,
+        JobState::Completed => JobStateOut::Completed,
+        JobState::Retrying => JobStateOut::Retrying,
+        JobState::Dead => JobStateOut::Dead,
+        JobState::Cancelled => JobStateOut::Cancelled,
+    }
+}
+
+fn state_in(s: JobStateOut) -> JobState {
+    match s {
+        JobStateOut::Waiting => JobState::Waiting,
+        JobStateOut::Delayed => JobState::Delayed,
+        JobStateOut::Active => JobState::Active,
+        JobStateOut::Completed => JobState::Completed,
+        JobStateOut::Retrying => JobState::Retrying,
+        JobStateOut::Dead => JobState::Dead,
+        JobStateOut::Cancelled => JobState::Cancelled,
+    }
+}
+
+pub fn job_out(j: Job) -> JobOut {
+    JobOut {
+        id: j.id.to_string(),
+        queue: j.queue,
+        kind: j.kind,
+        payload: j.payload,
+        priority: j.priority,
+        state: state_out(j.state),
+        run_at: j.run_at,
+        attempts: j.attempts,
+        max_attempts: j.max_attempts,
+        unique_key: j.unique_key,
+        correlation_id: j.correlation_id,
+        progress: j.progress,
+        progress_message: j.progress_message,
+        result: j.result,
+        last_error: j.last_error,
+        error_fingerprint: j.error_fingerprint,
+        worker_id: j.worker_id,
+        lease_until: j.lease_until,
+        cancel_requested: j.cancel_requested,
+        created_at: j.created_at,
+        updated_at: j.updated_at,
+        started_at: j.started_at,
+        finished_at: j.finished_at,
+    }
+}
+
+fn attempt_out(a: Attempt) -> AttemptOut {
+    AttemptOut {
+        attempt: a.attempt,
+        worker_id: a.worker_id,
+        started_at: a.started_at,
+        finished_at: a.finished_at,
+        outcome: a.outcome,
+        error: a.error,
+        fingerprint: a.fingerprint,
+    }
+}
+
+fn group_out(g: DeadGroup) -> DeadGroupOut {
+    DeadGroupOut {
+        fingerprint: g.fingerprint,
+        kind: g.kind,
+        count: g.count,
+        first_seen: g.first_seen,
+        last_seen: g.last_seen,
+        sample_error: g.sample_error,
+    }
+}
+
+fn check_queue(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "invalid_id",
+            format!(
+                "`{}` is not a queue name",
+                name.chars().take(64).collect::<String>()
+            ),
+        ))
+    }
+}
+
+async fn queue_out(s: &AppState, name: &str) -> Result<QueueOut> {
+    let c = s.queue.counts(name).await?;
+    Ok(QueueOut {
+        name: name.into(),
+        paused: s.queue.is_paused(name).await?,
+        counts: QueueCountsOut {
+            waiting: c.waiting,
+            delayed: c.delayed,
+            active: c.active,
+            completed: c.completed,
+            retrying: c.retrying,
+            dead: c.dead,
+            cancelled: c.cancelled,
+        },
+    })
+}
+
+async fn audit_action(
+    s: &AppState,
+    who: &Principal,
+    ip: ClientIp,
+    action: &str,
+    target_type: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
+    audit::record(
+        &s.db,
+        s.clock.as_ref(),
+        &who.actor(ip.0),
+        Entry {
+            action,
+            target_type: Some(target_type),
+            target_id: Some(target),
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every queue with its job counts by state.
+#[utoipa::path(get, path = "/api/ops/queues", tag = "operations", responses((status = 200, body = Vec<QueueOut>), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn list_queues(
+    State(s): State<AppState>,
+    who: Principal,
+) -> Result<axum::Json<Vec<QueueOut>>> {
+    who.require(OPERATORS)?;
+    let mut names: Vec<String> = KNOWN_QUEUES.iter().map(|q| q.to_string()).collect();
+    for q in s.queue.queue_names().await? {
+        if !names.contains(&q) {
+            names.push(q);
+        }
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        out.push(queue_out(&s, &n).await?);
+    }
+    Ok(axum::Json(out))
+}
+
+/// `GET /api/ops/queues/{queue}/jobs` filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// The state to list (default `waiting`).
+    pub state: Option<JobStateOut>,
+    pub kind: Option<String>,
+    /// Only jobs whose last error has this fingerprint.
+    pub fingerprint: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A queue's jobs in one state, newest first.
+#[utoipa::path(get, path = "/api/ops/queues/{queue}/jobs", tag = "operations", params(("queue" = String, Path), JobQuery),
+    responses((status = 200, body = Page<JobOut>), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn list_jobs(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(queue): Path<String>,
+    Query(q): Query<JobQuery>,
+) -> Result<axum::Json<Page<JobOut>>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    let paging = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let (limit, cursor) = (paging.limit()?, paging.cursor::<JobId>()?);
+    let filter = JobFilter {
+        queue,
+        state: state_in(q.state.unwrap_or(JobStateOut::Waiting)),
+        kind: q.kind,
+        fingerprint: q.fingerprint,
+    };
+    let jobs = s
+        .queue
+        .list(
+            &filter,
+            usize::try_from(limit + 1).unwrap_or(usize::MAX),
+            cursor.as_ref(),
+        )
+        .await?;
+    Ok(axum::Json(page(
+        jobs.into_iter().map(job_out).collect(),
+        limit,
+        |j| j.id.clone(),
+    )))
+}
+
+/// A job with its payload, attempts and errors.
+#[utoipa::path(get, path = "/api/ops/jobs/{id}", tag = "operations", params(("id" = String, Path, description = "job_… id")),
+    responses((status = 200, body = JobDetailOut), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get_job(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(id): Path<JobId>,
+) -> Result<axum::Json<JobDetailOut>> {
+    who.require(OPERATORS)?;
+    let job = s.queue.get(&id).await?;
+    let attempts = s.queue.attempts(&id).await?;
+    Ok(axum::Json(JobDetailOut {
+        job: job_out(job),
+        attempts: attempts.into_iter().map(attempt_out).collect(),
+    }))
+}
+
+/// Run a dead or cancelled job again (attempts start over).
+#[utoipa::path(post, path = "/api/ops/jobs/{id}/retry", tag = "operations", params(("id" = String, Path, description = "job_… id")),
+    responses((status = 200, body = JobOut), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn retry_job(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(id): Path<JobId>,
+) -> Result<axum::Json<JobOut>> {
+    who.require(OPERATORS)?;
+    s.queue.retry(&id).await?;
+    audit_action(
+        &s,
+        &who,
+        ip,
+        "queue.job_retry",
+        "job",
+        id.as_str(),
+        json!({}),
+    )
+    .await?;
+    Ok(axum::Json(job_out(s.queue.get(&id).await?)))
+}
+
+/// Run a delayed or retrying job now.
+#[utoipa::path(post, path = "/api/ops/jobs/{id}/promote", tag = "operations", params(("id" = String, Path, description = "job_… id")),
+    responses((status = 200, body = JobOut), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn promote_job(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(id): Path<JobId>,
+) -> Result<axum::Json<JobOut>> {
+    who.require(OPERATORS)?;
+    s.queue.promote(&id).await?;
+    audit_action(
+        &s,
+        &who,
+        ip,
+        "queue.job_promote",
+        "job",
+        id.as_str(),
+        json!({}),
+    )
+    .await?;
+    Ok(axum::Json(job_out(s.queue.get(&id).await?)))
+}
+
+/// Cancel a waiting job, or ask a running one to stop.
+#[utoipa::path(post, path = "/api/ops/jobs/{id}/cancel", tag = "operations", params(("id" = String, Path, description = "job_… id")),
+    responses((status = 200, body = JobOut), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn cancel_job(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(id): Path<JobId>,
+) -> Result<axum::Json<JobOut>> {
+    who.require(OPERATORS)?;
+    let outcome = s.queue.cancel(&id).await?;
+    audit_action(
+        &s,
+        &who,
+        ip,
+        "queue.job_cancel",
+        "job",
+        id.as_str(),
+        json!({"outcome": format!("{outcome:?}").to_lowercase()}),
+    )
+    .await?;
+    Ok(axum::Json(job_out(s.queue.get(&id).await?)))
+}
+
+/// Delete a job that is not running.
+#[utoipa::path(delete, path = "/api/ops/jobs/{id}", tag = "operations", params(("id" = String, Path, description = "job_… id")),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn discard_job(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(id): Path<JobId>,
+) -> Result<StatusCode> {
+    who.require(OPERATORS)?;
+    s.queue.discard(&id).await?;
+    audit_action(
+        &s,
+        &who,
+        ip,
+        "queue.job_discard",
+        "job",
+        id.as_str(),
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The dead-letter queue grouped by error fingerprint: what is failing, how often, since when.
+#[utoipa::path(get, path = "/api/ops/queues/{queue}/dead", tag = "operations", params(("queue" = String, Path)),
+    responses((status = 200, body = Vec<DeadGroupOut>), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn dead_groups(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(queue): Path<String>,
+) -> Result<axum::Json<Vec<DeadGroupOut>>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    Ok(axum::Json(
+        s.queue
+            .dead_groups(&queue)
+            .await?
+            .into_iter()
+            .map(group_out)
+            .collect(),
+    ))
+}
+
+/// Retry the dead jobs of a queue, all or one fingerprint's; `dry_run` counts them first.
+#[utoipa::path(post, path = "/api/ops/queues/{queue}/dead/retry", tag = "operations", params(("queue" = String, Path)), request_body = RetryDeadIn,
+    responses((status = 200, body = CountOut), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn retry_dead(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(queue): Path<String>,
+    Json(body): Json<RetryDeadIn>,
+) -> Result<axum::Json<CountOut>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    let count = s
+        .queue
+        .retry_dead(&queue, body.fingerprint.as_deref(), body.dry_run)
+        .await?;
+    if !body.dry_run {
+        audit_action(
+            &s,
+            &who,
+            ip,
+            "queue.dead_retry",
+            "queue",
+            &queue,
+            json!({"fingerprint": body.fingerprint, "count": count}),
+        )
+        .await?;
+    }
+    Ok(axum::Json(CountOut {
+        count,
+        dry_run: body.dry_run,
+    }))
+}
+
+/// Stop handing out a queue's jobs.
+#[utoipa::path(post, path = "/api/ops/queues/{queue}/pause", tag = "operations", params(("queue" = String, Path)),
+    responses((status = 200, body = QueueOut), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn pause_queue(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(queue): Path<String>,
+) -> Result<axum::Json<QueueOut>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    s.queue.set_paused(&queue, true).await?;
+    audit_action(&s, &who, ip, "queue.pause", "queue", &queue, json!({})).await?;
+    Ok(axum::Json(queue_out(&s, &queue).await?))
+}
+
+#[utoipa::path(post, path = "/api/ops/queues/{queue}/resume", tag = "operations", params(("queue" = String, Path)),
+    responses((status = 200, body = QueueOut), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn resume_queue(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(queue): Path<String>,
+) -> Result<axum::Json<QueueOut>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    s.queue.set_paused(&queue, false).await?;
+    audit_action(&s, &who, ip, "queue.resume", "queue", &queue, json!({})).await?;
+    Ok(axum::Json(queue_out(&s, &queue).await?))
+}
+
+/// Delete completed jobs older than the given age.
+#[utoipa::path(post, path = "/api/ops/queues/{queue}/purge", tag = "operations", params(("queue" = String, Path)), request_body = PurgeIn,
+    responses((status = 200, body = CountOut), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn purge_completed(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(queue): Path<String>,
+    Json(body): Json<PurgeIn>,
+) -> Result<axum::Json<CountOut>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    let before = s.clock.now() - chrono::Duration::hours(i64::from(body.older_than_hours));
+    let count = s.queue.purge_completed(&queue, before).await?;
+    audit_action(
+        &s,
+        &who,
+        ip,
+        "queue.purge",
+        "queue",
+        &queue,
+        json!({"older_than_hours": body.older_than_hours, "count": count}),
+    )
+    .await?;
+    Ok(axum::Json(CountOut {
+        count,
+        dry_run: false,
+    }))
+}
