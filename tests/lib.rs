@@ -161,10 +161,19 @@ impl TestApp {
 
     /// Spawns with extra environment variables.
     pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
-        Self::try_spawn(extra).await.expect("spawn airwave-server")
+        Self::try_spawn(extra, "all")
+            .await
+            .expect("spawn airwave-server")
     }
 
-    async fn try_spawn(extra: &[(&str, &str)]) -> anyhow::Result<TestApp> {
+    /// Spawns the API alone (`serve --role api`): no workers run until [`TestApp::spawn_worker`].
+    pub async fn spawn_api_only(extra: &[(&str, &str)]) -> TestApp {
+        Self::try_spawn(extra, "api")
+            .await
+            .expect("spawn airwave-server")
+    }
+
+    async fn try_spawn(extra: &[(&str, &str)], role: &str) -> anyhow::Result<TestApp> {
         let backend = backend();
         let data_dir = tempfile::tempdir()?;
         let database_url = match backend {
@@ -205,7 +214,7 @@ impl TestApp {
         }
         let log = std::fs::File::create(data_dir.path().join("server.log"))?;
         let mut cmd = Command::new(server_bin());
-        cmd.arg("serve")
+        cmd.args(["serve", "--role", role])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -337,6 +346,27 @@ impl TestApp {
             .await
     }
 
+    /// Starts a separate worker process (`serve --role worker`) on this app's database and data dir.
+    pub fn spawn_worker(&self) -> WorkerProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("workers.log"))
+            .expect("worker log");
+        let child = Command::new(server_bin())
+            .args(["serve", "--role", "worker"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn worker");
+        WorkerProcess { child }
+    }
+
     /// A raw request, for what the typed client cannot express (malformed bodies).
     pub fn http(&self) -> reqwest::Client {
         reqwest::Client::new()
@@ -353,6 +383,23 @@ impl TestApp {
             .await
             .expect("server stops within 30 s")
             .expect("wait")
+    }
+}
+
+/// A worker process of a [`TestApp`].
+pub struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// SIGKILL: the process dies at once, holding whatever it held.
+    pub async fn kill_hard(mut self) {
+        self.child.start_kill().expect("kill");
+        self.child.wait().await.expect("reaped");
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod chaos;
 mod config;
 mod health;
 mod journey;

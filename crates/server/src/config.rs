@@ -113,6 +113,11 @@ pub struct Config {
     pub log_json: bool,
     /// `AIRWAVE_WEBHOOK_ALLOW_HOSTS`: hosts/CIDRs exempt from the webhook SSRF guard.
     pub webhook_allow_hosts: Vec<String>,
+    /// `AIRWAVE_QUEUE_LEASE_MS` (default 60000): how long a worker holds a job without a
+    /// heartbeat; a dead worker's jobs run again this long after it died.
+    pub queue_lease: Duration,
+    /// `AIRWAVE_RENDER_CONCURRENCY` (default 2): render jobs one worker process runs at once.
+    pub render_concurrency: usize,
     /// `REDIS_URL`: job queue on Redis instead of the database.
     pub redis_url: Option<SecretUrl>,
     /// `UPSTASH_REDIS_URL` (+ `UPSTASH_REDIS_TOKEN`): rate limiter on Redis (falls back to `REDIS_URL`).
@@ -374,6 +379,13 @@ impl Config {
             ));
         }
 
+        let render_concurrency: usize = r.parse("AIRWAVE_RENDER_CONCURRENCY", 2, "a whole number");
+        if !(1..=64).contains(&render_concurrency) {
+            r.errors.push(format!(
+                "AIRWAVE_RENDER_CONCURRENCY must be between 1 and 64 (got {render_concurrency})"
+            ));
+        }
+
         let cors_origins = r.list("AIRWAVE_CORS_ORIGINS");
         for o in &cors_origins {
             if Url::parse(o)
@@ -452,6 +464,8 @@ impl Config {
             cors_origins,
             log_json,
             webhook_allow_hosts: r.list("AIRWAVE_WEBHOOK_ALLOW_HOSTS"),
+            queue_lease: r.millis("AIRWAVE_QUEUE_LEASE_MS", 60_000, 1_000, 3_600_000),
+            render_concurrency,
             redis_url,
             upstash_redis_url,
             upstash_redis_token,
@@ -537,6 +551,14 @@ impl Config {
         line(
             "AIRWAVE_WEBHOOK_ALLOW_HOSTS",
             self.webhook_allow_hosts.join(","),
+        );
+        line(
+            "AIRWAVE_QUEUE_LEASE_MS",
+            self.queue_lease.as_millis().to_string(),
+        );
+        line(
+            "AIRWAVE_RENDER_CONCURRENCY",
+            self.render_concurrency.to_string(),
         );
         line("REDIS_URL", opt_url(&self.redis_url));
         line("UPSTASH_REDIS_URL", opt_url(&self.upstash_redis_url));

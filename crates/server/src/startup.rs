@@ -234,8 +234,8 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         Worker::new(
             state.queue.clone(),
             crate::render::job::QUEUE,
-            2,
-            Duration::from_secs(60),
+            state.config.render_concurrency,
+            state.config.queue_lease,
         )
         .handle(crate::render::job::KIND, Arc::new(render)),
     );

@@ -1,0 +1,115 @@
+//! Chaos with real processes: a worker process killed with SIGKILL in the middle of a job.
+
+use airwave_api::{AssetIn, AssetType, CampaignIn, ExecutionIn, ExecutionStatus, MatrixIn};
+use airwave_tests::{finished_execution, TestApp};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
+    // The API alone; workers are separate processes on the same database. A short lease makes
+    // the dead worker's job come back quickly.
+    let app = TestApp::spawn_api_only(&[("AIRWAVE_QUEUE_LEASE_MS", "2000")]).await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+
+    // The image the render needs is a named pipe: reading it blocks until someone writes, so the
+    // first worker is stuck mid-render, holding the job's lease, when it is killed.
+    let key = format!("clients/{}/slow.png", client.id);
+    let path = app.data_dir().join("blobs").join(&key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    let asset = ada
+        .create_asset(&AssetIn {
+            client_id: client.id.clone(),
+            type_: AssetType::Image,
+            name: "slow".into(),
+            metadata: Default::default(),
+            storage_key: Some(key),
+            size: None,
+            checksum: None,
+        })
+        .await
+        .unwrap();
+    let campaign = ada
+        .create_campaign(&CampaignIn {
+            client_id: client.id.clone(),
+            name: "C".into(),
+            description: None,
+        })
+        .await
+        .unwrap();
+    let template = json!({"width": 64, "height": 64, "layers": [{"type": "image", "asset_id": asset.id, "x": 0, "y": 0, "width": 64, "height": 64}]});
+    let m = ada
+        .create_matrix(
+            &campaign.id,
+            &MatrixIn {
+                name: "M".into(),
+                template: template.as_object().unwrap().clone(),
+            },
+        )
+        .await
+        .unwrap();
+
+    let first = app.spawn_worker();
+    let exe = ada
+        .create_execution(&m.id, &ExecutionIn::default())
+        .await
+        .unwrap()
+        .id;
+
+    // Wait for the real signal: the job is active under the first worker's lease.
+    let mut holder = None;
+    for _ in 0..600 {
+        holder = app
+            .db
+            .text("SELECT worker_id FROM jobs WHERE state = $1", "active")
+            .await;
+        if holder.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let holder = holder.expect("the first worker took the job");
+    assert!(
+        holder.contains(&format!(":{}:", first.pid())),
+        "held by {holder}"
+    );
+    assert_eq!(
+        ada.get_execution(&exe).await.unwrap().status,
+        ExecutionStatus::Rendering
+    );
+
+    first.kill_hard().await;
+    // Nothing reads the pipe any more: put the real image in its place.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, crate::render::ONE_RED_PIXEL).unwrap();
+
+    let second = app.spawn_worker();
+    let done = finished_execution(&ada, &exe).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+
+    // The job counts both attempts: the one lost with the killed worker, and the one that worked.
+    let attempts = app
+        .db
+        .text(
+            "SELECT CAST(attempts AS TEXT) FROM jobs WHERE state = $1",
+            "completed",
+        )
+        .await;
+    assert_eq!(attempts.as_deref(), Some("2"));
+    let lost = app
+        .db
+        .text(
+            "SELECT error FROM job_attempts WHERE worker_id = $1",
+            &holder,
+        )
+        .await
+        .unwrap_or_default();
+    assert!(lost.contains("stopped renewing its lease"), "{lost}");
+    drop(second);
+}
