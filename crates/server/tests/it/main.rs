@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod queue;
+mod redis_chaos;
 
 use airwave_server::clock::ManualClock;
 use airwave_server::config::{Config, DatabaseConfig, DatabaseUrl};
