@@ -574,6 +574,16 @@ impl Wakeups {
         self.slot(queue).notify_waiters();
     }
 
+    /// Wakes every queue a batch of jobs went to.
+    pub fn wake_all(&self, jobs: &[NewJob]) {
+        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        for q in queues {
+            self.wake(q);
+        }
+    }
+
     pub async fn wait(&self, queue: &str, at_most: Duration) {
         let slot = self.slot(queue);
         let notified = slot.notified();

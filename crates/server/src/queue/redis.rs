@@ -535,11 +535,7 @@ impl JobQueue for RedisQueue {
             .await
             .into_iter()
             .collect();
-        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-        queues.dedup();
-        for q in queues {
-            self.wakeups.wake(q);
-        }
+        self.wakeups.wake_all(&jobs);
         out
     }
 

@@ -425,6 +425,25 @@ pub async fn retry_dead(
     }))
 }
 
+async fn set_paused(
+    s: &AppState,
+    who: &Principal,
+    ip: ClientIp,
+    queue: &str,
+    paused: bool,
+) -> Result<QueueOut> {
+    who.require(OPERATORS)?;
+    check_queue(queue)?;
+    s.queue.set_paused(queue, paused).await?;
+    let action = if paused {
+        "queue.pause"
+    } else {
+        "queue.resume"
+    };
+    audit_action(s, who, ip, action, "queue", queue, json!({})).await?;
+    queue_out(s, queue).await
+}
+
 /// Stop handing out a queue's jobs.
 #[utoipa::path(post, path = "/api/ops/queues/{queue}/pause", tag = "operations", params(("queue" = String, Path)),
     responses((status = 200, body = QueueOut), (status = 403, body = Problem)), security(("bearer" = [])))]
@@ -434,13 +453,10 @@ pub async fn pause_queue(
     ip: ClientIp,
     Path(queue): Path<String>,
 ) -> Result<axum::Json<QueueOut>> {
-    who.require(OPERATORS)?;
-    check_queue(&queue)?;
-    s.queue.set_paused(&queue, true).await?;
-    audit_action(&s, &who, ip, "queue.pause", "queue", &queue, json!({})).await?;
-    Ok(axum::Json(queue_out(&s, &queue).await?))
+    Ok(axum::Json(set_paused(&s, &who, ip, &queue, true).await?))
 }
 
+/// Hand out a paused queue's jobs again.
 #[utoipa::path(post, path = "/api/ops/queues/{queue}/resume", tag = "operations", params(("queue" = String, Path)),
     responses((status = 200, body = QueueOut), (status = 403, body = Problem)), security(("bearer" = [])))]
 pub async fn resume_queue(
@@ -449,11 +465,7 @@ pub async fn resume_queue(
     ip: ClientIp,
     Path(queue): Path<String>,
 ) -> Result<axum::Json<QueueOut>> {
-    who.require(OPERATORS)?;
-    check_queue(&queue)?;
-    s.queue.set_paused(&queue, false).await?;
-    audit_action(&s, &who, ip, "queue.resume", "queue", &queue, json!({})).await?;
-    Ok(axum::Json(queue_out(&s, &queue).await?))
+    Ok(axum::Json(set_paused(&s, &who, ip, &queue, false).await?))
 }
 
 /// Delete completed jobs older than the given age.

@@ -410,11 +410,7 @@ impl JobQueue for SqlQueue {
                 out
             }
         };
-        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-        queues.dedup();
-        for q in queues {
-            self.wakeups.wake(q);
-        }
+        self.wakeups.wake_all(&jobs);
         Ok(out)
     }
 
