@@ -62,14 +62,20 @@ async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
         .unwrap()
         .id;
 
-    // Wait for the real signal: the job is active under the first worker's lease.
+    // Wait for the real signals: the render job is active under the first worker's lease, and
+    // its handler has marked the execution rendering (it is then blocked on the pipe).
     let mut holder = None;
     for _ in 0..600 {
         holder = app
             .db
-            .text("SELECT worker_id FROM jobs WHERE state = $1", "active")
+            .text(
+                "SELECT worker_id FROM jobs WHERE queue = 'render' AND state = $1",
+                "active",
+            )
             .await;
-        if holder.is_some() {
+        if holder.is_some()
+            && ada.get_execution(&exe).await.unwrap().status == ExecutionStatus::Rendering
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -97,7 +103,7 @@ async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
     let attempts = app
         .db
         .text(
-            "SELECT CAST(attempts AS TEXT) FROM jobs WHERE state = $1",
+            "SELECT CAST(attempts AS TEXT) FROM jobs WHERE queue = 'render' AND state = $1",
             "completed",
         )
         .await;

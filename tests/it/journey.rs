@@ -37,7 +37,7 @@ async fn a_member_gets_an_execution_approved_through_the_link() {
         })
         .await
         .unwrap();
-    let template = json!({"width": 1080, "height": 1080, "layers": [{"type": "text", "text": "{{headline}}"}]});
+    let template = json!({"width": 1080, "height": 1080, "layers": [{"type": "text", "text": "{{headline}}", "x": 100, "y": 540}]});
     let matrix = ada
         .create_matrix(
             &campaign.id,
@@ -129,10 +129,18 @@ async fn a_member_gets_an_execution_approved_through_the_link() {
         .unwrap_err();
     assert_eq!(again.code(), Some("already_decided"));
 
-    // Every change wrote its event to the outbox, in order (the render's own events come from the
-    // worker, interleaved: see render.rs).
+    // The worker rendered it meanwhile.
+    assert_eq!(
+        airwave_tests::finished_execution(&ada, &execution.id)
+            .await
+            .status,
+        ExecutionStatus::Completed
+    );
+
+    // Every change wrote its event to the outbox, in order (the worker's own events, render.* and
+    // job.*, interleave with them: see render.rs).
     let mut events = app.db.texts("SELECT type FROM events ORDER BY id").await;
-    events.retain(|e| !e.starts_with("render."));
+    events.retain(|e| !e.starts_with("render.") && !e.starts_with("job."));
     assert_eq!(
         events,
         [

@@ -116,6 +116,10 @@ pub struct Config {
     /// `AIRWAVE_QUEUE_LEASE_MS` (default 60000): how long a worker holds a job without a
     /// heartbeat; a dead worker's jobs run again this long after it died.
     pub queue_lease: Duration,
+    /// Retention of finished jobs: `AIRWAVE_QUEUE_KEEP_COMPLETED_HOURS` (default 24),
+    /// `AIRWAVE_QUEUE_KEEP_COMPLETED_MAX` (default 10000 per queue), `AIRWAVE_QUEUE_KEEP_DEAD_DAYS`
+    /// (default 14).
+    pub retention: crate::queue::retention::Retention,
     /// `AIRWAVE_RENDER_CONCURRENCY` (default 2): render jobs one worker process runs at once.
     pub render_concurrency: usize,
     /// `REDIS_URL`: job queue on Redis instead of the database.
@@ -386,6 +390,30 @@ impl Config {
             ));
         }
 
+        let keep_hours: u64 = r.parse(
+            "AIRWAVE_QUEUE_KEEP_COMPLETED_HOURS",
+            24,
+            "a whole number of hours",
+        );
+        let keep_max: u64 = r.parse("AIRWAVE_QUEUE_KEEP_COMPLETED_MAX", 10_000, "a whole number");
+        let keep_dead_days: u64 =
+            r.parse("AIRWAVE_QUEUE_KEEP_DEAD_DAYS", 14, "a whole number of days");
+        if !(1..=8760).contains(&keep_hours) {
+            r.errors.push(format!(
+                "AIRWAVE_QUEUE_KEEP_COMPLETED_HOURS must be between 1 and 8760 (got {keep_hours})"
+            ));
+        }
+        if !(1..=365).contains(&keep_dead_days) {
+            r.errors.push(format!(
+                "AIRWAVE_QUEUE_KEEP_DEAD_DAYS must be between 1 and 365 (got {keep_dead_days})"
+            ));
+        }
+        let retention = crate::queue::retention::Retention {
+            finished_age: Duration::from_secs(keep_hours * 3600),
+            finished_max: keep_max,
+            dead_age: Duration::from_secs(keep_dead_days * 86_400),
+        };
+
         let cors_origins = r.list("AIRWAVE_CORS_ORIGINS");
         for o in &cors_origins {
             if Url::parse(o)
@@ -465,6 +493,7 @@ impl Config {
             log_json,
             webhook_allow_hosts: r.list("AIRWAVE_WEBHOOK_ALLOW_HOSTS"),
             queue_lease: r.millis("AIRWAVE_QUEUE_LEASE_MS", 60_000, 1_000, 3_600_000),
+            retention,
             render_concurrency,
             redis_url,
             upstash_redis_url,
@@ -559,6 +588,18 @@ impl Config {
         line(
             "AIRWAVE_RENDER_CONCURRENCY",
             self.render_concurrency.to_string(),
+        );
+        line(
+            "AIRWAVE_QUEUE_KEEP_COMPLETED_HOURS",
+            (self.retention.finished_age.as_secs() / 3600).to_string(),
+        );
+        line(
+            "AIRWAVE_QUEUE_KEEP_COMPLETED_MAX",
+            self.retention.finished_max.to_string(),
+        );
+        line(
+            "AIRWAVE_QUEUE_KEEP_DEAD_DAYS",
+            (self.retention.dead_age.as_secs() / 86_400).to_string(),
         );
         line("REDIS_URL", opt_url(&self.redis_url));
         line("UPSTASH_REDIS_URL", opt_url(&self.upstash_redis_url));

@@ -8,6 +8,7 @@ use crate::db::Db;
 use crate::events::dispatcher::Dispatcher;
 use crate::health::{DatabaseCheck, HealthRegistry};
 use crate::queue::redis::RedisQueue;
+use crate::queue::retention::{self, RetentionJob};
 use crate::queue::sql::SqlQueue;
 use crate::queue::worker::Worker;
 use crate::queue::JobQueue;
@@ -245,7 +246,35 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         backend = state.queue.backend(),
         "worker started"
     );
-    set.spawn(worker.run_until_stopped(stop, SHUTDOWN_GRACE));
+    set.spawn(worker.run_until_stopped(stop.clone(), SHUTDOWN_GRACE));
+    // Retention: a cleanup worker, and its job scheduled every ten minutes (unique: one at a time).
+    let retention = RetentionJob {
+        queue: state.queue.clone(),
+        clock: state.clock.clone(),
+        retention: state.config.retention,
+    };
+    let cleanup = Arc::new(
+        Worker::new(
+            state.queue.clone(),
+            retention::QUEUE,
+            1,
+            state.config.queue_lease,
+        )
+        .handle(retention::KIND, Arc::new(retention)),
+    );
+    set.spawn(cleanup.run_until_stopped(stop.clone(), SHUTDOWN_GRACE));
+    let queue = state.queue.clone();
+    set.spawn(async move {
+        while !stop.is_cancelled() {
+            if let Err(e) = queue.enqueue(retention::job()).await {
+                tracing::warn!(error = %e, "scheduling the retention job failed");
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(retention::EVERY) => {}
+            }
+        }
+    });
     set
 }
 

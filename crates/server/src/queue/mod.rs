@@ -15,6 +15,7 @@
 //! This module knows no backend; `sql.rs` is the embedded default (PostgreSQL or SQLite).
 
 pub mod redis;
+pub mod retention;
 pub mod routes;
 pub mod sql;
 pub mod worker;
@@ -89,6 +90,11 @@ impl JobState {
     /// States a job can be fetched from (once its `run_at` has come).
     pub fn is_ready_state(self) -> bool {
         matches!(self, Self::Waiting | Self::Delayed | Self::Retrying)
+    }
+
+    /// Completed, dead or cancelled: nothing will happen to the job any more by itself.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Dead | Self::Cancelled)
     }
 }
 
@@ -513,8 +519,13 @@ pub trait JobQueue: Send + Sync {
         dry_run: bool,
     ) -> Result<u64>;
 
-    /// Deletes completed jobs of `queue` that finished before `before`. Returns how many.
-    async fn purge_completed(&self, queue: &str, before: DateTime<Utc>) -> Result<u64>;
+    /// Deletes jobs of `queue` in a finished `state` (completed, dead or cancelled) that finished
+    /// before `before`. Returns how many.
+    async fn purge(&self, queue: &str, state: JobState, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Keeps only the newest `keep` jobs of `queue` in a finished `state`; deletes the rest
+    /// (at most 100 000 a call). Returns how many.
+    async fn trim(&self, queue: &str, state: JobState, keep: u64) -> Result<u64>;
 
     /// Waits until work may be ready in `queue` (something was enqueued or released in this
     /// process), or `at_most` passes. Workers call it when idle; the timeout covers other

@@ -317,14 +317,31 @@ return {'ok', q}
     )
 });
 
-static PURGE_COMPLETED: LazyLock<Script> = LazyLock::new(|| {
+static PURGE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
--- ARGV: P, queue, before (ms, exclusive). Deletes at most 10000 a call.
-local q = ARGV[2]
-local ids = redis.call('ZRANGEBYSCORE', qk(q, 'completed'), '-inf', '(' .. ARGV[3], 'LIMIT', 0, 10000)
+-- ARGV: P, queue, state set, before (ms, exclusive). Deletes at most 10000 a call.
+local q, set = ARGV[2], ARGV[3]
+local ids = redis.call('ZRANGEBYSCORE', qk(q, set), '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)
 for _, id in ipairs(ids) do
-  redis.call('ZREM', qk(q, 'completed'), id)
+  redis.call('ZREM', qk(q, set), id)
+  redis.call('DEL', jk(id), jk(id) .. ':attempts')
+end
+return #ids
+"#,
+    )
+});
+
+static TRIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, queue, state set, keep. Deletes the oldest beyond `keep`, at most 10000 a call.
+local q, set, keep = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local excess = redis.call('ZCARD', qk(q, set)) - keep
+if excess <= 0 then return 0 end
+local ids = redis.call('ZRANGE', qk(q, set), 0, math.min(excess, 10000) - 1)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', qk(q, set), id)
   redis.call('DEL', jk(id), jk(id) .. ':attempts')
 end
 return #ids
@@ -992,16 +1009,46 @@ impl JobQueue for RedisQueue {
         Ok(n)
     }
 
-    async fn purge_completed(&self, queue: &str, before: DateTime<Utc>) -> Result<u64> {
+    async fn purge(&self, queue: &str, state: JobState, before: DateTime<Utc>) -> Result<u64> {
+        if !state.is_finished() {
+            return Err(QueueError::Invalid(format!(
+                "only finished jobs are purged, not {state} ones"
+            )));
+        }
         let mut total = 0;
         loop {
-            let mut inv = PURGE_COMPLETED.prepare_invoke();
-            inv.arg(&self.prefix).arg(queue).arg(ms(before));
+            let mut inv = PURGE.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(queue)
+                .arg(state.as_str())
+                .arg(ms(before));
             let n: u64 = self.run(inv).await?;
             total += n;
             if n < 10_000 {
                 return Ok(total);
             }
         }
+    }
+
+    async fn trim(&self, queue: &str, state: JobState, keep: u64) -> Result<u64> {
+        if !state.is_finished() {
+            return Err(QueueError::Invalid(format!(
+                "only finished jobs are trimmed, not {state} ones"
+            )));
+        }
+        let mut total = 0;
+        while total < 100_000 {
+            let mut inv = TRIM.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(queue)
+                .arg(state.as_str())
+                .arg(keep);
+            let n: u64 = self.run(inv).await?;
+            total += n;
+            if n < 10_000 {
+                break;
+            }
+        }
+        Ok(total)
     }
 }

@@ -481,7 +481,7 @@ pub async fn purge_completed(
     who.require(OPERATORS)?;
     check_queue(&queue)?;
     let before = s.clock.now() - chrono::Duration::hours(i64::from(body.older_than_hours));
-    let count = s.queue.purge_completed(&queue, before).await?;
+    let count = s.queue.purge(&queue, JobState::Completed, before).await?;
     audit_action(
         &s,
         &who,

@@ -871,15 +871,41 @@ impl JobQueue for SqlQueue {
         Ok(n)
     }
 
-    async fn purge_completed(&self, queue: &str, before: DateTime<Utc>) -> Result<u64> {
+    async fn purge(&self, queue: &str, state: JobState, before: DateTime<Utc>) -> Result<u64> {
+        if !state.is_finished() {
+            return Err(QueueError::Invalid(format!(
+                "only finished jobs are purged, not {state} ones"
+            )));
+        }
         let _w = self.write_lock().await;
         Ok(with_db!(&self.db, pool => {
-            sqlx::query("DELETE FROM jobs WHERE queue = $1 AND state = 'completed' AND finished_at < $2")
+            sqlx::query("DELETE FROM jobs WHERE queue = $1 AND state = $2 AND finished_at < $3")
                 .bind(queue)
+                .bind(state.as_str())
                 .bind(before)
                 .execute(pool)
                 .await?
                 .rows_affected()
+        }))
+    }
+
+    async fn trim(&self, queue: &str, state: JobState, keep: u64) -> Result<u64> {
+        if !state.is_finished() {
+            return Err(QueueError::Invalid(format!(
+                "only finished jobs are trimmed, not {state} ones"
+            )));
+        }
+        let _w = self.write_lock().await;
+        Ok(with_db!(&self.db, pool => {
+            sqlx::query(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE queue = $1 AND state = $2 ORDER BY id DESC LIMIT 100000 OFFSET $3)",
+            )
+            .bind(queue)
+            .bind(state.as_str())
+            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+            .execute(pool)
+            .await?
+            .rows_affected()
         }))
     }
 }

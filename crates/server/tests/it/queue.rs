@@ -757,10 +757,107 @@ async fn completed_jobs_older_than_a_time_are_purged() {
     f.queue.complete(&fresh, "w", Value::Null).await.unwrap();
     assert_eq!(
         f.queue
-            .purge_completed("render", f.clock.now() - CDuration::days(7))
+            .purge(
+                "render",
+                JobState::Completed,
+                f.clock.now() - CDuration::days(7)
+            )
             .await
             .unwrap(),
         3
     );
     assert_eq!(f.queue.counts("render").await.unwrap().completed, 1);
+}
+
+// --- retention ------------------------------------------------------------------------------
+
+use airwave_server::queue::retention::{self, Retention, RetentionJob};
+
+async fn complete_one(f: &Fixture, kind: &str) -> airwave_server::ids::JobId {
+    let id = enqueue(f, job(kind)).await;
+    let got = f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
+    assert_eq!(got[0].id, id);
+    f.queue.complete(&id, "w", Value::Null).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn finished_jobs_are_trimmed_to_a_count_keeping_the_newest() {
+    let f = fixture().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        f.clock.advance(CDuration::seconds(1));
+        ids.push(complete_one(&f, &format!("k{i}")).await);
+    }
+    assert_eq!(
+        f.queue
+            .trim("render", JobState::Completed, 2)
+            .await
+            .unwrap(),
+        3
+    );
+    let left: Vec<_> = f
+        .queue
+        .list(&filter(JobState::Completed), 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(left, [ids[4].clone(), ids[3].clone()]);
+    assert!(
+        matches!(
+            f.queue.trim("render", JobState::Waiting, 0).await,
+            Err(QueueError::Invalid(_))
+        ),
+        "only finished jobs"
+    );
+}
+
+#[tokio::test]
+async fn the_retention_job_clears_old_finished_jobs_in_every_queue() {
+    let f = fixture().await;
+    complete_one(&f, "old").await;
+    let dead = enqueue(&f, job("dead")).await;
+    kill(&f, &dead, "boom").await;
+    f.clock.advance(CDuration::days(2));
+    let recent = complete_one(&f, "recent").await;
+
+    let handler = RetentionJob {
+        queue: f.queue.clone(),
+        clock: f.clock.clone(),
+        retention: Retention {
+            finished_age: Duration::from_secs(24 * 3600),
+            finished_max: 100,
+            dead_age: Duration::from_secs(7 * 86_400),
+        },
+    };
+    let worker = Worker::new(f.queue.clone(), retention::QUEUE, 1, LEASE)
+        .handle(retention::KIND, Arc::new(handler));
+    f.queue.enqueue(retention::job()).await.unwrap();
+    assert_eq!(
+        f.queue.enqueue(retention::job()).await.unwrap().id(),
+        f.queue.enqueue(retention::job()).await.unwrap().id(),
+        "one at a time"
+    );
+    assert!(matches!(
+        worker.run_one().await.unwrap(),
+        Some(Outcome::Completed(_))
+    ));
+    let c = f.queue.counts("render").await.unwrap();
+    assert_eq!(
+        (c.completed, c.dead),
+        (1, 1),
+        "the old completed job went; the recent one and the 2-day-old dead one stay"
+    );
+    assert_eq!(
+        f.queue.get(&recent).await.unwrap().state,
+        JobState::Completed
+    );
+
+    f.clock.advance(CDuration::days(6));
+    f.queue.enqueue(retention::job()).await.unwrap();
+    worker.run_one().await.unwrap();
+    let c = f.queue.counts("render").await.unwrap();
+    assert_eq!((c.completed, c.dead), (0, 0), "a week on, both are gone");
 }
