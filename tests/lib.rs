@@ -445,6 +445,26 @@ pub async fn finished_execution(client: &ApiClient, id: &str) -> airwave_api::Ex
     }
 }
 
+/// Polls `probe` until it returns `Some` (for at most 60 s) — for what a worker records after the
+/// request that caused it returned (a job's own state follows its execution's by a moment).
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A link's `token` query parameter.
 pub fn token_in(text: &str) -> String {
     let start = text.find("token=").expect("a link with a token") + "token=".len();

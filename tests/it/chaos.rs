@@ -100,13 +100,16 @@ async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
 
     // The job counts both attempts: the one lost with the killed worker, and the one that worked.
-    let attempts = app
-        .db
-        .text(
-            "SELECT CAST(attempts AS TEXT) FROM jobs WHERE queue = 'render' AND state = $1",
-            "completed",
-        )
-        .await;
+    let attempts = airwave_tests::eventually("the render job to complete", || async {
+        app.db
+            .text(
+                "SELECT CAST(attempts AS TEXT) FROM jobs WHERE queue = 'render' AND state = $1",
+                "completed",
+            )
+            .await
+    })
+    .await;
+    let attempts = Some(attempts);
     assert_eq!(attempts.as_deref(), Some("2"));
     let lost = app
         .db

@@ -67,7 +67,11 @@ async fn a_failing_render_shows_in_the_dead_letters_by_fingerprint_and_can_be_re
         ExecutionStatus::Failed
     );
 
-    let groups = op.dead_groups("render").await.unwrap();
+    let groups = airwave_tests::eventually("the job in the dead letters", || async {
+        let g = op.dead_groups("render").await.unwrap();
+        (!g.is_empty()).then_some(g)
+    })
+    .await;
     assert_eq!(groups.len(), 1);
     assert_eq!((groups[0].count, groups[0].kind.as_str()), (1, "render"));
     assert!(
@@ -162,8 +166,16 @@ async fn a_paused_queue_holds_renders_until_resumed() {
         ExecutionStatus::Completed
     );
 
-    let jobs = op.list_jobs("render", "state=completed").await.unwrap();
-    assert_eq!(jobs.items[0].state, JobStateOut::Completed);
+    let job = airwave_tests::eventually("the render job to complete", || async {
+        op.list_jobs("render", "state=completed")
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(job.state, JobStateOut::Completed);
     let purged = op
         .purge_completed(
             "render",
@@ -189,12 +201,15 @@ async fn a_running_or_finished_job_cannot_be_discarded_or_promoted() {
     let (_, op) = app.user_with_role("op@example.com", Role::Operator).await;
     let exe = execution(&ada, json!({})).await;
     finished_execution(&ada, &exe).await;
-    let job = op
-        .list_jobs("render", "state=completed")
-        .await
-        .unwrap()
-        .items
-        .remove(0);
+    let job = airwave_tests::eventually("the render job to complete", || async {
+        op.list_jobs("render", "state=completed")
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .next()
+    })
+    .await;
     assert_eq!(
         op.job_action(&job.id, "promote").await.unwrap_err().code(),
         Some("job_state")

@@ -143,12 +143,12 @@ async fn a_template_that_cannot_render_fails_the_execution_with_the_reason() {
         "{:?}",
         done.error
     );
-    let events = app
-        .db
-        .texts(
-            "SELECT type FROM events WHERE type LIKE 'render.%' OR type = 'job.dead' ORDER BY id",
-        )
-        .await;
+    // job.dead follows once the worker records the failure.
+    let events = airwave_tests::eventually("job.dead", || async {
+        let e = app.db.texts("SELECT type FROM events WHERE type LIKE 'render.%' OR type = 'job.dead' ORDER BY id").await;
+        e.iter().any(|t| t == "job.dead").then_some(e)
+    })
+    .await;
     assert_eq!(events, ["render.started", "render.failed", "job.dead"]);
 }
 

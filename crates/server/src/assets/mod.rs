@@ -67,18 +67,14 @@ const COLUMNS: &str = "a.id, a.client_id, a.type, a.name, a.metadata, a.storage_
 
 fn check_storage_key(key: Option<&str>) -> Result<Option<String>> {
     let Some(k) = key else { return Ok(None) };
-    let ok = !k.is_empty()
-        && k.len() <= 1024
-        && !k.starts_with('/')
-        && !k
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        && !k.chars().any(|c| c.is_control() || c == '\\');
-    if ok {
-        Ok(Some(k.to_owned()))
-    } else {
-        Err(Error::invalid("validation_failed", "`storage_key` must be a relative path of 1 to 1024 characters without `..`, empty segments or control characters"))
-    }
+    // The blob store's own rule, so an asset never names a file the store cannot hold.
+    crate::storage::check_key(k).map_err(|_| {
+        Error::invalid(
+            "validation_failed",
+            "`storage_key` must be a relative path of 1 to 1024 characters from [A-Za-z0-9-_./], without `..` or empty segments",
+        )
+    })?;
+    Ok(Some(k.to_owned()))
 }
 
 fn check_checksum(sum: Option<&str>) -> Result<Option<String>> {

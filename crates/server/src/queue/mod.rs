@@ -296,14 +296,30 @@ impl JobFailure {
         }
     }
 
+    /// The failure recorded when a worker stopped renewing a job's lease (it died or hung).
+    pub fn lease_lost() -> Self {
+        Self::retryable(
+            LEASE_LOST_AT,
+            "the worker stopped renewing its lease (it died or hung)",
+        )
+    }
+
     /// Groups failures that are the same problem: the message with numbers, ids, hex and quoted
     /// values replaced by placeholders, plus the job kind and the location, hashed.
     pub fn fingerprint(&self, kind: &str) -> String {
+        // Lost leases are one problem whatever the job: one group per queue, on every backend.
+        let kind = if self.location == LEASE_LOST_AT {
+            "*"
+        } else {
+            kind
+        };
         let normalised = normalise_message(&self.message);
         let digest = Sha256::digest(format!("{kind}\0{}\0{normalised}", self.location).as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 }
+
+const LEASE_LOST_AT: &str = "queue.lease";
 
 /// `connection to 10.0.0.7:5432 refused after 3012 ms` → `connection to <n>.<n>.<n>.<n>:<n> refused after <n> ms`.
 pub fn normalise_message(msg: &str) -> String {

@@ -696,12 +696,8 @@ impl JobQueue for RedisQueue {
     }
 
     async fn recover_expired(&self) -> Result<u64> {
-        let failure = JobFailure::retryable(
-            "queue.lease",
-            "the worker stopped renewing its lease (it died or hung)",
-        );
+        let failure = JobFailure::lease_lost();
         let mut inv = RECOVER.prepare_invoke();
-        // The fingerprint does not depend on the kind here: one group for lost leases per queue.
         inv.arg(&self.prefix)
             .arg(ms(self.clock.now()))
             .arg(&failure.message)

@@ -590,10 +590,7 @@ impl JobQueue for SqlQueue {
         let mut n = 0;
         for id in expired {
             let id: JobId = id.try_into().map_err(QueueError::Invalid)?;
-            let failure = JobFailure::retryable(
-                "queue.lease",
-                "the worker stopped renewing its lease (it died or hung)",
-            );
+            let failure = JobFailure::lease_lost();
             // The lease is part of the attempt: retry right away rather than after a backoff.
             if self
                 .finish_attempt(&id, None, &failure, 0.0, now)

@@ -54,7 +54,8 @@ impl LocalRenderer {
             RenderError::Invalid(format!("image layer: asset {asset_id} has no stored file"))
         })?;
         let bytes = self.blobs.get(&key).await.map_err(|e| match e {
-            crate::storage::StorageError::NotFound(_) => RenderError::Invalid(format!(
+            crate::storage::StorageError::NotFound(_)
+            | crate::storage::StorageError::InvalidKey(_) => RenderError::Invalid(format!(
                 "image layer: the file of asset {asset_id} is missing"
             )),
             other => RenderError::Transient(other.to_string()),

@@ -861,3 +861,27 @@ async fn the_retention_job_clears_old_finished_jobs_in_every_queue() {
     let c = f.queue.counts("render").await.unwrap();
     assert_eq!((c.completed, c.dead), (0, 0), "a week on, both are gone");
 }
+
+#[tokio::test]
+async fn lost_leases_form_one_dead_letter_group_whatever_the_kind() {
+    let f = fixture().await;
+    for kind in ["a", "b"] {
+        enqueue(
+            &f,
+            NewJob {
+                max_attempts: 1,
+                ..job(kind)
+            },
+        )
+        .await;
+    }
+    f.queue.fetch("render", "gone", 2, LEASE).await.unwrap();
+    f.clock.advance(CDuration::seconds(31));
+    assert_eq!(f.queue.recover_expired().await.unwrap(), 2);
+    let groups = f.queue.dead_groups("render").await.unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0].count, 2);
+    assert!(groups[0]
+        .sample_error
+        .contains("stopped renewing its lease"));
+}
