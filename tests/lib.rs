@@ -428,6 +428,32 @@ fn uuid_like() -> String {
     format!("{:x}_{}_{n}", nanos, std::process::id())
 }
 
+/// A campaign with one matrix of `template` for the client; returns the matrix id.
+pub async fn matrix_for(c: &ApiClient, client_id: &str, template: serde_json::Value) -> String {
+    let campaign = c
+        .create_campaign(&airwave_api::CampaignIn {
+            client_id: client_id.into(),
+            name: "Summer".into(),
+            description: None,
+        })
+        .await
+        .expect("create campaign");
+    let template = template
+        .as_object()
+        .cloned()
+        .expect("a template is a JSON object");
+    c.create_matrix(
+        &campaign.id,
+        &airwave_api::MatrixIn {
+            name: "Square".into(),
+            template,
+        },
+    )
+    .await
+    .expect("create matrix")
+    .id
+}
+
 /// Polls an execution until it leaves `queued`/`rendering` (the worker is asynchronous), for at
 /// most 60 s; returns its final state.
 pub async fn finished_execution(client: &ApiClient, id: &str) -> airwave_api::ExecutionOut {

@@ -1,6 +1,6 @@
 //! Chaos with real processes: a worker process killed with SIGKILL in the middle of a job.
 
-use airwave_api::{AssetIn, AssetType, CampaignIn, ExecutionIn, ExecutionStatus, MatrixIn};
+use airwave_api::{AssetIn, AssetType, ExecutionIn, ExecutionStatus};
 use airwave_tests::{finished_execution, TestApp};
 use serde_json::json;
 use std::time::Duration;
@@ -35,29 +35,12 @@ async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
         })
         .await
         .unwrap();
-    let campaign = ada
-        .create_campaign(&CampaignIn {
-            client_id: client.id.clone(),
-            name: "C".into(),
-            description: None,
-        })
-        .await
-        .unwrap();
     let template = json!({"width": 64, "height": 64, "layers": [{"type": "image", "asset_id": asset.id, "x": 0, "y": 0, "width": 64, "height": 64}]});
-    let m = ada
-        .create_matrix(
-            &campaign.id,
-            &MatrixIn {
-                name: "M".into(),
-                template: template.as_object().unwrap().clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let m = airwave_tests::matrix_for(&ada, &client.id, template).await;
 
     let first = app.spawn_worker();
     let exe = ada
-        .create_execution(&m.id, &ExecutionIn::default())
+        .create_execution(&m, &ExecutionIn::default())
         .await
         .unwrap()
         .id;

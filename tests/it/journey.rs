@@ -240,25 +240,8 @@ async fn forged_and_expired_links_are_refused() {
 
 pub async fn setup_execution(c: &airwave_api::ApiClient) -> String {
     let client = c.create_client("Acme").await.unwrap();
-    let campaign = c
-        .create_campaign(&CampaignIn {
-            client_id: client.id,
-            name: "C".into(),
-            description: None,
-        })
-        .await
-        .unwrap();
-    let matrix = c
-        .create_matrix(
-            &campaign.id,
-            &MatrixIn {
-                name: "M".into(),
-                template: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
-    c.create_execution(&matrix.id, &ExecutionIn::default())
+    let matrix = airwave_tests::matrix_for(c, &client.id, json!({})).await;
+    c.create_execution(&matrix, &ExecutionIn::default())
         .await
         .unwrap()
         .id

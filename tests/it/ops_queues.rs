@@ -1,32 +1,13 @@
 //! `/api/ops/queues…`: operators see and steer the job queues; nobody else may.
 
-use airwave_api::{
-    CampaignIn, ExecutionIn, ExecutionStatus, JobStateOut, MatrixIn, PurgeIn, RetryDeadIn, Role,
-};
+use airwave_api::{ExecutionIn, ExecutionStatus, JobStateOut, PurgeIn, RetryDeadIn, Role};
 use airwave_tests::{finished_execution, TestApp};
 use serde_json::json;
 
 async fn execution(ada: &airwave_api::ApiClient, template: serde_json::Value) -> String {
     let client = ada.create_client("Acme").await.unwrap();
-    let campaign = ada
-        .create_campaign(&CampaignIn {
-            client_id: client.id,
-            name: "C".into(),
-            description: None,
-        })
-        .await
-        .unwrap();
-    let m = ada
-        .create_matrix(
-            &campaign.id,
-            &MatrixIn {
-                name: "M".into(),
-                template: template.as_object().unwrap().clone(),
-            },
-        )
-        .await
-        .unwrap();
-    ada.create_execution(&m.id, &ExecutionIn::default())
+    let matrix = airwave_tests::matrix_for(ada, &client.id, template).await;
+    ada.create_execution(&matrix, &ExecutionIn::default())
         .await
         .unwrap()
         .id

@@ -1,7 +1,7 @@
 //! Executions render end to end on the embedded defaults: the outbox hands the execution to the
 //! `render` queue, a worker draws the template with the local renderer, and the PNG is stored.
 
-use airwave_api::{AssetIn, AssetType, CampaignIn, ExecutionIn, ExecutionStatus, MatrixIn};
+use airwave_api::{AssetIn, AssetType, ExecutionIn, ExecutionStatus};
 use airwave_tests::{finished_execution, TestApp};
 use serde_json::json;
 
@@ -17,24 +17,7 @@ async fn matrix(
     client_id: &str,
     template: serde_json::Value,
 ) -> String {
-    let campaign = ada
-        .create_campaign(&CampaignIn {
-            client_id: client_id.into(),
-            name: "Summer".into(),
-            description: None,
-        })
-        .await
-        .unwrap();
-    ada.create_matrix(
-        &campaign.id,
-        &MatrixIn {
-            name: "Square".into(),
-            template: template.as_object().unwrap().clone(),
-        },
-    )
-    .await
-    .unwrap()
-    .id
+    airwave_tests::matrix_for(ada, client_id, template).await
 }
 
 #[tokio::test]
