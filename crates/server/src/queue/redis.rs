@@ -197,7 +197,7 @@ redis.call('HINCRBY', jk(id), 'attempts', -1)
 redis.call('HSET', jk(id), 'state', 'waiting', 'worker_id', '', 'lease_until', '', 'run_at', now, 'updated_at', now)
 redis.call('ZREM', qk(q, 'active'), id)
 redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
-return 1
+return q
 "#
     ))
 });
@@ -685,14 +685,15 @@ impl JobQueue for RedisQueue {
             .arg(id.as_str())
             .arg(worker)
             .arg(ms(self.clock.now()));
-        let ok: i64 = self.run(inv).await?;
-        if ok != 1 {
-            return Err(QueueError::LeaseLost);
+        // The script answers 0 when `worker` does not hold the job, else the job's queue.
+        match self.run::<redis::Value>(inv).await? {
+            redis::Value::Int(0) => Err(QueueError::LeaseLost),
+            other => {
+                let queue: String = redis::from_redis_value(other).map_err(backend_err)?;
+                self.wakeups.wake(&queue);
+                Ok(())
+            }
         }
-        if let Ok(j) = self.get(id).await {
-            self.wakeups.wake(&j.queue);
-        }
-        Ok(())
     }
 
     async fn recover_expired(&self) -> Result<u64> {

@@ -557,27 +557,23 @@ impl JobQueue for SqlQueue {
     }
 
     async fn release(&self, id: &JobId, worker: &str) -> Result<()> {
-        let queue = self.get(id).await.map(|j| j.queue).ok();
-        let _w = self.write_lock().await;
-        let now = self.clock.now();
-        let done = with_db!(&self.db, pool => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'waiting', attempts = attempts - 1, worker_id = NULL, lease_until = NULL, run_at = $3, updated_at = $3
-                 WHERE id = $1 AND worker_id = $2 AND state = 'active'",
-            )
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if done != 1 {
-            return Err(QueueError::LeaseLost);
-        }
-        if let Some(q) = queue {
-            self.wakeups.wake(&q);
-        }
+        let queue: Option<String> = {
+            let _w = self.write_lock().await;
+            let now = self.clock.now();
+            with_db!(&self.db, pool => {
+                sqlx::query_scalar(
+                    "UPDATE jobs SET state = 'waiting', attempts = attempts - 1, worker_id = NULL, lease_until = NULL, run_at = $3, updated_at = $3
+                     WHERE id = $1 AND worker_id = $2 AND state = 'active' RETURNING queue",
+                )
+                .bind(id.as_str())
+                .bind(worker)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+            })
+        };
+        let queue = queue.ok_or(QueueError::LeaseLost)?;
+        self.wakeups.wake(&queue);
         Ok(())
     }
 
