@@ -205,3 +205,200 @@ async fn a_running_or_finished_job_cannot_be_discarded_or_promoted() {
         Some("not_found")
     );
 }
+
+/// Three executions that fail permanently (an unknown template param), so three dead render jobs.
+async fn three_dead_renders(
+    ada: &airwave_api::ApiClient,
+    op: &airwave_api::ApiClient,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let exe = execution(
+            ada,
+            json!({"layers": [{"type": "text", "text": "{{missing}}", "x": 1, "y": 1}]}),
+        )
+        .await;
+        assert_eq!(
+            finished_execution(ada, &exe).await.status,
+            ExecutionStatus::Failed
+        );
+        ids.push(exe);
+    }
+    airwave_tests::eventually("three dead jobs", || async {
+        let p = op.list_jobs("render", "state=dead").await.unwrap();
+        (p.items.len() == 3).then_some(())
+    })
+    .await;
+    ids
+}
+
+#[tokio::test]
+async fn jobs_are_found_by_payload_field_and_time_range_and_retried_by_filter() {
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let (_, op) = app.user_with_role("op@example.com", Role::Operator).await;
+    let exes = three_dead_renders(&ada, &op).await;
+
+    // By payload field: exactly the one job of that execution.
+    let one = op
+        .list_jobs(
+            "render",
+            &format!("state=dead&payload=execution_id={}", exes[1]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].payload["execution_id"], exes[1].as_str());
+    let none = op
+        .list_jobs("render", "state=dead&payload=execution_id=exe_nope")
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+
+    // By time range: all of them since a minute ago, none before.
+    let minute_ago = (chrono::Utc::now() - chrono::Duration::minutes(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let recent = op
+        .list_jobs("render", &format!("state=dead&created_after={minute_ago}"))
+        .await
+        .unwrap();
+    assert_eq!(recent.items.len(), 3);
+    let old = op
+        .list_jobs("render", &format!("state=dead&created_before={minute_ago}"))
+        .await
+        .unwrap();
+    assert!(old.items.is_empty());
+
+    // Bad filters are 400s that name the problem.
+    for bad in [
+        "state=dead&payload=nofield",
+        "state=dead&payload=a..b=1",
+        "state=dead&created_after=yesterday",
+    ] {
+        let e = op.list_jobs("render", bad).await.unwrap_err();
+        let status = e.status().unwrap_or(0);
+        assert!((400..500).contains(&status), "{bad}: {e:?}");
+        if bad.contains("payload") {
+            assert_eq!(e.code(), Some("invalid_filter"), "{bad}");
+        }
+    }
+
+    // Retry by filter: a dry run counts, then only the matching job runs again.
+    let filter = airwave_api::RetryJobsIn {
+        payload: Some(format!("execution_id={}", exes[0])),
+        dry_run: true,
+        ..Default::default()
+    };
+    assert_eq!(op.retry_jobs("render", &filter).await.unwrap().count, 1);
+    assert_eq!(
+        op.list_jobs("render", "state=dead")
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3,
+        "a dry run changes nothing"
+    );
+    let all = airwave_api::RetryJobsIn {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert_eq!(op.retry_jobs("render", &all).await.unwrap().count, 3);
+    let done = op
+        .retry_jobs(
+            "render",
+            &airwave_api::RetryJobsIn {
+                dry_run: false,
+                ..filter
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.count, done.dry_run), (1, false));
+    let audit = app
+        .db
+        .texts("SELECT action FROM audit_log WHERE action = 'queue.jobs_retry'")
+        .await;
+    assert_eq!(audit.len(), 1);
+    // Only dead or cancelled jobs can be retried.
+    let e = op
+        .retry_jobs(
+            "render",
+            &airwave_api::RetryJobsIn {
+                state: Some(JobStateOut::Completed),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_filter"));
+    // The retried job runs (the render job skips an execution that already failed, so it
+    // completes); the other two never moved.
+    airwave_tests::eventually("the retried job to run", || async {
+        let dead = op.list_jobs("render", "state=dead").await.unwrap();
+        let done = op
+            .list_jobs(
+                "render",
+                &format!("state=completed&payload=execution_id={}", exes[0]),
+            )
+            .await
+            .unwrap();
+        (dead.items.len() == 2 && done.items.len() == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn queue_metrics_count_jobs_per_minute_with_wait_and_run_times() {
+    let app = TestApp::spawn_with(&[("AIRWAVE_QUEUE_METRICS_FLUSH_MS", "50")]).await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let (_, op) = app.user_with_role("op@example.com", Role::Operator).await;
+    let ok = execution(&ada, json!({"width": 64, "height": 64})).await;
+    assert_eq!(
+        finished_execution(&ada, &ok).await.status,
+        ExecutionStatus::Completed
+    );
+    three_dead_renders(&ada, &op).await;
+
+    let m = airwave_tests::eventually("metrics of four render jobs", || async {
+        let m = op.queue_metrics("render", "").await.unwrap();
+        (m.enqueued == 4 && m.completed == 1 && m.dead == 3).then_some(m)
+    })
+    .await;
+    assert_eq!(m.failed, 3, "every dead job failed once");
+    assert!(!m.minutes.is_empty());
+    assert!(m.run_ms.p50.is_some() && m.wait_ms.p99.is_some());
+    let sum: u64 = m.minutes.iter().map(|x| x.enqueued).sum();
+    assert_eq!(sum, 4);
+
+    let queues = op.list_queues().await.unwrap();
+    let render = queues.iter().find(|q| q.name == "render").unwrap();
+    assert!(
+        (render.rates.enqueued_per_min - 0.8).abs() < 1e-9,
+        "{:?}",
+        render.rates
+    );
+
+    // Ranges: past the 48 hours kept, or backwards, are refused.
+    let e = op
+        .queue_metrics(
+            "render",
+            "since=2026-01-01T00:00:00Z&until=2026-01-05T00:00:00Z",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_range"));
+    let e = op
+        .queue_metrics(
+            "render",
+            "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_range"));
+    // Not for members.
+    assert_eq!(
+        ada.queue_metrics("render", "").await.unwrap_err().code(),
+        Some("forbidden")
+    );
+}

@@ -26,6 +26,16 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api(p) => Some(p.status),
+            ClientError::Unexpected { status, .. } => Some(status.as_u16()),
+            ClientError::Http(e) => e.status().map(|s| s.as_u16()),
+            ClientError::Url(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +312,24 @@ impl ApiClient {
 
     pub async fn discard_job(&self, id: &str) -> Result<(), ClientError> {
         self.call(Method::DELETE, &format!("/api/ops/jobs/{id}"), None::<&()>)
+            .await
+    }
+
+    pub async fn retry_jobs(
+        &self,
+        queue: &str,
+        body: &crate::RetryJobsIn,
+    ) -> Result<crate::CountOut, ClientError> {
+        self.post(&format!("/api/ops/queues/{queue}/jobs/retry"), body)
+            .await
+    }
+
+    pub async fn queue_metrics(
+        &self,
+        queue: &str,
+        query: &str,
+    ) -> Result<crate::QueueMetricsOut, ClientError> {
+        self.get(&format!("/api/ops/queues/{queue}/metrics?{query}"))
             .await
     }
 

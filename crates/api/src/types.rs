@@ -564,6 +564,79 @@ pub struct QueueOut {
     pub name: String,
     pub paused: bool,
     pub counts: QueueCountsOut,
+    /// Averages over the last five minutes (all processes).
+    pub rates: QueueRatesOut,
+}
+
+/// Jobs per minute.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueRatesOut {
+    pub enqueued_per_min: f64,
+    pub completed_per_min: f64,
+    pub failed_per_min: f64,
+}
+
+/// Percentiles of a duration in milliseconds (upper bounds of histogram buckets); absent when
+/// nothing was measured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PercentilesOut {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+}
+
+/// One minute of a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueMinuteOut {
+    pub minute: DateTime<Utc>,
+    pub enqueued: u64,
+    pub completed: u64,
+    /// Failed attempts (retried or not).
+    pub failed: u64,
+    /// Jobs that went to the dead-letter queue.
+    pub dead: u64,
+    /// From due to started.
+    pub wait_ms: PercentilesOut,
+    /// From started to finished.
+    pub run_ms: PercentilesOut,
+}
+
+/// A queue's metrics over a time range: per minute (minutes without activity are absent) and
+/// over the whole range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueMetricsOut {
+    pub queue: String,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub minutes: Vec<QueueMinuteOut>,
+    pub enqueued: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub dead: u64,
+    pub wait_ms: PercentilesOut,
+    pub run_ms: PercentilesOut,
+}
+
+/// Retry every job matching a filter (dead or cancelled ones); `dry_run` only counts them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryJobsIn {
+    /// `dead` (default) or `cancelled`.
+    #[serde(default)]
+    pub state: Option<JobStateOut>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// `field.path=value`, e.g. `execution_id=exe_…`.
+    #[serde(default)]
+    pub payload: Option<String>,
+    #[serde(default)]
+    pub created_after: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub created_before: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

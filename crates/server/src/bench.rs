@@ -58,6 +58,7 @@ async fn setup(backend: Backend, config: &Config, jobs: usize) -> anyhow::Result
         name.clone(),
         QueuePolicy {
             max_waiting: jobs as u64 * 2 + 10,
+            ..Default::default()
         },
     )]);
     let temp_sqlite = || async {

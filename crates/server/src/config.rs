@@ -120,8 +120,21 @@ pub struct Config {
     /// `AIRWAVE_QUEUE_KEEP_COMPLETED_MAX` (default 10000 per queue), `AIRWAVE_QUEUE_KEEP_DEAD_DAYS`
     /// (default 14).
     pub retention: crate::queue::retention::Retention,
-    /// `AIRWAVE_RENDER_CONCURRENCY` (default 2): render jobs one worker process runs at once.
-    pub render_concurrency: usize,
+    /// Per-queue policies: `AIRWAVE_QUEUE_<NAME>_{CONCURRENCY,MAX_ATTEMPTS,BACKOFF_BASE_MS,
+    /// BACKOFF_CAP_MS,RATE_PER_S,MAX_WAITING}` for each of the plan's queues (see
+    /// `queue::QueuePolicy::defaults_for`).
+    pub queues: std::collections::HashMap<String, crate::queue::QueuePolicy>,
+    /// `AIRWAVE_QUEUE_METRICS_FLUSH_MS` (default 5000): how often a process writes its queue
+    /// metrics (the console's charts lag by at most this).
+    pub queue_metrics_flush: Duration,
+    /// `AIRWAVE_RENDER_PROVIDER`: `local` (default) or `creatomate` (needs `CREATOMATE_API_KEY`).
+    pub render_provider: RenderProviderKind,
+    /// `AIRWAVE_CREATOMATE_URL` (default `https://api.creatomate.com`).
+    pub creatomate_url: Url,
+    /// `AIRWAVE_CREATOMATE_POLL_MS` (default 2000): how often a running Creatomate render is polled.
+    pub creatomate_poll: Duration,
+    /// `AIRWAVE_CREATOMATE_TIMEOUT_S` (default 1800): a render not finished by then fails (and retries).
+    pub creatomate_timeout: Duration,
     /// `REDIS_URL`: job queue on Redis instead of the database.
     pub redis_url: Option<SecretUrl>,
     /// `UPSTASH_REDIS_URL` (+ `UPSTASH_REDIS_TOKEN`): rate limiter on Redis (falls back to `REDIS_URL`).
@@ -141,6 +154,13 @@ pub struct Config {
     pub creatomate_api_key: Option<SecretString>,
     /// `MIXPANEL_TOKEN`: forward analytics events to Mixpanel.
     pub mixpanel_token: Option<SecretString>,
+}
+
+/// Which renderer draws executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderProviderKind {
+    Local,
+    Creatomate,
 }
 
 /// A URL that may carry credentials: printed with them redacted.
@@ -383,10 +403,104 @@ impl Config {
             ));
         }
 
-        let render_concurrency: usize = r.parse("AIRWAVE_RENDER_CONCURRENCY", 2, "a whole number");
-        if !(1..=64).contains(&render_concurrency) {
+        let mut queues = std::collections::HashMap::new();
+        for name in crate::queue::QUEUES {
+            let d = crate::queue::QueuePolicy::defaults_for(name);
+            let var = |what: &str| format!("AIRWAVE_QUEUE_{}_{what}", name.to_uppercase());
+            let concurrency: usize = r.parse(&var("CONCURRENCY"), d.concurrency, "a whole number");
+            if !(1..=256).contains(&concurrency) {
+                r.errors.push(format!(
+                    "{} must be between 1 and 256 (got {concurrency})",
+                    var("CONCURRENCY")
+                ));
+            }
+            let max_attempts: u32 = r.parse(&var("MAX_ATTEMPTS"), d.max_attempts, "a whole number");
+            if !(1..=100).contains(&max_attempts) {
+                r.errors.push(format!(
+                    "{} must be between 1 and 100 (got {max_attempts})",
+                    var("MAX_ATTEMPTS")
+                ));
+            }
+            let base = r.millis(
+                &var("BACKOFF_BASE_MS"),
+                d.backoff.base.as_millis() as u64,
+                1,
+                86_400_000,
+            );
+            let cap = r.millis(
+                &var("BACKOFF_CAP_MS"),
+                d.backoff.cap.as_millis() as u64,
+                1,
+                7 * 86_400_000,
+            );
+            if cap < base {
+                r.errors.push(format!(
+                    "{} must not be below {}",
+                    var("BACKOFF_CAP_MS"),
+                    var("BACKOFF_BASE_MS")
+                ));
+            }
+            let rate: f64 = r.parse(
+                &var("RATE_PER_S"),
+                d.rate_per_s.unwrap_or(0.0),
+                "a number of jobs per second (0: unlimited)",
+            );
+            if !(0.0..=1_000_000.0).contains(&rate) {
+                r.errors.push(format!(
+                    "{} must be between 0 (unlimited) and 1000000 (got {rate})",
+                    var("RATE_PER_S")
+                ));
+            }
+            let max_waiting: u64 = r.parse(&var("MAX_WAITING"), d.max_waiting, "a whole number");
+            if !(1..=100_000_000).contains(&max_waiting) {
+                r.errors.push(format!(
+                    "{} must be between 1 and 100000000 (got {max_waiting})",
+                    var("MAX_WAITING")
+                ));
+            }
+            queues.insert(
+                (*name).to_owned(),
+                crate::queue::QueuePolicy {
+                    max_waiting,
+                    concurrency,
+                    max_attempts,
+                    backoff: crate::queue::Backoff { base, cap },
+                    rate_per_s: (rate > 0.0).then_some(rate),
+                },
+            );
+        }
+
+        let creatomate_api_key = r.secret("CREATOMATE_API_KEY");
+        let render_provider = match r.get("AIRWAVE_RENDER_PROVIDER").unwrap_or("local") {
+            "local" => RenderProviderKind::Local,
+            "creatomate" => {
+                if creatomate_api_key.is_none() {
+                    r.errors.push(
+                        "AIRWAVE_RENDER_PROVIDER is `creatomate` but CREATOMATE_API_KEY is not set"
+                            .into(),
+                    );
+                }
+                RenderProviderKind::Creatomate
+            }
+            other => {
+                r.errors.push(format!(
+                    "AIRWAVE_RENDER_PROVIDER is `{other}`; expected `local` or `creatomate`"
+                ));
+                RenderProviderKind::Local
+            }
+        };
+        let creatomate_url = r
+            .url("AIRWAVE_CREATOMATE_URL", &["http", "https"])
+            .unwrap_or_else(|| Url::parse("https://api.creatomate.com").expect("a valid URL"));
+        let creatomate_poll = r.millis("AIRWAVE_CREATOMATE_POLL_MS", 2_000, 10, 600_000);
+        let creatomate_timeout_s: u64 = r.parse(
+            "AIRWAVE_CREATOMATE_TIMEOUT_S",
+            1_800,
+            "a whole number of seconds",
+        );
+        if !(1..=86_400).contains(&creatomate_timeout_s) {
             r.errors.push(format!(
-                "AIRWAVE_RENDER_CONCURRENCY must be between 1 and 64 (got {render_concurrency})"
+                "AIRWAVE_CREATOMATE_TIMEOUT_S must be between 1 and 86400 (got {creatomate_timeout_s})"
             ));
         }
 
@@ -494,7 +608,12 @@ impl Config {
             webhook_allow_hosts: r.list("AIRWAVE_WEBHOOK_ALLOW_HOSTS"),
             queue_lease: r.millis("AIRWAVE_QUEUE_LEASE_MS", 60_000, 1_000, 3_600_000),
             retention,
-            render_concurrency,
+            queues,
+            queue_metrics_flush: r.millis("AIRWAVE_QUEUE_METRICS_FLUSH_MS", 5_000, 10, 600_000),
+            render_provider,
+            creatomate_url,
+            creatomate_poll,
+            creatomate_timeout: Duration::from_secs(creatomate_timeout_s),
             redis_url,
             upstash_redis_url,
             upstash_redis_token,
@@ -506,7 +625,7 @@ impl Config {
                 .unwrap_or("AIrWAVE <notifications@airwave.app>")
                 .to_owned(),
             sentry_dsn,
-            creatomate_api_key: r.secret("CREATOMATE_API_KEY"),
+            creatomate_api_key,
             mixpanel_token: r.secret("MIXPANEL_TOKEN"),
         };
         if r.errors.is_empty() {
@@ -586,9 +705,39 @@ impl Config {
             self.queue_lease.as_millis().to_string(),
         );
         line(
-            "AIRWAVE_RENDER_CONCURRENCY",
-            self.render_concurrency.to_string(),
+            "AIRWAVE_QUEUE_METRICS_FLUSH_MS",
+            self.queue_metrics_flush.as_millis().to_string(),
         );
+        for name in crate::queue::QUEUES {
+            if let Some(p) = self.queues.get(*name) {
+                let up = name.to_uppercase();
+                line(
+                    &format!("AIRWAVE_QUEUE_{up}_CONCURRENCY"),
+                    p.concurrency.to_string(),
+                );
+                line(
+                    &format!("AIRWAVE_QUEUE_{up}_MAX_ATTEMPTS"),
+                    p.max_attempts.to_string(),
+                );
+                line(
+                    &format!("AIRWAVE_QUEUE_{up}_BACKOFF_BASE_MS"),
+                    p.backoff.base.as_millis().to_string(),
+                );
+                line(
+                    &format!("AIRWAVE_QUEUE_{up}_BACKOFF_CAP_MS"),
+                    p.backoff.cap.as_millis().to_string(),
+                );
+                line(
+                    &format!("AIRWAVE_QUEUE_{up}_RATE_PER_S"),
+                    p.rate_per_s
+                        .map_or_else(|| "0 (unlimited)".into(), |r| r.to_string()),
+                );
+                line(
+                    &format!("AIRWAVE_QUEUE_{up}_MAX_WAITING"),
+                    p.max_waiting.to_string(),
+                );
+            }
+        }
         line(
             "AIRWAVE_QUEUE_KEEP_COMPLETED_HOURS",
             (self.retention.finished_age.as_secs() / 3600).to_string(),
@@ -642,7 +791,24 @@ impl Config {
         line("SMTP_URL", opt_url(&self.smtp_url));
         line("AIRWAVE_EMAIL_FROM", self.email_from.clone());
         line("SENTRY_DSN", opt_url(&self.sentry_dsn));
+        line(
+            "AIRWAVE_RENDER_PROVIDER",
+            match self.render_provider {
+                RenderProviderKind::Local => "local",
+                RenderProviderKind::Creatomate => "creatomate",
+            }
+            .into(),
+        );
         line("CREATOMATE_API_KEY", set(&self.creatomate_api_key).into());
+        line("AIRWAVE_CREATOMATE_URL", redact_url(&self.creatomate_url));
+        line(
+            "AIRWAVE_CREATOMATE_POLL_MS",
+            self.creatomate_poll.as_millis().to_string(),
+        );
+        line(
+            "AIRWAVE_CREATOMATE_TIMEOUT_S",
+            self.creatomate_timeout.as_secs().to_string(),
+        );
         line("MIXPANEL_TOKEN", set(&self.mixpanel_token).into());
         out
     }

@@ -20,7 +20,6 @@ use crate::storage::BlobStore;
 use anyhow::Context as _;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretSlice};
-use std::collections::HashMap;
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -60,12 +59,16 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
                 "airwave",
                 clock.clone(),
                 db.clone(),
-                HashMap::new(),
+                config.queues.clone(),
             )
             .await
             .context("cannot connect to Redis (REDIS_URL)")?,
         ),
-        None => Arc::new(SqlQueue::new(db.clone(), clock.clone(), HashMap::new())),
+        None => Arc::new(SqlQueue::new(
+            db.clone(),
+            clock.clone(),
+            config.queues.clone(),
+        )),
     };
     if config.s3.is_some() {
         tracing::warn!("AWS_S3_BUCKET is set, but this version stores blobs in the data dir; S3 storage arrives with its own release");
@@ -184,6 +187,13 @@ impl Application {
     /// (up to a grace period).
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        // Queue metrics are written by every role (the API enqueues too), last of all at exit.
+        let metrics_stop = CancellationToken::new();
+        let flusher = tokio::spawn(self.state.queue.metrics().clone().run_flusher(
+            db.clone(),
+            metrics_stop.clone(),
+            self.state.config.queue_metrics_flush,
+        ));
         let workers = if self.role == Role::Api {
             None
         } else {
@@ -209,6 +219,8 @@ impl Application {
         if let Some(mut workers) = workers {
             while workers.join_next().await.is_some() {}
         }
+        metrics_stop.cancel();
+        let _ = flusher.await;
         db.close().await;
         Ok(())
     }
@@ -224,7 +236,19 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         queue: state.queue.clone(),
     };
     set.spawn(dispatcher.run_until_stopped(stop.clone(), Duration::from_millis(100)));
-    let renderer = Arc::new(LocalRenderer::new(state.db.clone(), state.blobs.clone()));
+    let c = &state.config;
+    let renderer: Arc<dyn crate::render::RenderProvider> =
+        match (c.render_provider, &c.creatomate_api_key) {
+            (crate::config::RenderProviderKind::Creatomate, Some(key)) => {
+                Arc::new(crate::render::creatomate::CreatomateRenderer::new(
+                    c.creatomate_url.clone(),
+                    key.clone(),
+                    c.creatomate_poll,
+                    c.creatomate_timeout,
+                ))
+            }
+            _ => Arc::new(LocalRenderer::new(state.db.clone(), state.blobs.clone())),
+        };
     let render = RenderJob {
         db: state.db.clone(),
         clock: state.clock.clone(),
@@ -232,10 +256,9 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         provider: renderer,
     };
     let worker = Arc::new(
-        Worker::new(
+        Worker::for_queue(
             state.queue.clone(),
             crate::render::job::QUEUE,
-            state.config.render_concurrency,
             state.config.queue_lease,
         )
         .handle(crate::render::job::KIND, Arc::new(render)),
@@ -254,10 +277,9 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         retention: state.config.retention,
     };
     let cleanup = Arc::new(
-        Worker::new(
+        Worker::for_queue(
             state.queue.clone(),
             retention::QUEUE,
-            1,
             state.config.queue_lease,
         )
         .handle(retention::KIND, Arc::new(retention)),
@@ -266,7 +288,10 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
     let queue = state.queue.clone();
     set.spawn(async move {
         while !stop.is_cancelled() {
-            if let Err(e) = queue.enqueue(retention::job()).await {
+            if let Err(e) = queue
+                .enqueue(retention::job(&queue.policy(retention::QUEUE)))
+                .await
+            {
                 tracing::warn!(error = %e, "scheduling the retention job failed");
             }
             tokio::select! {

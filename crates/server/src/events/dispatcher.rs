@@ -8,7 +8,7 @@
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::events::types;
-use crate::queue::{Backoff, JobQueue, NewJob};
+use crate::queue::{JobQueue, NewJob, QueuePolicy};
 use crate::render::job as render_job;
 use crate::with_db;
 use serde_json::{json, Value};
@@ -25,20 +25,19 @@ pub struct Dispatcher {
     pub queue: Arc<dyn JobQueue>,
 }
 
-/// The job an event causes, if any.
-pub fn job_for(event_type: &str, payload: &Value) -> Option<NewJob> {
+/// The job an event causes, if any, with its queue's configured attempts and backoff.
+pub fn job_for(
+    event_type: &str,
+    payload: &Value,
+    policy: impl Fn(&str) -> QueuePolicy,
+) -> Option<NewJob> {
     match event_type {
         types::EXECUTION_CREATED => {
             let execution = payload.get("execution_id")?.as_str()?;
             Some(NewJob {
                 unique_key: Some(execution.to_owned()),
                 correlation_id: Some(execution.to_owned()),
-                max_attempts: 3,
-                backoff: Backoff {
-                    base: Duration::from_secs(5),
-                    cap: Duration::from_secs(300),
-                },
-                ..NewJob::new(
+                ..policy(render_job::QUEUE).job(
                     render_job::QUEUE,
                     render_job::KIND,
                     json!({"execution_id": execution}),
@@ -56,7 +55,7 @@ impl Dispatcher {
             sqlx::query_as("SELECT id, type, payload FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1").bind(BATCH).fetch_all(pool).await?
         });
         for (id, event_type, payload) in &events {
-            if let Some(job) = job_for(event_type, &payload.0) {
+            if let Some(job) = job_for(event_type, &payload.0, |q| self.queue.policy(q)) {
                 self.queue
                     .enqueue(job)
                     .await

@@ -133,6 +133,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(queue::routes::list_queues))
         .routes(routes!(queue::routes::list_jobs))
+        .routes(routes!(queue::routes::retry_jobs))
+        .routes(routes!(queue::routes::queue_metrics))
         .routes(routes!(queue::routes::get_job, queue::routes::discard_job))
         .routes(routes!(queue::routes::retry_job))
         .routes(routes!(queue::routes::promote_job))

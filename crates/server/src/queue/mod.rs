@@ -14,6 +14,7 @@
 //!
 //! This module knows no backend; `sql.rs` is the embedded default (PostgreSQL or SQLite).
 
+pub mod metrics;
 pub mod redis;
 pub mod retention;
 pub mod routes;
@@ -379,18 +380,64 @@ pub enum CancelOutcome {
     Requested,
 }
 
-/// Per-queue limits and policies.
-#[derive(Debug, Clone)]
+/// The plan's named queues (more can be added by code; they get `QueuePolicy::default()`).
+pub const QUEUES: &[&str] = &["render", "email", "webhook", "cleanup", "analytics"];
+
+/// Per-queue limits and policies (configured per queue, see `config.rs`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueuePolicy {
     /// Most jobs waiting (waiting, delayed or retrying) before enqueueing answers `Full`.
     pub max_waiting: u64,
+    /// Jobs of this queue one worker process runs at once.
+    pub concurrency: usize,
+    /// Attempts and backoff of the jobs this process enqueues through `QueuePolicy::job`.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// Most jobs one worker process starts per second (`None`: as fast as they come).
+    pub rate_per_s: Option<f64>,
 }
 
 impl Default for QueuePolicy {
     fn default() -> Self {
         Self {
             max_waiting: 100_000,
+            concurrency: 1,
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            rate_per_s: None,
         }
+    }
+}
+
+impl QueuePolicy {
+    /// The defaults of the plan's queues, before configuration.
+    pub fn defaults_for(queue: &str) -> Self {
+        let secs = Duration::from_secs;
+        let (concurrency, max_attempts, base, cap, max_waiting) = match queue {
+            // Renders are heavy (CPU or a paid provider): few at once, a bounded backlog.
+            "render" => (2, 3, secs(5), secs(600), 10_000),
+            "email" => (10, 5, secs(2), secs(3600), 100_000),
+            // Receivers go down for hours; retry for about a day.
+            "webhook" => (10, 8, secs(5), secs(6 * 3600), 100_000),
+            "cleanup" => (1, 3, secs(10), secs(600), 1_000),
+            "analytics" => (4, 5, secs(1), secs(600), 100_000),
+            _ => return Self::default(),
+        };
+        Self {
+            max_waiting,
+            concurrency,
+            max_attempts,
+            backoff: Backoff { base, cap },
+            rate_per_s: None,
+        }
+    }
+
+    /// A new job for `queue` with this policy's attempts and backoff.
+    pub fn job(&self, queue: &str, kind: &str, payload: Value) -> NewJob {
+        let mut job = NewJob::new(queue, kind, payload);
+        job.max_attempts = self.max_attempts;
+        job.backoff = self.backoff;
+        job
     }
 }
 
@@ -431,6 +478,13 @@ impl Counts {
 pub trait JobQueue: Send + Sync {
     /// `sql` or `redis`.
     fn backend(&self) -> &'static str;
+
+    /// The configured policy of `queue` (the default policy for a queue nobody configured).
+    fn policy(&self, queue: &str) -> QueuePolicy;
+
+    /// This process's per-queue metrics (enqueues are counted by the backend, finished
+    /// attempts by the worker).
+    fn metrics(&self) -> &std::sync::Arc<metrics::Metrics>;
 
     /// Adds a job (or finds the waiting/active one with the same unique key).
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
@@ -559,6 +613,115 @@ pub struct JobFilter {
     pub state: JobState,
     pub kind: Option<String>,
     pub fingerprint: Option<String>,
+    /// Only jobs whose payload has this value at this path.
+    pub payload: Option<PayloadMatch>,
+    /// Only jobs created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+impl JobFilter {
+    pub fn new(queue: &str, state: JobState) -> Self {
+        Self {
+            queue: queue.into(),
+            state,
+            kind: None,
+            fingerprint: None,
+            payload: None,
+            created_after: None,
+            created_before: None,
+        }
+    }
+
+    /// Whether `job` passes every filter but the queue and state (backends that filter in
+    /// process use it; the SQL backend says the same in SQL).
+    pub fn matches(&self, job: &Job) -> bool {
+        self.kind.as_ref().is_none_or(|k| &job.kind == k)
+            && self
+                .fingerprint
+                .as_ref()
+                .is_none_or(|f| job.error_fingerprint.as_ref() == Some(f))
+            && self
+                .payload
+                .as_ref()
+                .is_none_or(|m| m.matches(&job.payload))
+            && self.created_after.is_none_or(|t| job.created_at >= t)
+            && self.created_before.is_none_or(|t| job.created_at < t)
+    }
+}
+
+/// A payload field and the value it must have: `customer.id=cus_42` matches
+/// `{"customer": {"id": "cus_42"}}`. Strings compare as they are; numbers and booleans as their
+/// JSON text (`count=3`, `urgent=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadMatch {
+    /// Object keys from the payload's root, each 1–64 of `[A-Za-z0-9_-]`, at most 8.
+    pub path: Vec<String>,
+    pub value: String,
+}
+
+impl std::str::FromStr for PayloadMatch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not `field=value` (e.g. `execution_id=exe_…`)"))?;
+        let path: Vec<String> = path.split('.').map(str::to_owned).collect();
+        let key_ok = |k: &String| {
+            (1..=64).contains(&k.len())
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if path.len() > 8 || !path.iter().all(key_ok) {
+            return Err(format!(
+                "the payload field must be up to 8 dot-separated keys of [A-Za-z0-9_-] (got `{}`)",
+                path.join(".")
+            ));
+        }
+        if value.len() > 1024 {
+            return Err("the payload value must be at most 1024 characters".into());
+        }
+        Ok(Self {
+            path,
+            value: value.to_owned(),
+        })
+    }
+}
+
+impl PayloadMatch {
+    pub fn matches(&self, payload: &Value) -> bool {
+        let mut v = payload;
+        for key in &self.path {
+            match v.get(key) {
+                Some(next) => v = next,
+                None => return false,
+            }
+        }
+        match v {
+            Value::String(s) => *s == self.value,
+            // As JSON text: `3`, `3.5`, `true` (not `Value == String`, which only sees strings).
+            Value::Number(_) | Value::Bool(_) => {
+                let text = v.to_string();
+                text == self.value
+            }
+            _ => false,
+        }
+    }
+
+    /// The path as PostgreSQL's `#>>` takes it: `{customer,id}`.
+    pub fn pg_path(&self) -> String {
+        format!("{{{}}}", self.path.join(","))
+    }
+
+    /// The path as SQLite's `json_extract` takes it: `$."customer"."id"`.
+    pub fn sqlite_path(&self) -> String {
+        let mut p = String::from("$");
+        for k in &self.path {
+            p.push_str(&format!(".\"{k}\""));
+        }
+        p
+    }
 }
 
 /// One finished attempt of a job.
@@ -582,6 +745,19 @@ pub struct DeadGroup {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub sample_error: String,
+}
+
+/// Counts the jobs a (bulk) enqueue created, per queue.
+fn count_created(m: &metrics::Metrics, jobs: &[NewJob], out: &[Enqueued]) {
+    let mut per_queue: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (j, e) in jobs.iter().zip(out) {
+        if matches!(e, Enqueued::Created(_)) {
+            *per_queue.entry(j.queue.as_str()).or_default() += 1;
+        }
+    }
+    for (q, n) in per_queue {
+        m.enqueued(q, n);
+    }
 }
 
 /// Wakes this process's idle workers when a queue gets work.
@@ -662,6 +838,31 @@ mod tests {
             normalise_message("got 'x' and \"y\" at 0xdeadbeef01"),
             "got <s> and <s> at <hex>"
         );
+    }
+
+    #[test]
+    fn payload_matches_compare_strings_numbers_and_booleans() {
+        let m = |s: &str| s.parse::<PayloadMatch>().unwrap();
+        let p = serde_json::json!({"customer": {"id": "cus_42"}, "count": 3, "urgent": true, "n": null});
+        assert!(m("customer.id=cus_42").matches(&p));
+        assert!(!m("customer.id=cus_4").matches(&p));
+        assert!(m("count=3").matches(&p));
+        assert!(m("urgent=true").matches(&p));
+        assert!(!m("n=null").matches(&p), "null matches nothing");
+        assert!(!m("customer=cus_42").matches(&p), "objects match nothing");
+        assert_eq!(m("customer.id=x").pg_path(), "{customer,id}");
+        assert_eq!(m("customer.id=x").sqlite_path(), "$.\"customer\".\"id\"");
+        assert_eq!(m("a=b=c").value, "b=c");
+        for bad in [
+            "nofield",
+            "=x",
+            "a..b=x",
+            "a b=x",
+            "a.b.c.d.e.f.g.h.i=x",
+            "x'=1",
+        ] {
+            assert!(bad.parse::<PayloadMatch>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -361,6 +361,7 @@ pub struct RedisQueue {
     policies: HashMap<String, QueuePolicy>,
     default_policy: QueuePolicy,
     wakeups: super::Wakeups,
+    metrics: Arc<super::metrics::Metrics>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -447,6 +448,7 @@ impl RedisQueue {
         Ok(Self {
             conn,
             prefix: prefix.into(),
+            metrics: Arc::new(super::metrics::Metrics::new(clock.clone())),
             clock,
             db,
             policies,
@@ -455,7 +457,7 @@ impl RedisQueue {
         })
     }
 
-    fn policy(&self, queue: &str) -> &QueuePolicy {
+    fn policy_of(&self, queue: &str) -> &QueuePolicy {
         self.policies.get(queue).unwrap_or(&self.default_policy)
     }
 
@@ -510,7 +512,7 @@ impl RedisQueue {
             .arg(job.unique_key.as_deref().unwrap_or(""))
             .arg(job.correlation_id.as_deref().unwrap_or(""))
             .arg(ms(now))
-            .arg(self.policy(&job.queue).max_waiting);
+            .arg(self.policy_of(&job.queue).max_waiting);
         let (what, value): (String, String) = self.run(inv).await?;
         match what.as_str() {
             "ok" => Ok(Enqueued::Created(id)),
@@ -519,7 +521,7 @@ impl RedisQueue {
             )),
             _ => Err(QueueError::Full {
                 queue: job.queue.clone(),
-                limit: self.policy(&job.queue).max_waiting,
+                limit: self.policy_of(&job.queue).max_waiting,
             }),
         }
     }
@@ -527,12 +529,23 @@ impl RedisQueue {
 
 #[async_trait]
 impl JobQueue for RedisQueue {
+    fn policy(&self, queue: &str) -> QueuePolicy {
+        self.policy_of(queue).clone()
+    }
+
     fn backend(&self) -> &'static str {
         "redis"
     }
 
+    fn metrics(&self) -> &Arc<super::metrics::Metrics> {
+        &self.metrics
+    }
+
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
         let out = self.enqueue_one(&job, self.clock.now()).await?;
+        if matches!(out, Enqueued::Created(_)) {
+            self.metrics.enqueued(&job.queue, 1);
+        }
         self.wakeups.wake(&job.queue);
         Ok(out)
     }
@@ -552,6 +565,9 @@ impl JobQueue for RedisQueue {
             .await
             .into_iter()
             .collect();
+        if let Ok(out) = &out {
+            super::count_created(&self.metrics, &jobs, out);
+        }
         self.wakeups.wake_all(&jobs);
         out
     }
@@ -836,12 +852,7 @@ impl JobQueue for RedisQueue {
                     .map_err(backend_err)?;
             for row in rows.into_iter().filter(|r| !r.is_empty()) {
                 let job = job_from_flat(row)?;
-                let keep = filter.kind.as_ref().is_none_or(|k| &job.kind == k)
-                    && filter
-                        .fingerprint
-                        .as_ref()
-                        .is_none_or(|f| job.error_fingerprint.as_ref() == Some(f))
-                    && before.is_none_or(|b| &job.id < b);
+                let keep = filter.matches(&job) && before.is_none_or(|b| &job.id < b);
                 if keep {
                     jobs.push(job);
                 }
@@ -956,6 +967,9 @@ impl JobQueue for RedisQueue {
                     state: JobState::Dead,
                     kind: None,
                     fingerprint: None,
+                    payload: None,
+                    created_after: None,
+                    created_before: None,
                 },
                 usize::MAX,
                 None,
@@ -992,6 +1006,9 @@ impl JobQueue for RedisQueue {
             state: JobState::Dead,
             kind: None,
             fingerprint: fingerprint.map(String::from),
+            payload: None,
+            created_after: None,
+            created_before: None,
         };
         let dead = self.list(&filter, usize::MAX, None).await?;
         if dry_run {

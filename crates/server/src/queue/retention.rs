@@ -28,11 +28,10 @@ pub struct Retention {
 }
 
 /// The job that schedules the next run (unique while one is waiting or running).
-pub fn job() -> NewJob {
+pub fn job(policy: &super::QueuePolicy) -> NewJob {
     NewJob {
         unique_key: Some(KIND.into()),
-        max_attempts: 3,
-        ..NewJob::new(QUEUE, KIND, json!({}))
+        ..policy.job(QUEUE, KIND, json!({}))
     }
 }
 

@@ -1,6 +1,8 @@
 //! `/api/ops/queues…` and `/api/ops/jobs…`: what operators see and do with the job queues.
 //! Admins and operators only; every action that changes something is audited.
 
+use super::metrics::{self, Histogram, MinuteStats};
+use super::PayloadMatch;
 use super::{Attempt, DeadGroup, Job, JobFilter, JobState, QueueError};
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
@@ -10,16 +12,18 @@ use crate::http::paging::{page, PageQuery};
 use crate::ids::JobId;
 use crate::state::AppState;
 use airwave_api::{
-    AttemptOut, CountOut, DeadGroupOut, JobDetailOut, JobOut, JobStateOut, Page, Problem, PurgeIn,
-    QueueCountsOut, QueueOut, RetryDeadIn, Role,
+    AttemptOut, CountOut, DeadGroupOut, JobDetailOut, JobOut, JobStateOut, Page, PercentilesOut,
+    Problem, PurgeIn, QueueCountsOut, QueueMetricsOut, QueueMinuteOut, QueueOut, QueueRatesOut,
+    RetryDeadIn, RetryJobsIn, Role,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-/// The queues every deployment has, listed even before their first job.
-pub const KNOWN_QUEUES: [&str; 5] = ["render", "email", "webhook", "cleanup", "analytics"];
+/// Most jobs one retry-by-filter call touches.
+const RETRY_MAX: u64 = 100_000;
 const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
 
 impl From<QueueError> for Error {
@@ -148,7 +152,19 @@ fn check_queue(name: &str) -> Result<()> {
 
 async fn queue_out(s: &AppState, name: &str) -> Result<QueueOut> {
     let c = s.queue.counts(name).await?;
+    let now = s.clock.now();
+    let recent = metrics::read(&s.db, name, now - chrono::Duration::minutes(4), now).await?;
+    let mut sum = MinuteStats::default();
+    for (_, m) in &recent {
+        sum.merge(m);
+    }
+    let per_min = |n: u64| n as f64 / 5.0;
     Ok(QueueOut {
+        rates: QueueRatesOut {
+            enqueued_per_min: per_min(sum.enqueued),
+            completed_per_min: per_min(sum.completed),
+            failed_per_min: per_min(sum.failed),
+        },
         name: name.into(),
         paused: s.queue.is_paused(name).await?,
         counts: QueueCountsOut {
@@ -194,7 +210,7 @@ pub async fn list_queues(
     who: Principal,
 ) -> Result<axum::Json<Vec<QueueOut>>> {
     who.require(OPERATORS)?;
-    let mut names: Vec<String> = KNOWN_QUEUES.iter().map(|q| q.to_string()).collect();
+    let mut names: Vec<String> = super::QUEUES.iter().map(|q| q.to_string()).collect();
     for q in s.queue.queue_names().await? {
         if !names.contains(&q) {
             names.push(q);
@@ -217,8 +233,33 @@ pub struct JobQuery {
     pub kind: Option<String>,
     /// Only jobs whose last error has this fingerprint.
     pub fingerprint: Option<String>,
+    /// Only jobs whose payload has this value at this path: `field.path=value`, e.g.
+    /// `execution_id=exe_…` (strings as they are, numbers and booleans as JSON text).
+    pub payload: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this time (RFC 3339).
+    pub created_before: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+}
+
+fn payload_match(p: Option<&str>) -> Result<Option<PayloadMatch>> {
+    p.map(|p| {
+        p.parse::<PayloadMatch>()
+            .map_err(|e| Error::invalid("invalid_filter", format!("payload: {e}")))
+    })
+    .transpose()
+}
+
+fn time_range(after: Option<DateTime<Utc>>, before: Option<DateTime<Utc>>) -> Result<()> {
+    match (after, before) {
+        (Some(a), Some(b)) if a >= b => Err(Error::invalid(
+            "invalid_filter",
+            "created_after must be before created_before",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A queue's jobs in one state, newest first.
@@ -237,11 +278,14 @@ pub async fn list_jobs(
         cursor: q.cursor.clone(),
     };
     let (limit, cursor) = (paging.limit()?, paging.cursor::<JobId>()?);
+    time_range(q.created_after, q.created_before)?;
     let filter = JobFilter {
-        queue,
-        state: state_in(q.state.unwrap_or(JobStateOut::Waiting)),
         kind: q.kind,
         fingerprint: q.fingerprint,
+        payload: payload_match(q.payload.as_deref())?,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        ..JobFilter::new(&queue, state_in(q.state.unwrap_or(JobStateOut::Waiting)))
     };
     let jobs = s
         .queue
@@ -495,5 +539,153 @@ pub async fn purge_completed(
     Ok(axum::Json(CountOut {
         count,
         dry_run: false,
+    }))
+}
+
+/// Retry every dead (or cancelled) job of a queue that matches a filter: kind, error fingerprint,
+/// payload field, creation time. `dry_run` counts them without touching anything. At most
+/// 100 000 jobs a call; jobs that changed state meanwhile are skipped.
+#[utoipa::path(post, path = "/api/ops/queues/{queue}/jobs/retry", tag = "operations", params(("queue" = String, Path)), request_body = RetryJobsIn,
+    responses((status = 200, body = CountOut), (status = 400, body = Problem), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn retry_jobs(
+    State(s): State<AppState>,
+    who: Principal,
+    ip: ClientIp,
+    Path(queue): Path<String>,
+    Json(body): Json<RetryJobsIn>,
+) -> Result<axum::Json<CountOut>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    let state = state_in(body.state.unwrap_or(JobStateOut::Dead));
+    if !matches!(state, JobState::Dead | JobState::Cancelled) {
+        return Err(Error::invalid(
+            "invalid_filter",
+            "only dead or cancelled jobs can be retried",
+        ));
+    }
+    time_range(body.created_after, body.created_before)?;
+    let filter = JobFilter {
+        kind: body.kind.clone(),
+        fingerprint: body.fingerprint.clone(),
+        payload: payload_match(body.payload.as_deref())?,
+        created_after: body.created_after,
+        created_before: body.created_before,
+        ..JobFilter::new(&queue, state)
+    };
+    // Collect the matching ids first (newest first, by pages), then retry them: retrying moves a
+    // job out of the listed state, which would otherwise shift the pages under the cursor.
+    let mut ids = Vec::new();
+    let mut cursor: Option<crate::ids::JobId> = None;
+    loop {
+        let batch = s.queue.list(&filter, 500, cursor.as_ref()).await?;
+        let done = batch.len() < 500;
+        cursor = batch.last().map(|j| j.id.clone());
+        ids.extend(batch.into_iter().map(|j| j.id));
+        if done || ids.len() as u64 >= RETRY_MAX {
+            break;
+        }
+    }
+    ids.truncate(RETRY_MAX as usize);
+    let mut count = ids.len() as u64;
+    if !body.dry_run {
+        count = 0;
+        for id in &ids {
+            match s.queue.retry(id).await {
+                Ok(()) => count += 1,
+                Err(QueueError::NotFound | QueueError::WrongState(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        audit_action(
+            &s,
+            &who,
+            ip,
+            "queue.jobs_retry",
+            "queue",
+            &queue,
+            json!({"state": state.as_str(), "kind": body.kind, "fingerprint": body.fingerprint,
+                   "payload": body.payload, "created_after": body.created_after,
+                   "created_before": body.created_before, "count": count}),
+        )
+        .await?;
+    }
+    Ok(axum::Json(CountOut {
+        count,
+        dry_run: body.dry_run,
+    }))
+}
+
+/// `GET /api/ops/queues/{queue}/metrics` range.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsQuery {
+    /// Start (RFC 3339; default an hour before `until`). At most 48 hours before `until`.
+    pub since: Option<DateTime<Utc>>,
+    /// End (RFC 3339; default now).
+    pub until: Option<DateTime<Utc>>,
+}
+
+fn percentiles(h: &Histogram) -> PercentilesOut {
+    PercentilesOut {
+        p50: h.percentile(50.0),
+        p95: h.percentile(95.0),
+        p99: h.percentile(99.0),
+    }
+}
+
+/// A queue's throughput, failures and wait/run time percentiles per minute (kept 48 hours).
+#[utoipa::path(get, path = "/api/ops/queues/{queue}/metrics", tag = "operations", params(("queue" = String, Path), MetricsQuery),
+    responses((status = 200, body = QueueMetricsOut), (status = 400, body = Problem), (status = 403, body = Problem)), security(("bearer" = [])))]
+pub async fn queue_metrics(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(queue): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> Result<axum::Json<QueueMetricsOut>> {
+    who.require(OPERATORS)?;
+    check_queue(&queue)?;
+    let until = q.until.unwrap_or_else(|| s.clock.now());
+    let since = q.since.unwrap_or(until - chrono::Duration::hours(1));
+    if since >= until {
+        return Err(Error::invalid(
+            "invalid_range",
+            "since must be before until",
+        ));
+    }
+    if until - since > metrics::KEEP {
+        return Err(Error::invalid(
+            "invalid_range",
+            "the range can be at most 48 hours (metrics are kept that long)",
+        ));
+    }
+    let minutes = metrics::read(&s.db, &queue, since, until).await?;
+    let mut total = MinuteStats::default();
+    let minutes = minutes
+        .into_iter()
+        .map(|(minute, m)| {
+            total.merge(&m);
+            QueueMinuteOut {
+                minute,
+                enqueued: m.enqueued,
+                completed: m.completed,
+                failed: m.failed,
+                dead: m.dead,
+                wait_ms: percentiles(&m.wait),
+                run_ms: percentiles(&m.run),
+            }
+        })
+        .collect();
+    Ok(axum::Json(QueueMetricsOut {
+        queue,
+        since,
+        until,
+        minutes,
+        enqueued: total.enqueued,
+        completed: total.completed,
+        failed: total.failed,
+        dead: total.dead,
+        wait_ms: percentiles(&total.wait),
+        run_ms: percentiles(&total.run),
     }))
 }

@@ -35,6 +35,7 @@ pub struct SqlQueue {
     /// SQLite's single writer; `None` on PostgreSQL.
     writer: Option<tokio::sync::Mutex<()>>,
     wakeups: Wakeups,
+    metrics: Arc<super::metrics::Metrics>,
 }
 
 const READY: &str = "('waiting', 'delayed', 'retrying')";
@@ -160,6 +161,7 @@ impl SqlQueue {
         let writer = matches!(db, Db::Sqlite(_)).then(|| tokio::sync::Mutex::new(()));
         Self {
             db,
+            metrics: Arc::new(super::metrics::Metrics::new(clock.clone())),
             clock,
             policies,
             default_policy: QueuePolicy::default(),
@@ -168,7 +170,7 @@ impl SqlQueue {
         }
     }
 
-    fn policy(&self, queue: &str) -> &QueuePolicy {
+    fn policy_of(&self, queue: &str) -> &QueuePolicy {
         self.policies.get(queue).unwrap_or(&self.default_policy)
     }
 
@@ -182,7 +184,7 @@ impl SqlQueue {
     /// Inserts one job on a connection; the caller holds the write lock.
     async fn insert(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
         job.validate()?;
-        let limit = self.policy(&job.queue).max_waiting;
+        let limit = self.policy_of(&job.queue).max_waiting;
         let waiting: i64 = with_db!(&self.db, pool => {
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state IN {READY}")).bind(&job.queue).fetch_one(pool).await?
         });
@@ -245,7 +247,7 @@ impl SqlQueue {
     /// the whole batch). The caller holds the write lock.
     async fn insert_many(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<Enqueued>> {
         let queue = &jobs[0].queue;
-        let limit = self.policy(queue).max_waiting;
+        let limit = self.policy_of(queue).max_waiting;
         let waiting: i64 = with_db!(&self.db, pool => {
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state IN {READY}")).bind(queue).fetch_one(pool).await?
         });
@@ -373,8 +375,16 @@ impl SqlQueue {
 
 #[async_trait]
 impl JobQueue for SqlQueue {
+    fn policy(&self, queue: &str) -> QueuePolicy {
+        self.policy_of(queue).clone()
+    }
+
     fn backend(&self) -> &'static str {
         "sql"
+    }
+
+    fn metrics(&self) -> &Arc<super::metrics::Metrics> {
+        &self.metrics
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
@@ -382,6 +392,9 @@ impl JobQueue for SqlQueue {
             let _w = self.write_lock().await;
             self.insert(&job, self.clock.now()).await?
         };
+        if matches!(out, Enqueued::Created(_)) {
+            self.metrics.enqueued(&job.queue, 1);
+        }
         self.wakeups.wake(&job.queue);
         Ok(out)
     }
@@ -410,6 +423,7 @@ impl JobQueue for SqlQueue {
                 out
             }
         };
+        super::count_created(&self.metrics, &jobs, &out);
         self.wakeups.wake_all(&jobs);
         Ok(out)
     }
@@ -706,10 +720,23 @@ impl JobQueue for SqlQueue {
         limit: usize,
         before: Option<&JobId>,
     ) -> Result<Vec<Job>> {
+        // The payload match is the one dialect split: `#>>` on PostgreSQL's JSONB, `json_extract`
+        // on SQLite (whose booleans come out as 1/0, hence the `json_type` case).
+        let (payload_sql, path) = match (&filter.payload, &self.db) {
+            (None, _) => ("TRUE", None),
+            (Some(m), Db::Postgres(_)) => ("payload #>> CAST($7 AS TEXT[]) = $8", Some(m.pg_path())),
+            (Some(m), Db::Sqlite(_)) => (
+                "(CASE json_type(payload, $7) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(payload, $7) AS TEXT) END) = $8",
+                Some(m.sqlite_path()),
+            ),
+        };
+        let value = filter.payload.as_ref().map(|m| m.value.clone());
         let rows: Vec<JobRow> = with_db!(&self.db, pool => {
             sqlx::query_as(&format!(
                 "SELECT {COLUMNS} FROM jobs WHERE queue = $1 AND state = $2 AND ($3 IS NULL OR kind = $3)
                    AND ($4 IS NULL OR error_fingerprint = $4) AND ($5 IS NULL OR id < $5)
+                   AND ($7 IS NULL OR {payload_sql}) AND ($9 IS NULL OR created_at >= $9)
+                   AND ($10 IS NULL OR created_at < $10)
                  ORDER BY id DESC LIMIT $6"
             ))
             .bind(&filter.queue)
@@ -718,6 +745,10 @@ impl JobQueue for SqlQueue {
             .bind(&filter.fingerprint)
             .bind(before.map(JobId::as_str))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(&path)
+            .bind(&value)
+            .bind(filter.created_after)
+            .bind(filter.created_before)
             .fetch_all(pool)
             .await?
         });

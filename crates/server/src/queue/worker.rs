@@ -7,6 +7,7 @@
 //! running jobs finish until a deadline, then cancels them and releases their leases, so another
 //! worker takes them at once and the attempt does not count.
 
+use super::metrics::Finished;
 use super::{FailOutcome, Job, JobFailure, JobQueue, QueueError};
 use crate::ids::JobId;
 use async_trait::async_trait;
@@ -72,6 +73,40 @@ pub struct Worker {
     concurrency: usize,
     lease: Duration,
     poll: Duration,
+    rate: Option<RateLimit>,
+}
+
+/// A token bucket on job starts: `per_s` jobs a second, in bursts of up to one second's worth.
+#[derive(Debug, Clone, Copy)]
+struct RateLimit {
+    per_s: f64,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Bucket {
+    /// Whole jobs that may start now, and when the next one may if none can.
+    fn available(&mut self, limit: RateLimit) -> (usize, Duration) {
+        let now = tokio::time::Instant::now();
+        let burst = limit.per_s.max(1.0);
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * limit.per_s).min(burst);
+        self.at = now;
+        let whole = self.tokens.floor();
+        let wait = if whole >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / limit.per_s)
+        };
+        (whole as usize, wait)
+    }
+
+    fn take(&mut self, n: usize) {
+        self.tokens -= n as f64;
+    }
 }
 
 impl Worker {
@@ -89,7 +124,20 @@ impl Worker {
             concurrency: concurrency.max(1),
             lease,
             poll: Duration::from_millis(50),
+            rate: None,
         }
+    }
+
+    /// Starts at most `per_s` jobs a second in this worker (`None` or 0: no limit).
+    pub fn rate_limit(mut self, per_s: Option<f64>) -> Self {
+        self.rate = per_s.filter(|r| *r > 0.0).map(|per_s| RateLimit { per_s });
+        self
+    }
+
+    /// A worker with the queue's configured concurrency and rate.
+    pub fn for_queue(queue: Arc<dyn JobQueue>, queue_name: &str, lease: Duration) -> Self {
+        let policy = queue.policy(queue_name);
+        Self::new(queue, queue_name, policy.concurrency, lease).rate_limit(policy.rate_per_s)
     }
 
     pub fn handle(mut self, kind: &str, handler: Arc<dyn JobHandler>) -> Self {
@@ -115,6 +163,32 @@ impl Worker {
 
     /// Runs one fetched job with its heartbeat. `shutdown` firing means: give it back.
     async fn run_job(&self, job: Job, shutdown: CancellationToken) -> Result<Outcome, QueueError> {
+        let started = std::time::Instant::now();
+        let wait = job
+            .started_at
+            .and_then(|s| (s - job.run_at).to_std().ok())
+            .unwrap_or_default();
+        let queue = job.queue.clone();
+        let outcome = self.run_job_inner(job, shutdown).await?;
+        let how = match &outcome {
+            Outcome::Completed(_) => Some(Finished::Completed),
+            Outcome::Failed(_, FailOutcome::WillRetry { .. }) => Some(Finished::Failed),
+            Outcome::Failed(_, FailOutcome::Dead) => Some(Finished::Dead),
+            Outcome::Cancelled(_) | Outcome::Released(_) | Outcome::LeaseLost(_) => None,
+        };
+        if let Some(how) = how {
+            self.queue
+                .metrics()
+                .finished(&queue, how, wait, started.elapsed());
+        }
+        Ok(outcome)
+    }
+
+    async fn run_job_inner(
+        &self,
+        job: Job,
+        shutdown: CancellationToken,
+    ) -> Result<Outcome, QueueError> {
         let cancel = CancellationToken::new();
         let ctx = JobContext {
             cancel: cancel.clone(),
@@ -202,6 +276,10 @@ impl Worker {
         let mut running = tokio::task::JoinSet::new();
         let mut last_recovery = tokio::time::Instant::now() - self.lease;
         let mut backoff = Duration::from_millis(100);
+        let mut bucket = Bucket {
+            tokens: self.rate.map_or(0.0, |r| r.per_s.max(1.0)),
+            at: tokio::time::Instant::now(),
+        };
         while !stop.is_cancelled() {
             while running.try_join_next().is_some() {}
             if last_recovery.elapsed() >= self.lease / 2 {
@@ -210,7 +288,18 @@ impl Worker {
                     tracing::warn!(error = %e, queue = %self.queue_name, "recovering expired leases failed");
                 }
             }
-            let free = self.concurrency.saturating_sub(running.len());
+            let mut free = self.concurrency.saturating_sub(running.len());
+            if let (Some(limit), true) = (self.rate, free > 0) {
+                let (allowed, wait) = bucket.available(limit);
+                if allowed == 0 {
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+                free = free.min(allowed);
+            }
             let fetched = if free == 0 {
                 Ok(Vec::new())
             } else {
@@ -229,6 +318,7 @@ impl Worker {
                 }
                 Ok(jobs) => {
                     backoff = Duration::from_millis(100);
+                    bucket.take(jobs.len());
                     for job in jobs {
                         let me = self.clone();
                         let shutdown = shutdown.clone();

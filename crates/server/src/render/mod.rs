@@ -7,6 +7,7 @@
 //! params as `{{name}}`. The local renderer (`local.rs`, the embedded default) draws it to a PNG;
 //! Creatomate comes with its own adapter.
 
+pub mod creatomate;
 pub mod job;
 pub mod local;
 

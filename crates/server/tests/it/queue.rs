@@ -245,7 +245,10 @@ async fn a_unique_key_deduplicates_while_waiting_or_active_only() {
 async fn a_full_queue_refuses_new_jobs_clearly() {
     let f = fixture_with(HashMap::from([(
         "render".to_string(),
-        QueuePolicy { max_waiting: 2 },
+        QueuePolicy {
+            max_waiting: 2,
+            ..Default::default()
+        },
     )]))
     .await;
     enqueue(&f, job("a")).await;
@@ -570,12 +573,7 @@ async fn cancelling_a_running_job_reaches_its_handler() {
 use airwave_server::queue::JobFilter;
 
 fn filter(state: JobState) -> JobFilter {
-    JobFilter {
-        queue: "render".into(),
-        state,
-        kind: None,
-        fingerprint: None,
-    }
+    JobFilter::new("render", state)
 }
 
 async fn kill(f: &Fixture, id: &airwave_server::ids::JobId, message: &str) {
@@ -638,6 +636,108 @@ async fn jobs_are_listed_by_state_kind_and_fingerprint_newest_first_with_a_curso
         .await
         .unwrap()
         .contains(&"render".to_string()));
+}
+
+#[tokio::test]
+async fn jobs_are_found_by_a_payload_field_and_by_creation_time() {
+    let f = fixture().await;
+    let payloads = [
+        json!({"customer": {"id": "cus_1"}, "count": 3, "urgent": true}),
+        json!({"customer": {"id": "cus_2"}, "count": 30, "urgent": false}),
+        json!({"customer": {"id": "cus_1"}, "count": 3.5}),
+    ];
+    let mut ids = Vec::new();
+    for p in payloads {
+        ids.push(enqueue(&f, NewJob::new("render", "k", p)).await);
+        f.clock.advance(CDuration::seconds(10));
+    }
+    let found = |m: &'static str| {
+        let f = &f;
+        async move {
+            f.queue
+                .list(
+                    &JobFilter {
+                        payload: Some(m.parse().unwrap()),
+                        ..filter(JobState::Waiting)
+                    },
+                    10,
+                    None,
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|j| j.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        found("customer.id=cus_1").await,
+        [ids[2].clone(), ids[0].clone()]
+    );
+    assert_eq!(found("count=3").await, [ids[0].clone()]);
+    assert_eq!(found("count=3.5").await, [ids[2].clone()]);
+    assert_eq!(found("urgent=true").await, [ids[0].clone()]);
+    assert_eq!(found("urgent=false").await, [ids[1].clone()]);
+    assert!(
+        found("customer=cus_1").await.is_empty(),
+        "an object is no value"
+    );
+    assert!(found("nope.deeper=1").await.is_empty());
+
+    let t0 = f.clock.now() - CDuration::seconds(30);
+    let between = f
+        .queue
+        .list(
+            &JobFilter {
+                created_after: Some(t0 + CDuration::seconds(5)),
+                created_before: Some(t0 + CDuration::seconds(15)),
+                ..filter(JobState::Waiting)
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        between.into_iter().map(|j| j.id).collect::<Vec<_>>(),
+        [ids[1].clone()]
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_enqueues_and_finished_attempts_by_queue() {
+    let f = fixture().await;
+    for _ in 0..3 {
+        enqueue(&f, job("a")).await;
+    }
+    let dup = NewJob {
+        unique_key: Some("u".into()),
+        ..job("a")
+    };
+    f.queue.enqueue(dup.clone()).await.unwrap();
+    f.queue.enqueue(dup).await.unwrap();
+    let worker = Worker::new(f.queue.clone(), "render", 1, LEASE).handle("a", Arc::new(Echo));
+    for _ in 0..4 {
+        worker.run_one().await.unwrap().unwrap();
+    }
+    f.queue.metrics().flush(&f.db).await.unwrap();
+    let now = f.clock.now();
+    let m = airwave_server::queue::metrics::read(
+        &f.db,
+        "render",
+        now - CDuration::hours(1),
+        now + CDuration::minutes(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.len(), 1, "one minute");
+    let s = &m[0].1;
+    assert_eq!(
+        (s.enqueued, s.completed, s.failed, s.dead),
+        (4, 4, 0, 0),
+        "a duplicate is not an enqueue"
+    );
+    assert_eq!((s.wait.count(), s.run.count()), (4, 4));
 }
 
 #[tokio::test]
@@ -834,10 +934,21 @@ async fn the_retention_job_clears_old_finished_jobs_in_every_queue() {
     };
     let worker = Worker::new(f.queue.clone(), retention::QUEUE, 1, LEASE)
         .handle(retention::KIND, Arc::new(handler));
-    f.queue.enqueue(retention::job()).await.unwrap();
+    f.queue
+        .enqueue(retention::job(&Default::default()))
+        .await
+        .unwrap();
     assert_eq!(
-        f.queue.enqueue(retention::job()).await.unwrap().id(),
-        f.queue.enqueue(retention::job()).await.unwrap().id(),
+        f.queue
+            .enqueue(retention::job(&Default::default()))
+            .await
+            .unwrap()
+            .id(),
+        f.queue
+            .enqueue(retention::job(&Default::default()))
+            .await
+            .unwrap()
+            .id(),
         "one at a time"
     );
     assert!(matches!(
@@ -856,7 +967,10 @@ async fn the_retention_job_clears_old_finished_jobs_in_every_queue() {
     );
 
     f.clock.advance(CDuration::days(6));
-    f.queue.enqueue(retention::job()).await.unwrap();
+    f.queue
+        .enqueue(retention::job(&Default::default()))
+        .await
+        .unwrap();
     worker.run_one().await.unwrap();
     let c = f.queue.counts("render").await.unwrap();
     assert_eq!((c.completed, c.dead), (0, 0), "a week on, both are gone");

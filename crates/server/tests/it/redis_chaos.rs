@@ -88,6 +88,7 @@ async fn a_redis_restart_under_load_loses_no_job_and_workers_recover_alone() {
         "chaos".to_string(),
         QueuePolicy {
             max_waiting: JOBS as u64 + 1,
+            ..Default::default()
         },
     )]);
     let queue: Arc<dyn JobQueue> = Arc::new(
