@@ -523,6 +523,25 @@ pub trait JobQueue: Send + Sync {
     /// Marks a job `worker` holds completed with its result.
     async fn complete(&self, id: &JobId, worker: &str, result: Value) -> Result<()>;
 
+    /// Marks many jobs `worker` holds completed, in as few round trips as the backend allows
+    /// (workers batch their acknowledgements through it). Per job, in order: `Ok` or
+    /// `Err(LeaseLost)`; any other error fails the whole call.
+    async fn complete_many(
+        &self,
+        worker: &str,
+        done: Vec<(JobId, Value)>,
+    ) -> Result<Vec<Result<()>>> {
+        let mut out = Vec::with_capacity(done.len());
+        for (id, result) in done {
+            out.push(match self.complete(&id, worker, result).await {
+                Ok(()) => Ok(()),
+                Err(QueueError::LeaseLost) => Err(QueueError::LeaseLost),
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(out)
+    }
+
     /// Records a failed attempt: retry after the backoff, or dead when out of attempts (or when
     /// the failure is permanent). `jitter` in `[0, 1)` picks the wait within the backoff.
     async fn fail(

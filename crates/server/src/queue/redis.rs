@@ -78,27 +78,57 @@ fn script(body: &str) -> Script {
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
--- ARGV: P, queue, id, kind, payload, priority, run_at, max_attempts, base, cap, unique_key, correlation_id, now, max_waiting
-local q, id, uk, now, run_at = ARGV[2], ARGV[3], ARGV[11], tonumber(ARGV[13]), tonumber(ARGV[7])
-if uk ~= '' then
-  local held = redis.call('HGET', qk(q, 'unique'), uk)
-  if held then return {'dup', held} end
+-- ARGV: P, now, then per job: queue, id, kind, payload, priority, run_at, max_attempts, base, cap,
+-- unique_key, correlation_id, max_waiting. All or nothing: when a queue would pass its limit,
+-- nothing is written and {'full', queue} comes back; else {'ok'|'dup', id} per job, flattened.
+local now, N = tonumber(ARGV[2]), 12
+local pending, adding = {}, {}
+for i = 3, #ARGV, N do
+  local q, uk = ARGV[i], ARGV[i + 9]
+  if pending[q] == nil then
+    pending[q] = redis.call('ZCARD', qk(q, 'ready')) + redis.call('ZCARD', qk(q, 'delayed')) + redis.call('ZCARD', qk(q, 'retrying'))
+    adding[q] = 0
+  end
+  if uk == '' or redis.call('HEXISTS', qk(q, 'unique'), uk) == 0 then
+    adding[q] = adding[q] + 1
+    if pending[q] + adding[q] > tonumber(ARGV[i + 11]) then return {'full', q} end
+  end
 end
-local pending = redis.call('ZCARD', qk(q, 'ready')) + redis.call('ZCARD', qk(q, 'delayed')) + redis.call('ZCARD', qk(q, 'retrying'))
-if pending >= tonumber(ARGV[14]) then return {'full', ''} end
-local seq = redis.call('INCR', P .. ':seq')
-local state = 'waiting'
-if run_at > now then state = 'delayed' end
-redis.call('HSET', jk(id), 'id', id, 'queue', q, 'kind', ARGV[4], 'payload', ARGV[5], 'priority', ARGV[6], 'state', state,
-  'run_at', run_at, 'attempts', 0, 'max_attempts', ARGV[8], 'backoff_base_ms', ARGV[9], 'backoff_cap_ms', ARGV[10],
-  'unique_key', uk, 'correlation_id', ARGV[12], 'progress', 0, 'cancel_requested', 0, 'created_at', now, 'updated_at', now, 'seq', seq)
-if state == 'delayed' then redis.call('ZADD', qk(q, 'delayed'), run_at, id) else redis.call('ZADD', qk(q, 'ready'), ready_score(id), id) end
-if uk ~= '' then redis.call('HSET', qk(q, 'unique'), uk, id) end
-redis.call('SADD', P .. ':queues', q)
-return {'ok', id}
+local count = (#ARGV - 2) / N
+local seq = redis.call('INCRBY', P .. ':seq', count) - count
+local out = {}
+for i = 3, #ARGV, N do
+  local q, id, uk, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 9], tonumber(ARGV[i + 5])
+  seq = seq + 1
+  local held = false
+  if uk ~= '' then held = redis.call('HGET', qk(q, 'unique'), uk) end
+  if held then
+    out[#out + 1] = 'dup'
+    out[#out + 1] = held
+  else
+    local state = 'waiting'
+    if run_at > now then state = 'delayed' end
+    redis.call('HSET', jk(id), 'id', id, 'queue', q, 'kind', ARGV[i + 2], 'payload', ARGV[i + 3], 'priority', ARGV[i + 4], 'state', state,
+      'run_at', run_at, 'attempts', 0, 'max_attempts', ARGV[i + 6], 'backoff_base_ms', ARGV[i + 7], 'backoff_cap_ms', ARGV[i + 8],
+      'unique_key', uk, 'correlation_id', ARGV[i + 10], 'progress', 0, 'cancel_requested', 0, 'created_at', now, 'updated_at', now, 'seq', seq)
+    if state == 'delayed' then
+      redis.call('ZADD', qk(q, 'delayed'), run_at, id)
+    else
+      redis.call('ZADD', qk(q, 'ready'), (1000 - tonumber(ARGV[i + 4])) * 1000000000000 + seq, id)
+    end
+    if uk ~= '' then redis.call('HSET', qk(q, 'unique'), uk, id) end
+    out[#out + 1] = 'ok'
+    out[#out + 1] = id
+  end
+end
+for q, _ in pairs(pending) do redis.call('SADD', P .. ':queues', q) end
+return out
 "#,
     )
 });
+
+/// Jobs per enqueue script call (each call is atomic; a bulk enqueue is atomic per chunk).
+const ENQUEUE_CHUNK: usize = 500;
 
 static FETCH: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -178,6 +208,32 @@ unhold(q, id)
 return 1
 "#
     ))
+});
+
+static COMPLETE_MANY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+-- ARGV: P, worker, now, then id, result pairs. Returns 1 (completed) or 0 (not held) per job.
+local w, now = ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV, 2 do
+  local id = ARGV[i]
+  local f = redis.call('HMGET', jk(id), 'state', 'worker_id', 'queue', 'attempts', 'started_at')
+  if f[1] ~= 'active' or f[2] ~= w then
+    out[#out + 1] = 0
+  else
+    local q = f[3]
+    redis.call('HSET', jk(id), 'state', 'completed', 'result', ARGV[i + 1], 'progress', 100, 'worker_id', '', 'lease_until', '', 'updated_at', now, 'finished_at', now)
+    redis.call('ZREM', qk(q, 'active'), id)
+    redis.call('ZADD', qk(q, 'completed'), now, id)
+    redis.call('RPUSH', jk(id) .. ':attempts', cjson.encode({attempt = tonumber(f[4]), worker_id = w, started_at = f[5], finished_at = now, outcome = 'completed'}))
+    unhold(q, id)
+    out[#out + 1] = 1
+  end
+end
+return out
+"#,
+    )
 });
 
 static FAIL: LazyLock<Script> = LazyLock::new(|| {
@@ -491,39 +547,48 @@ impl RedisQueue {
         Ok(())
     }
 
-    async fn enqueue_one(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
-        job.validate()?;
-        let id = JobId::new(now);
-        let run_at = job.run_at.unwrap_or(now).max(now);
+    /// Enqueues a chunk of jobs in one atomic script call.
+    async fn enqueue_chunk(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<Enqueued>> {
         let mut inv = ENQUEUE.prepare_invoke();
-        inv.arg(&self.prefix)
-            .arg(&job.queue)
-            .arg(id.as_str())
-            .arg(&job.kind)
-            .arg(
-                serde_json::to_string(&job.payload)
-                    .map_err(|e| QueueError::Invalid(e.to_string()))?,
-            )
-            .arg(job.priority)
-            .arg(ms(run_at))
-            .arg(job.max_attempts)
-            .arg(u64::try_from(job.backoff.base.as_millis()).unwrap_or(u64::MAX))
-            .arg(u64::try_from(job.backoff.cap.as_millis()).unwrap_or(u64::MAX))
-            .arg(job.unique_key.as_deref().unwrap_or(""))
-            .arg(job.correlation_id.as_deref().unwrap_or(""))
-            .arg(ms(now))
-            .arg(self.policy_of(&job.queue).max_waiting);
-        let (what, value): (String, String) = self.run(inv).await?;
-        match what.as_str() {
-            "ok" => Ok(Enqueued::Created(id)),
-            "dup" => Ok(Enqueued::Duplicate(
-                value.try_into().map_err(QueueError::Invalid)?,
-            )),
-            _ => Err(QueueError::Full {
-                queue: job.queue.clone(),
-                limit: self.policy_of(&job.queue).max_waiting,
-            }),
+        inv.arg(&self.prefix).arg(ms(now));
+        for job in jobs {
+            job.validate()?;
+            let run_at = job.run_at.unwrap_or(now).max(now);
+            inv.arg(&job.queue)
+                .arg(JobId::new(now).as_str())
+                .arg(&job.kind)
+                .arg(
+                    serde_json::to_string(&job.payload)
+                        .map_err(|e| QueueError::Invalid(e.to_string()))?,
+                )
+                .arg(job.priority)
+                .arg(ms(run_at))
+                .arg(job.max_attempts)
+                .arg(u64::try_from(job.backoff.base.as_millis()).unwrap_or(u64::MAX))
+                .arg(u64::try_from(job.backoff.cap.as_millis()).unwrap_or(u64::MAX))
+                .arg(job.unique_key.as_deref().unwrap_or(""))
+                .arg(job.correlation_id.as_deref().unwrap_or(""))
+                .arg(self.policy_of(&job.queue).max_waiting);
         }
+        let flat: Vec<String> = self.run(inv).await?;
+        if flat.first().map(String::as_str) == Some("full") {
+            let queue = flat.get(1).cloned().unwrap_or_default();
+            let limit = self.policy_of(&queue).max_waiting;
+            return Err(QueueError::Full { queue, limit });
+        }
+        flat.chunks(2)
+            .map(|pair| match pair {
+                [what, id] if what == "ok" => Ok(Enqueued::Created(
+                    id.clone().try_into().map_err(QueueError::Invalid)?,
+                )),
+                [what, id] if what == "dup" => Ok(Enqueued::Duplicate(
+                    id.clone().try_into().map_err(QueueError::Invalid)?,
+                )),
+                other => Err(QueueError::Backend(format!(
+                    "unexpected enqueue answer {other:?}"
+                ))),
+            })
+            .collect()
     }
 }
 
@@ -542,7 +607,11 @@ impl JobQueue for RedisQueue {
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let out = self.enqueue_one(&job, self.clock.now()).await?;
+        let out = self
+            .enqueue_chunk(std::slice::from_ref(&job), self.clock.now())
+            .await?
+            .pop()
+            .ok_or_else(|| QueueError::Backend("an empty enqueue answer".into()))?;
         if matches!(out, Enqueued::Created(_)) {
             self.metrics.enqueued(&job.queue, 1);
         }
@@ -559,12 +628,15 @@ impl JobQueue for RedisQueue {
             j.validate()?;
         }
         let now = self.clock.now();
-        let futures = jobs.iter().map(|j| self.enqueue_one(j, now));
-        // The connection is multiplexed: these are pipelined on one socket.
+        // One script call per chunk; the connection is multiplexed, so chunks are pipelined.
+        let futures = jobs
+            .chunks(ENQUEUE_CHUNK)
+            .map(|c| self.enqueue_chunk(c, now));
         let out: Result<Vec<Enqueued>> = futures_util::future::join_all(futures)
             .await
             .into_iter()
-            .collect();
+            .collect::<Result<Vec<Vec<Enqueued>>>>()
+            .map(|v| v.into_iter().flatten().collect());
         if let Ok(out) = &out {
             super::count_created(&self.metrics, &jobs, out);
         }
@@ -653,6 +725,32 @@ impl JobQueue for RedisQueue {
         } else {
             Err(QueueError::LeaseLost)
         }
+    }
+
+    async fn complete_many(
+        &self,
+        worker: &str,
+        done: Vec<(JobId, Value)>,
+    ) -> Result<Vec<Result<()>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = COMPLETE_MANY.prepare_invoke();
+        inv.arg(&self.prefix).arg(worker).arg(ms(self.clock.now()));
+        for (id, result) in &done {
+            inv.arg(id.as_str()).arg(result.to_string());
+        }
+        let held: Vec<i64> = self.run(inv).await?;
+        Ok(held
+            .into_iter()
+            .map(|h| {
+                if h == 1 {
+                    Ok(())
+                } else {
+                    Err(QueueError::LeaseLost)
+                }
+            })
+            .collect())
     }
 
     async fn fail(

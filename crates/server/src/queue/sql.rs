@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::types::Json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -555,6 +555,85 @@ impl JobQueue for SqlQueue {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    async fn complete_many(
+        &self,
+        worker: &str,
+        done: Vec<(JobId, Value)>,
+    ) -> Result<Vec<Result<()>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let completed: HashSet<String> = match &self.db {
+            // One statement: update the batch, write its attempt rows, return what was held.
+            Db::Postgres(pool) => {
+                let ids: Vec<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
+                let results: Vec<String> = done.iter().map(|(_, r)| r.to_string()).collect();
+                let rows: Vec<String> = sqlx::query_scalar(
+                    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[]) AS v(id, result)),
+                     done AS (UPDATE jobs j SET state = 'completed', result = v.result::jsonb, progress = 100, worker_id = NULL,
+                                     lease_until = NULL, updated_at = $4, finished_at = $4
+                              FROM v WHERE j.id = v.id AND j.worker_id = $3 AND j.state = 'active'
+                              RETURNING j.id, j.attempts, j.started_at),
+                     ins AS (INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
+                             SELECT id, attempts, $3, COALESCE(started_at, $4), $4, 'completed' FROM done ON CONFLICT DO NOTHING)
+                     SELECT id FROM done",
+                )
+                .bind(&ids)
+                .bind(&results)
+                .bind(worker)
+                .bind(now)
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter().collect()
+            }
+            // The single writer: one transaction for the batch.
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin_write().await?;
+                let mut held = HashSet::new();
+                for (id, result) in &done {
+                    let row: Option<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+                        "UPDATE jobs SET state = 'completed', result = $3, progress = 100, worker_id = NULL, lease_until = NULL, updated_at = $4, finished_at = $4
+                         WHERE id = $1 AND worker_id = $2 AND state = 'active' RETURNING attempts, started_at",
+                    )
+                    .bind(id.as_str())
+                    .bind(worker)
+                    .bind(Json(result))
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((attempt, started_at)) = row {
+                        sqlx::query(
+                            "INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome) VALUES ($1, $2, $3, $4, $5, 'completed')
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(id.as_str())
+                        .bind(attempt)
+                        .bind(worker)
+                        .bind(started_at.unwrap_or(now))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        held.insert(id.as_str().to_owned());
+                    }
+                }
+                tx.commit().await?;
+                held
+            }
+        };
+        Ok(done
+            .iter()
+            .map(|(id, _)| {
+                if completed.contains(id.as_str()) {
+                    Ok(())
+                } else {
+                    Err(QueueError::LeaseLost)
+                }
+            })
+            .collect())
     }
 
     async fn fail(

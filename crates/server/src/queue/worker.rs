@@ -17,6 +17,63 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Most completions acknowledged in one backend call.
+const ACK_BATCH: usize = 256;
+
+/// A completion waiting to be acknowledged, and where its outcome goes.
+type Ack = (
+    JobId,
+    Value,
+    tokio::sync::oneshot::Sender<Result<(), QueueError>>,
+);
+
+/// Acknowledges completions in batches: whatever queued up while the previous batch was in
+/// flight goes in the next `complete_many` call, so under load one round trip serves many jobs
+/// and when idle a completion goes out at once. A backend error is retried twice (the call is
+/// atomic, so a retry after a lost answer reports those jobs as no longer held, which is harmless).
+async fn acknowledge(
+    queue: Arc<dyn JobQueue>,
+    worker: String,
+    mut rx: tokio::sync::mpsc::Receiver<Ack>,
+) {
+    let mut batch: Vec<Ack> = Vec::with_capacity(ACK_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < ACK_BATCH {
+            match rx.try_recv() {
+                Ok(a) => batch.push(a),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<(JobId, Value)>, Vec<_>) =
+            batch.drain(..).map(|(id, v, tx)| ((id, v), tx)).unzip();
+        let mut tries = 0;
+        let result = loop {
+            match queue.complete_many(&worker, items.clone()).await {
+                Err(QueueError::Backend(e)) if tries < 2 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "acknowledging completions failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(results) => {
+                for (tx, r) in replies.into_iter().zip(results) {
+                    let _ = tx.send(r);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for tx in replies {
+                    let _ = tx.send(Err(QueueError::Backend(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
 /// Runs jobs of one kind.
 #[async_trait]
 pub trait JobHandler: Send + Sync {
@@ -157,19 +214,26 @@ impl Worker {
             .await?;
         match jobs.into_iter().next() {
             None => Ok(None),
-            Some(job) => Ok(Some(self.run_job(job, CancellationToken::new()).await?)),
+            Some(job) => Ok(Some(
+                self.run_job(job, CancellationToken::new(), None).await?,
+            )),
         }
     }
 
     /// Runs one fetched job with its heartbeat. `shutdown` firing means: give it back.
-    async fn run_job(&self, job: Job, shutdown: CancellationToken) -> Result<Outcome, QueueError> {
+    async fn run_job(
+        &self,
+        job: Job,
+        shutdown: CancellationToken,
+        acks: Option<&tokio::sync::mpsc::Sender<Ack>>,
+    ) -> Result<Outcome, QueueError> {
         let started = std::time::Instant::now();
         let wait = job
             .started_at
             .and_then(|s| (s - job.run_at).to_std().ok())
             .unwrap_or_default();
         let queue = job.queue.clone();
-        let outcome = self.run_job_inner(job, shutdown).await?;
+        let outcome = self.run_job_inner(job, shutdown, acks).await?;
         let how = match &outcome {
             Outcome::Completed(_) => Some(Finished::Completed),
             Outcome::Failed(_, FailOutcome::WillRetry { .. }) => Some(Finished::Failed),
@@ -188,6 +252,7 @@ impl Worker {
         &self,
         job: Job,
         shutdown: CancellationToken,
+        acks: Option<&tokio::sync::mpsc::Sender<Ack>>,
     ) -> Result<Outcome, QueueError> {
         let cancel = CancellationToken::new();
         let ctx = JobContext {
@@ -250,7 +315,7 @@ impl Worker {
                     Err(e) => return Err(e),
                 }
             }
-            Some(Ok(value)) => match self.queue.complete(&id, &self.id, value).await {
+            Some(Ok(value)) => match self.complete(&id, value, acks).await {
                 Ok(()) => Outcome::Completed(id),
                 Err(QueueError::LeaseLost) => Outcome::LeaseLost(id),
                 Err(e) => return Err(e),
@@ -268,12 +333,35 @@ impl Worker {
         Ok(outcome)
     }
 
+    /// Completes through the batching acknowledger when there is one.
+    async fn complete(
+        &self,
+        id: &JobId,
+        value: Value,
+        acks: Option<&tokio::sync::mpsc::Sender<Ack>>,
+    ) -> Result<(), QueueError> {
+        let Some(acks) = acks else {
+            return self.queue.complete(id, &self.id, value).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if acks.send((id.clone(), value, tx)).await.is_err() {
+            return Err(QueueError::Backend("the acknowledger stopped".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(QueueError::Backend("the acknowledger stopped".into())))
+    }
+
     /// Runs up to `concurrency` jobs at a time until `stop` fires; then lets running jobs finish
     /// for up to `grace` before cancelling and releasing them. Recovers expired leases of dead
     /// workers as it goes. Queue outages are logged and retried with backoff.
     pub async fn run_until_stopped(self: Arc<Self>, stop: CancellationToken, grace: Duration) {
         let shutdown = CancellationToken::new();
         let mut running = tokio::task::JoinSet::new();
+        let (acks, ack_rx) = tokio::sync::mpsc::channel::<Ack>(self.concurrency.max(ACK_BATCH));
+        let acknowledger = tokio::spawn(acknowledge(self.queue.clone(), self.id.clone(), ack_rx));
+        // Refill in batches: with many slots, wait until a quarter are free before fetching, so
+        // one fetch serves many jobs instead of one fetch per finished job.
+        let refill_at = (self.concurrency / 4).max(1);
         let mut last_recovery = tokio::time::Instant::now() - self.lease;
         let mut backoff = Duration::from_millis(100);
         let mut bucket = Bucket {
@@ -300,7 +388,7 @@ impl Worker {
                 }
                 free = free.min(allowed);
             }
-            let fetched = if free == 0 {
+            let fetched = if free == 0 || (free < refill_at && !running.is_empty()) {
                 Ok(Vec::new())
             } else {
                 self.queue
@@ -322,9 +410,10 @@ impl Worker {
                     for job in jobs {
                         let me = self.clone();
                         let shutdown = shutdown.clone();
+                        let acks = acks.clone();
                         running.spawn(async move {
                             let id = job.id.clone();
-                            if let Err(e) = me.run_job(job, shutdown).await {
+                            if let Err(e) = me.run_job(job, shutdown, Some(&acks)).await {
                                 tracing::error!(error = %e, job = %id, "could not record a job's outcome");
                             }
                         });
@@ -353,5 +442,8 @@ impl Worker {
                 }
             }
         }
+        // Every job is done: the last acknowledgements go out, then the acknowledger ends.
+        drop(acks);
+        let _ = acknowledger.await;
     }
 }

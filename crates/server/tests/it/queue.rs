@@ -639,6 +639,57 @@ async fn jobs_are_listed_by_state_kind_and_fingerprint_newest_first_with_a_curso
 }
 
 #[tokio::test]
+async fn a_batch_of_completions_completes_what_the_worker_holds_and_reports_the_rest() {
+    let f = fixture().await;
+    let a = enqueue(&f, job("a")).await;
+    let b = enqueue(&f, job("b")).await;
+    let c = enqueue(&f, job("c")).await;
+    assert_eq!(
+        f.queue.fetch("render", "w1", 2, LEASE).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        f.queue.fetch("render", "w2", 1, LEASE).await.unwrap().len(),
+        1
+    );
+    let results = f
+        .queue
+        .complete_many(
+            "w1",
+            vec![
+                (a.clone(), json!({"n": 1})),
+                (c.clone(), json!({"n": 3})),
+                (b.clone(), json!({"n": 2})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(
+        matches!(results[1], Err(QueueError::LeaseLost)),
+        "c belongs to w2: {:?}",
+        results[1]
+    );
+    let ja = f.queue.get(&a).await.unwrap();
+    assert_eq!(
+        (ja.state, ja.result),
+        (JobState::Completed, Some(json!({"n": 1})))
+    );
+    assert_eq!(f.queue.get(&c).await.unwrap().state, JobState::Active);
+    let attempts = f.queue.attempts(&b).await.unwrap();
+    assert_eq!(
+        (attempts.len(), attempts[0].outcome.as_str()),
+        (1, "completed")
+    );
+    assert!(f
+        .queue
+        .complete_many("w1", vec![])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
 async fn jobs_are_found_by_a_payload_field_and_by_creation_time() {
     let f = fixture().await;
     let payloads = [
