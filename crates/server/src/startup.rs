@@ -236,6 +236,10 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         queue: state.queue.clone(),
     };
     set.spawn(dispatcher.run_until_stopped(stop.clone(), Duration::from_millis(100)));
+    // Other processes' "work is ready" signals wake this process's idle workers.
+    let queue = state.queue.clone();
+    let listen_stop = stop.clone();
+    set.spawn(async move { queue.listen_for_work(listen_stop).await });
     let c = &state.config;
     let renderer: Arc<dyn crate::render::RenderProvider> =
         match (c.render_provider, &c.creatomate_api_key) {

@@ -616,8 +616,15 @@ pub trait JobQueue: Send + Sync {
     /// (at most 100 000 a call). Returns how many.
     async fn trim(&self, queue: &str, state: JobState, keep: u64) -> Result<u64>;
 
+    /// Relays other processes' "work is ready" signals to this process's idle workers until
+    /// `stop` (PostgreSQL `LISTEN`, Redis pub/sub), reconnecting by itself. Returns at once on a
+    /// backend without such signals (SQLite: one process owns the file).
+    async fn listen_for_work(&self, stop: tokio_util::sync::CancellationToken) {
+        let _ = stop;
+    }
+
     /// Waits until work may be ready in `queue` (something was enqueued or released in this
-    /// process), or `at_most` passes. Workers call it when idle; the timeout covers other
+    /// process, or another process signalled it), or `at_most` passes. Workers call it when idle; the timeout covers other
     /// processes and delayed jobs coming due.
     async fn wait_for_work(&self, queue: &str, at_most: Duration) {
         let _ = queue;

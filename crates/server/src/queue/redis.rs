@@ -95,6 +95,7 @@ for i = 3, #ARGV, N do
   end
 end
 local count = (#ARGV - 2) / N
+local woken = {}
 local seq = redis.call('INCRBY', P .. ':seq', count) - count
 local out = {}
 for i = 3, #ARGV, N do
@@ -119,9 +120,11 @@ for i = 3, #ARGV, N do
     if uk ~= '' then redis.call('HSET', qk(q, 'unique'), uk, id) end
     out[#out + 1] = 'ok'
     out[#out + 1] = id
+    if state == 'waiting' then woken[q] = true end
   end
 end
 for q, _ in pairs(pending) do redis.call('SADD', P .. ':queues', q) end
+for q, _ in pairs(woken) do redis.call('PUBLISH', P .. ':wake', q) end
 return out
 "#,
     )
@@ -253,6 +256,7 @@ redis.call('HINCRBY', jk(id), 'attempts', -1)
 redis.call('HSET', jk(id), 'state', 'waiting', 'worker_id', '', 'lease_until', '', 'run_at', now, 'updated_at', now)
 redis.call('ZREM', qk(q, 'active'), id)
 redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
+redis.call('PUBLISH', P .. ':wake', q)
 return q
 "#
     ))
@@ -333,6 +337,7 @@ end
 redis.call('ZREM', qk(q, f[1]), id)
 redis.call('HSET', jk(id), 'state', 'waiting', 'attempts', 0, 'run_at', now, 'updated_at', now, 'finished_at', '', 'cancel_requested', 0)
 redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
+redis.call('PUBLISH', P .. ':wake', q)
 return {'ok', q}
 "#,
     )
@@ -351,6 +356,7 @@ redis.call('ZREM', qk(q, 'delayed'), id)
 redis.call('ZREM', qk(q, 'retrying'), id)
 redis.call('HSET', jk(id), 'state', 'waiting', 'run_at', now, 'updated_at', now)
 redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
+redis.call('PUBLISH', P .. ':wake', q)
 return {'ok', q}
 "#,
     )
@@ -410,6 +416,8 @@ const LIST_WINDOW: isize = 5000;
 
 pub struct RedisQueue {
     conn: ConnectionManager,
+    /// For the pub/sub connection that relays wake-ups (`P:wake`, payload: the queue).
+    client: redis::Client,
     prefix: String,
     clock: Arc<dyn Clock>,
     /// Where `job.dead` events go (the outbox).
@@ -503,6 +511,7 @@ impl RedisQueue {
         .map_err(backend_err)?;
         Ok(Self {
             conn,
+            client,
             prefix: prefix.into(),
             metrics: Arc::new(super::metrics::Metrics::new(clock.clone())),
             clock,
@@ -621,6 +630,52 @@ impl JobQueue for RedisQueue {
 
     async fn wait_for_work(&self, queue: &str, at_most: Duration) {
         self.wakeups.wait(queue, at_most).await;
+    }
+
+    async fn listen_for_work(&self, stop: tokio_util::sync::CancellationToken) {
+        use futures_util::StreamExt as _;
+        let channel = format!("{}:wake", self.prefix);
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let connected =
+                tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub()).await;
+            match connected {
+                Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(100);
+                        let mut messages = pubsub.on_message();
+                        loop {
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                m = messages.next() => match m {
+                                    Some(m) => {
+                                        if let Ok(q) = m.get_payload::<String>() {
+                                            self.wakeups.wake(&q);
+                                        }
+                                    }
+                                    None => {
+                                        tracing::warn!("Redis wake-up subscription lost; reconnecting");
+                                        break;
+                                    }
+                                },
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "SUBSCRIBE failed; retrying"),
+                },
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot open the Redis pub/sub connection; retrying")
+                }
+                Err(_) => {
+                    tracing::warn!("timed out opening the Redis pub/sub connection; retrying")
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 
     async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {

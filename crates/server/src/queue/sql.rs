@@ -38,6 +38,9 @@ pub struct SqlQueue {
     metrics: Arc<super::metrics::Metrics>,
 }
 
+/// The PostgreSQL channel new and re-readied jobs are announced on (payload: the queue).
+pub const NOTIFY_CHANNEL: &str = "airwave_jobs";
+
 const READY: &str = "('waiting', 'delayed', 'retrying')";
 const UNIQUE_HELD: &str = "('waiting', 'delayed', 'retrying', 'active')";
 const COLUMNS: &str = "id, queue, kind, payload, priority, state, run_at, attempts, max_attempts, backoff_base_ms, backoff_cap_ms, \
@@ -172,6 +175,22 @@ impl SqlQueue {
 
     fn policy_of(&self, queue: &str) -> &QueuePolicy {
         self.policies.get(queue).unwrap_or(&self.default_policy)
+    }
+
+    /// Work is ready in `queue`: wake this process's workers and, on PostgreSQL, the others'
+    /// (new jobs notify through a trigger; this is for jobs made ready by an update).
+    async fn signal(&self, queue: &str) {
+        self.wakeups.wake(queue);
+        if let Db::Postgres(pool) = &self.db {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(queue)
+                .execute(pool)
+                .await
+            {
+                tracing::debug!(error = %e, "pg_notify failed; other processes will poll");
+            }
+        }
     }
 
     async fn write_lock(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -401,6 +420,41 @@ impl JobQueue for SqlQueue {
 
     async fn wait_for_work(&self, queue: &str, at_most: Duration) {
         self.wakeups.wait(queue, at_most).await;
+    }
+
+    async fn listen_for_work(&self, stop: tokio_util::sync::CancellationToken) {
+        let Db::Postgres(pool) = &self.db else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            match sqlx::postgres::PgListener::connect_with(pool).await {
+                Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(100);
+                        loop {
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                n = listener.recv() => match n {
+                                    Ok(n) => self.wakeups.wake(n.payload()),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                                        break;
+                                    }
+                                },
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot open the LISTEN connection; retrying"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 
     async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
@@ -666,7 +720,7 @@ impl JobQueue for SqlQueue {
             })
         };
         let queue = queue.ok_or(QueueError::LeaseLost)?;
-        self.wakeups.wake(&queue);
+        self.signal(&queue).await;
         Ok(())
     }
 
@@ -880,7 +934,7 @@ impl JobQueue for SqlQueue {
         };
         match queue {
             Some(q) => {
-                self.wakeups.wake(&q);
+                self.signal(&q).await;
                 Ok(())
             }
             None => Err(QueueError::WrongState(self.state_of(id).await?)),
@@ -891,16 +945,17 @@ impl JobQueue for SqlQueue {
         let done = {
             let _w = self.write_lock().await;
             let now = self.clock.now();
-            with_db!(&self.db, pool => {
-                sqlx::query("UPDATE jobs SET state = 'waiting', run_at = $2, updated_at = $2 WHERE id = $1 AND state IN ('delayed', 'retrying')")
+            let queue: Option<String> = with_db!(&self.db, pool => {
+                sqlx::query_scalar("UPDATE jobs SET state = 'waiting', run_at = $2, updated_at = $2 WHERE id = $1 AND state IN ('delayed', 'retrying') RETURNING queue")
                     .bind(id.as_str())
                     .bind(now)
-                    .execute(pool)
+                    .fetch_optional(pool)
                     .await?
-                    .rows_affected()
-            })
+            });
+            queue
         };
-        if done == 1 {
+        if let Some(q) = done {
+            self.signal(&q).await;
             Ok(())
         } else {
             Err(QueueError::WrongState(self.state_of(id).await?))

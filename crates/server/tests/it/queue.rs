@@ -23,31 +23,45 @@ struct Fixture {
     queue: Arc<dyn JobQueue>,
     clock: Arc<ManualClock>,
     db: Db,
+    /// The Redis key prefix, when on Redis.
+    prefix: Option<String>,
     _dir: tempfile::TempDir,
 }
 
 async fn fixture_with(policies: HashMap<String, QueuePolicy>) -> Fixture {
     let (db, dir) = crate::fresh_db().await;
     let clock = crate::clock();
-    let queue: Arc<dyn JobQueue> = match std::env::var("AIRWAVE_TEST_QUEUE").as_deref() {
-        Ok("sql") | Err(_) => Arc::new(SqlQueue::new(db.clone(), clock.clone(), policies)),
+    let prefix = (std::env::var("AIRWAVE_TEST_QUEUE").as_deref() == Ok("redis"))
+        .then(|| format!("test:{}", crate::rand_suffix()));
+    let queue = open_queue(&db, clock.clone(), prefix.as_deref(), policies).await;
+    Fixture {
+        queue,
+        clock,
+        db,
+        prefix,
+        _dir: dir,
+    }
+}
+
+/// The backend under test on `db` (or on Redis under `prefix`).
+async fn open_queue(
+    db: &Db,
+    clock: Arc<ManualClock>,
+    prefix: Option<&str>,
+    policies: HashMap<String, QueuePolicy>,
+) -> Arc<dyn JobQueue> {
+    match std::env::var("AIRWAVE_TEST_QUEUE").as_deref() {
+        Ok("sql") | Err(_) => Arc::new(SqlQueue::new(db.clone(), clock, policies)),
         Ok("redis") => {
             let url = std::env::var("AIRWAVE_TEST_REDIS_URL")
                 .expect("AIRWAVE_TEST_QUEUE=redis needs AIRWAVE_TEST_REDIS_URL");
-            let prefix = format!("test:{}", crate::rand_suffix());
             Arc::new(
-                RedisQueue::connect(&url, &prefix, clock.clone(), db.clone(), policies)
+                RedisQueue::connect(&url, prefix.expect("a prefix"), clock, db.clone(), policies)
                     .await
                     .unwrap(),
             )
         }
         Ok(other) => panic!("AIRWAVE_TEST_QUEUE={other} is not a queue backend"),
-    };
-    Fixture {
-        queue,
-        clock,
-        db,
-        _dir: dir,
     }
 }
 
@@ -636,6 +650,49 @@ async fn jobs_are_listed_by_state_kind_and_fingerprint_newest_first_with_a_curso
         .await
         .unwrap()
         .contains(&"render".to_string()));
+}
+
+#[tokio::test]
+async fn idle_workers_in_another_process_are_woken_by_an_enqueue() {
+    let f = fixture().await;
+    // A second instance on the same database / Redis: what another process would have.
+    let other = open_queue(&f.db, f.clock.clone(), f.prefix.as_deref(), HashMap::new()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let listening = tokio::spawn({
+        let other = other.clone();
+        let stop = stop.clone();
+        async move { other.listen_for_work(stop).await }
+    });
+    if f.prefix.is_none() && matches!(f.db, Db::Sqlite(_)) {
+        // The SQL queue on SQLite: one process owns a SQLite file: there is nothing to relay, and listening ends at once.
+        tokio::time::timeout(Duration::from_secs(30), listening)
+            .await
+            .expect("listen_for_work returns at once on SQLite")
+            .unwrap();
+        return;
+    }
+    // The listener subscribes asynchronously: keep enqueueing until a wake-up gets through, and
+    // never let the idle wait itself end the test (its timeout is far past the test's).
+    let woken = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let wait = other.wait_for_work("render", Duration::from_secs(3600));
+            tokio::pin!(wait);
+            tokio::select! {
+                () = &mut wait => break,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    f.queue.enqueue(job("x")).await.unwrap();
+                    tokio::select! {
+                        () = &mut wait => break,
+                        () = tokio::time::sleep(Duration::from_millis(400)) => {}
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    stop.cancel();
+    listening.await.unwrap();
+    assert!(woken.is_ok(), "the other instance was never woken");
 }
 
 #[tokio::test]
