@@ -146,10 +146,10 @@ for _, set in ipairs({'delayed', 'retrying'}) do
     redis.call('ZADD', qk(q, 'ready'), ready_score(id), id)
   end
 end
-local ids = redis.call('ZRANGE', qk(q, 'ready'), 0, max - 1)
+local popped = redis.call('ZPOPMIN', qk(q, 'ready'), max)
 local out = {}
-for _, id in ipairs(ids) do
-  redis.call('ZREM', qk(q, 'ready'), id)
+for i = 1, #popped, 2 do
+  local id = popped[i]
   redis.call('HINCRBY', jk(id), 'attempts', 1)
   redis.call('HSET', jk(id), 'state', 'active', 'worker_id', w, 'lease_until', lease, 'started_at', now, 'updated_at', now, 'cancel_requested', 0)
   redis.call('ZADD', qk(q, 'active'), lease, id)
@@ -199,38 +199,26 @@ return 1
     ))
 });
 
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
-    script(&format!(
-        r#"{HELD}
--- ARGV: P, id, worker, now, result
-redis.call('HSET', jk(id), 'state', 'completed', 'result', ARGV[5], 'progress', 100, 'worker_id', '', 'lease_until', '', 'updated_at', now, 'finished_at', now)
-redis.call('ZREM', qk(q, 'active'), id)
-redis.call('ZADD', qk(q, 'completed'), now, id)
-redis.call('RPUSH', jk(id) .. ':attempts', cjson.encode({{attempt = tonumber(f[4]), worker_id = w, started_at = f[5], finished_at = now, outcome = 'completed'}}))
-unhold(q, id)
-return 1
-"#
-    ))
-});
-
 static COMPLETE_MANY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 -- ARGV: P, worker, now, then id, result pairs. Returns 1 (completed) or 0 (not held) per job.
-local w, now = ARGV[2], tonumber(ARGV[3])
+-- The successful attempt is not pushed to the attempts list: `done_by` with the job's own
+-- attempts / started_at / finished_at describe it (the hot path stays four calls a job).
+local w, now = ARGV[2], ARGV[3]
 local out = {}
 for i = 4, #ARGV, 2 do
   local id = ARGV[i]
-  local f = redis.call('HMGET', jk(id), 'state', 'worker_id', 'queue', 'attempts', 'started_at')
+  local j = jk(id)
+  local f = redis.call('HMGET', j, 'state', 'worker_id', 'queue', 'unique_key')
   if f[1] ~= 'active' or f[2] ~= w then
     out[#out + 1] = 0
   else
-    local q = f[3]
-    redis.call('HSET', jk(id), 'state', 'completed', 'result', ARGV[i + 1], 'progress', 100, 'worker_id', '', 'lease_until', '', 'updated_at', now, 'finished_at', now)
+    local q, uk = f[3], f[4]
+    redis.call('HSET', j, 'state', 'completed', 'result', ARGV[i + 1], 'progress', 100, 'worker_id', '', 'done_by', w, 'lease_until', '', 'updated_at', now, 'finished_at', now)
     redis.call('ZREM', qk(q, 'active'), id)
     redis.call('ZADD', qk(q, 'completed'), now, id)
-    redis.call('RPUSH', jk(id) .. ':attempts', cjson.encode({attempt = tonumber(f[4]), worker_id = w, started_at = f[5], finished_at = now, outcome = 'completed'}))
-    unhold(q, id)
+    if uk and uk ~= '' and redis.call('HGET', qk(q, 'unique'), uk) == id then redis.call('HDEL', qk(q, 'unique'), uk) end
     out[#out + 1] = 1
   end
 end
@@ -768,18 +756,10 @@ impl JobQueue for RedisQueue {
     }
 
     async fn complete(&self, id: &JobId, worker: &str, result: Value) -> Result<()> {
-        let mut inv = COMPLETE.prepare_invoke();
-        inv.arg(&self.prefix)
-            .arg(id.as_str())
-            .arg(worker)
-            .arg(ms(self.clock.now()))
-            .arg(result.to_string());
-        let ok: i64 = self.run(inv).await?;
-        if ok == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost)
-        }
+        self.complete_many(worker, vec![(id.clone(), result)])
+            .await?
+            .pop()
+            .unwrap_or(Err(QueueError::LeaseLost))
     }
 
     async fn complete_many(
@@ -1017,6 +997,36 @@ impl JobQueue for RedisQueue {
     }
 
     async fn attempts(&self, id: &JobId) -> Result<Vec<Attempt>> {
+        // The successful attempt lives on the job itself (see COMPLETE_MANY).
+        let (state, done_by, attempt, started, finished): (
+            Option<String>,
+            Option<String>,
+            Option<u32>,
+            Option<String>,
+            Option<String>,
+        ) = self
+            .cmd(
+                redis::cmd("HMGET")
+                    .arg(format!("{}:job:{id}", self.prefix))
+                    .arg("state")
+                    .arg("done_by")
+                    .arg("attempts")
+                    .arg("started_at")
+                    .arg("finished_at"),
+            )
+            .await?;
+        let completed = match (state.as_deref(), done_by) {
+            (Some("completed"), Some(w)) if !w.is_empty() => Some(Attempt {
+                attempt: attempt.unwrap_or(0),
+                worker_id: w,
+                started_at: from_ms(started.as_ref()),
+                finished_at: from_ms(finished.as_ref()),
+                outcome: "completed".into(),
+                error: None,
+                fingerprint: None,
+            }),
+            _ => None,
+        };
         let raw: Vec<String> = self
             .cmd(
                 redis::cmd("LRANGE")
@@ -1057,6 +1067,7 @@ impl JobQueue for RedisQueue {
                     fingerprint: s("fingerprint"),
                 }
             })
+            .chain(completed)
             .collect())
     }
 

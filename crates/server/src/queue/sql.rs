@@ -489,7 +489,7 @@ impl JobQueue for SqlQueue {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Job>> {
-        if max == 0 || self.is_paused(queue).await? {
+        if max == 0 {
             return Ok(Vec::new());
         }
         let _w = self.write_lock().await;
@@ -503,6 +503,7 @@ impl JobQueue for SqlQueue {
             "UPDATE jobs SET state = 'active', attempts = attempts + 1, worker_id = $1, lease_until = $2, started_at = $3,
                     updated_at = $3, cancel_requested = FALSE
              WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND state IN {READY} AND run_at <= $3
+                            AND NOT EXISTS (SELECT 1 FROM queue_settings s WHERE s.queue = $4 AND s.paused)
                           ORDER BY priority DESC, id LIMIT $5 {lock})
              RETURNING {COLUMNS}"
         );
@@ -630,7 +631,7 @@ impl JobQueue for SqlQueue {
                     "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[]) AS v(id, result)),
                      done AS (UPDATE jobs j SET state = 'completed', result = v.result::jsonb, progress = 100, worker_id = NULL,
                                      lease_until = NULL, updated_at = $4, finished_at = $4
-                              FROM v WHERE j.id = v.id AND j.worker_id = $3 AND j.state = 'active'
+                              FROM v WHERE j.id = v.id AND j.id = ANY($1) AND j.worker_id = $3 AND j.state = 'active'
                               RETURNING j.id, j.attempts, j.started_at),
                      ins AS (INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
                              SELECT id, attempts, $3, COALESCE(started_at, $4), $4, 'completed' FROM done ON CONFLICT DO NOTHING)
