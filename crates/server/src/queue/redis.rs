@@ -147,14 +147,18 @@ for _, set in ipairs({'delayed', 'retrying'}) do
   end
 end
 local popped = redis.call('ZPOPMIN', qk(q, 'ready'), max)
-local out = {}
+local out, act = {}, {}
 for i = 1, #popped, 2 do
   local id = popped[i]
-  redis.call('HINCRBY', jk(id), 'attempts', 1)
-  redis.call('HSET', jk(id), 'state', 'active', 'worker_id', w, 'lease_until', lease, 'started_at', now, 'updated_at', now, 'cancel_requested', 0)
-  redis.call('ZADD', qk(q, 'active'), lease, id)
-  out[#out + 1] = redis.call('HGETALL', jk(id))
+  local j = jk(id)
+  redis.call('HINCRBY', j, 'attempts', 1)
+  -- updated_at is implied by started_at (readers take the latest of the three times)
+  redis.call('HSET', j, 'state', 'active', 'worker_id', w, 'lease_until', lease, 'started_at', now, 'cancel_requested', 0)
+  act[#act + 1] = lease
+  act[#act + 1] = id
+  out[#out + 1] = redis.call('HGETALL', j)
 end
+if #act > 0 then redis.call('ZADD', qk(q, 'active'), unpack(act)) end
 return out
 "#,
     )
@@ -205,8 +209,9 @@ static COMPLETE_MANY: LazyLock<Script> = LazyLock::new(|| {
 -- ARGV: P, worker, now, then id, result pairs. Returns 1 (completed) or 0 (not held) per job.
 -- The successful attempt is not pushed to the attempts list: `done_by` with the job's own
 -- attempts / started_at / finished_at describe it (the hot path stays four calls a job).
+-- Readers derive progress 100, no worker, no lease and updated_at from state and finished_at.
 local w, now = ARGV[2], ARGV[3]
-local out = {}
+local out, per_queue = {}, {}
 for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local j = jk(id)
@@ -215,12 +220,19 @@ for i = 4, #ARGV, 2 do
     out[#out + 1] = 0
   else
     local q, uk = f[3], f[4]
-    redis.call('HSET', j, 'state', 'completed', 'result', ARGV[i + 1], 'progress', 100, 'worker_id', '', 'done_by', w, 'lease_until', '', 'updated_at', now, 'finished_at', now)
-    redis.call('ZREM', qk(q, 'active'), id)
-    redis.call('ZADD', qk(q, 'completed'), now, id)
+    redis.call('HSET', j, 'state', 'completed', 'result', ARGV[i + 1], 'done_by', w, 'finished_at', now)
+    local ids = per_queue[q]
+    if not ids then ids = {}; per_queue[q] = ids end
+    ids[#ids + 1] = id
     if uk and uk ~= '' and redis.call('HGET', qk(q, 'unique'), uk) == id then redis.call('HDEL', qk(q, 'unique'), uk) end
     out[#out + 1] = 1
   end
+end
+for q, ids in pairs(per_queue) do
+  redis.call('ZREM', qk(q, 'active'), unpack(ids))
+  local z = {}
+  for _, id in ipairs(ids) do z[#z + 1] = now; z[#z + 1] = id end
+  redis.call('ZADD', qk(q, 'completed'), unpack(z))
 end
 return out
 "#,
@@ -441,6 +453,14 @@ fn job_from_flat(flat: Vec<String>) -> Result<Job> {
     let num = |k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     let json_of = |k: &str| get(k).and_then(|v| serde_json::from_str::<Value>(&v).ok());
     let id = get("id").ok_or(QueueError::NotFound)?;
+    let state: JobState = get("state")
+        .unwrap_or_default()
+        .parse()
+        .map_err(QueueError::Invalid)?;
+    // The hot paths write only what changed; the rest follows from the state (see the scripts).
+    let finished_at = from_ms(m.get("finished_at"));
+    let started_at = from_ms(m.get("started_at"));
+    let held = state == JobState::Active;
     let ms_dur = |k: &str| Duration::from_millis(u64::try_from(num(k)).unwrap_or(0));
     Ok(Job {
         id: id.try_into().map_err(QueueError::Invalid)?,
@@ -448,10 +468,7 @@ fn job_from_flat(flat: Vec<String>) -> Result<Job> {
         kind: get("kind").unwrap_or_default(),
         payload: json_of("payload").unwrap_or(Value::Null),
         priority: i32::try_from(num("priority")).unwrap_or(0),
-        state: get("state")
-            .unwrap_or_default()
-            .parse()
-            .map_err(QueueError::Invalid)?,
+        state,
         run_at: from_ms(m.get("run_at")).unwrap_or_else(Utc::now),
         attempts: u32::try_from(num("attempts")).unwrap_or(0),
         max_attempts: u32::try_from(num("max_attempts")).unwrap_or(1),
@@ -461,18 +478,26 @@ fn job_from_flat(flat: Vec<String>) -> Result<Job> {
         },
         unique_key: get("unique_key"),
         correlation_id: get("correlation_id"),
-        progress: i32::try_from(num("progress")).unwrap_or(0),
+        progress: if state == JobState::Completed {
+            100
+        } else {
+            i32::try_from(num("progress")).unwrap_or(0)
+        },
         progress_message: get("progress_message"),
         result: json_of("result"),
         last_error: get("last_error"),
         error_fingerprint: get("error_fingerprint"),
-        worker_id: get("worker_id"),
-        lease_until: from_ms(m.get("lease_until")),
+        worker_id: get("worker_id").filter(|_| held),
+        lease_until: from_ms(m.get("lease_until")).filter(|_| held),
         cancel_requested: num("cancel_requested") != 0,
         created_at: from_ms(m.get("created_at")).unwrap_or_else(Utc::now),
-        updated_at: from_ms(m.get("updated_at")).unwrap_or_else(Utc::now),
-        started_at: from_ms(m.get("started_at")),
-        finished_at: from_ms(m.get("finished_at")),
+        updated_at: [from_ms(m.get("updated_at")), started_at, finished_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or_else(Utc::now),
+        started_at,
+        finished_at,
     })
 }
 

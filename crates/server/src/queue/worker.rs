@@ -36,8 +36,18 @@ async fn acknowledge(
     worker: String,
     mut rx: tokio::sync::mpsc::Receiver<Ack>,
 ) {
+    // Two batches in flight at most: one being applied while the next one fills.
+    const IN_FLIGHT: u32 = 2;
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT as usize));
     let mut batch: Vec<Ack> = Vec::with_capacity(ACK_BATCH);
-    while let Some(first) = rx.recv().await {
+    loop {
+        // Take a slot first: while both are busy, acknowledgements pile up into a bigger batch.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            break;
+        };
         batch.push(first);
         while batch.len() < ACK_BATCH {
             match rx.try_recv() {
@@ -47,9 +57,26 @@ async fn acknowledge(
         }
         let (items, replies): (Vec<(JobId, Value)>, Vec<_>) =
             batch.drain(..).map(|(id, v, tx)| ((id, v), tx)).unzip();
+        let (queue, worker) = (queue.clone(), worker.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            apply_batch(&*queue, &worker, items, replies).await;
+        });
+    }
+    // Wait for the batches still in flight.
+    let _ = slots.acquire_many(IN_FLIGHT).await;
+}
+
+async fn apply_batch(
+    queue: &dyn JobQueue,
+    worker: &str,
+    items: Vec<(JobId, Value)>,
+    replies: Vec<tokio::sync::oneshot::Sender<Result<(), QueueError>>>,
+) {
+    {
         let mut tries = 0;
         let result = loop {
-            match queue.complete_many(&worker, items.clone()).await {
+            match queue.complete_many(worker, items.clone()).await {
                 Err(QueueError::Backend(e)) if tries < 2 => {
                     tries += 1;
                     tracing::warn!(error = %e, "acknowledging completions failed; retrying");
@@ -71,6 +98,20 @@ async fn acknowledge(
                 }
             }
         }
+    }
+}
+
+/// A job's place among the worker's `concurrency`: freed when its handler returns, not when its
+/// completion is acknowledged, so acknowledgements never hold back the next jobs.
+struct Slot {
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    freed: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.freed.notify_one();
     }
 }
 
@@ -215,7 +256,8 @@ impl Worker {
         match jobs.into_iter().next() {
             None => Ok(None),
             Some(job) => Ok(Some(
-                self.run_job(job, CancellationToken::new(), None).await?,
+                self.run_job(job, CancellationToken::new(), None, None)
+                    .await?,
             )),
         }
     }
@@ -226,6 +268,7 @@ impl Worker {
         job: Job,
         shutdown: CancellationToken,
         acks: Option<&tokio::sync::mpsc::Sender<Ack>>,
+        slot: Option<Slot>,
     ) -> Result<Outcome, QueueError> {
         let started = std::time::Instant::now();
         let wait = job
@@ -233,7 +276,7 @@ impl Worker {
             .and_then(|s| (s - job.run_at).to_std().ok())
             .unwrap_or_default();
         let queue = job.queue.clone();
-        let outcome = self.run_job_inner(job, shutdown, acks).await?;
+        let outcome = self.run_job_inner(job, shutdown, acks, slot).await?;
         let how = match &outcome {
             Outcome::Completed(_) => Some(Finished::Completed),
             Outcome::Failed(_, FailOutcome::WillRetry { .. }) => Some(Finished::Failed),
@@ -253,6 +296,7 @@ impl Worker {
         job: Job,
         shutdown: CancellationToken,
         acks: Option<&tokio::sync::mpsc::Sender<Ack>>,
+        slot: Option<Slot>,
     ) -> Result<Outcome, QueueError> {
         let cancel = CancellationToken::new();
         let ctx = JobContext {
@@ -298,6 +342,7 @@ impl Worker {
                 }
             }
         };
+        drop(slot);
         if lease_lost {
             return Ok(Outcome::LeaseLost(job.id.clone()));
         }
@@ -362,6 +407,8 @@ impl Worker {
         // Refill in batches: with many slots, wait until a quarter are free before fetching, so
         // one fetch serves many jobs instead of one fetch per finished job.
         let refill_at = (self.concurrency / 4).max(1);
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let freed = Arc::new(tokio::sync::Notify::new());
         let mut last_recovery = tokio::time::Instant::now() - self.lease;
         let mut backoff = Duration::from_millis(100);
         let mut bucket = Bucket {
@@ -376,7 +423,14 @@ impl Worker {
                     tracing::warn!(error = %e, queue = %self.queue_name, "recovering expired leases failed");
                 }
             }
-            let mut free = self.concurrency.saturating_sub(running.len());
+            let in_handlers = busy.load(std::sync::atomic::Ordering::Acquire);
+            let mut free = self.concurrency.saturating_sub(in_handlers);
+            // Jobs whose handler returned but whose acknowledgement is pending count too, up to a
+            // bound, so a slow backend cannot make the worker pile up finished jobs.
+            let backlog_full = running.len() >= self.concurrency * 4;
+            if backlog_full {
+                free = 0;
+            }
             if let (Some(limit), true) = (self.rate, free > 0) {
                 let (allowed, wait) = bucket.available(limit);
                 if allowed == 0 {
@@ -388,7 +442,7 @@ impl Worker {
                 }
                 free = free.min(allowed);
             }
-            let fetched = if free == 0 || (free < refill_at && !running.is_empty()) {
+            let fetched = if free == 0 || (free < refill_at && in_handlers > 0) {
                 Ok(Vec::new())
             } else {
                 self.queue
@@ -401,7 +455,8 @@ impl Worker {
                     tokio::select! {
                         () = stop.cancelled() => {}
                         () = self.queue.wait_for_work(&self.queue_name, self.poll) => {}
-                        Some(_) = running.join_next(), if !running.is_empty() => {}
+                        () = freed.notified(), if in_handlers > 0 => {}
+                        Some(_) = running.join_next(), if backlog_full => {}
                     }
                 }
                 Ok(jobs) => {
@@ -411,9 +466,14 @@ impl Worker {
                         let me = self.clone();
                         let shutdown = shutdown.clone();
                         let acks = acks.clone();
+                        busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        let slot = Slot {
+                            busy: busy.clone(),
+                            freed: freed.clone(),
+                        };
                         running.spawn(async move {
                             let id = job.id.clone();
-                            if let Err(e) = me.run_job(job, shutdown, Some(&acks)).await {
+                            if let Err(e) = me.run_job(job, shutdown, Some(&acks), Some(slot)).await {
                                 tracing::error!(error = %e, job = %id, "could not record a job's outcome");
                             }
                         });
