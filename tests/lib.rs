@@ -212,7 +212,55 @@ impl TestApp {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
-        let log = std::fs::File::create(data_dir.path().join("server.log"))?;
+        let (child, base) = start_server(&env, data_dir.path(), role).await?;
+        let db = match backend {
+            Backend::Sqlite => TestDb::Sqlite(SqlitePool::connect(&database_url).await?),
+            Backend::Postgres => TestDb::Postgres(PgPool::connect(&database_url).await?),
+        };
+        Ok(TestApp {
+            api: ApiClient::new(base.clone()),
+            base,
+            db,
+            backend,
+            env,
+            data_dir,
+            child,
+        })
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same database and data dir — a
+    /// restart, as a deploy does it. The address changes; `api` follows it.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server stops within 30 s")
+            .expect("wait");
+        let (child, base) = start_server(&self.env, self.data_dir.path(), "all")
+            .await
+            .expect("restart airwave-server");
+        self.child = child;
+        self.api = ApiClient::new(base.clone());
+        self.base = base;
+        self
+    }
+}
+
+/// Starts `airwave-server serve --role ROLE` with `env`; returns it and its address.
+async fn start_server(
+    env: &[(String, String)],
+    data_dir: &std::path::Path,
+    role: &str,
+) -> anyhow::Result<(Child, Url)> {
+    {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("server.log"))?;
         let mut cmd = Command::new(server_bin());
         cmd.args(["serve", "--role", role])
             .env_clear()
@@ -240,21 +288,11 @@ impl TestApp {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let base = Url::parse(&addr)?;
-        let db = match backend {
-            Backend::Sqlite => TestDb::Sqlite(SqlitePool::connect(&database_url).await?),
-            Backend::Postgres => TestDb::Postgres(PgPool::connect(&database_url).await?),
-        };
-        Ok(TestApp {
-            api: ApiClient::new(base.clone()),
-            base,
-            db,
-            backend,
-            env,
-            data_dir,
-            child,
-        })
+        Ok((child, base))
     }
+}
 
+impl TestApp {
     pub fn url(&self, path: &str) -> Url {
         self.base.join(path).expect("url")
     }
@@ -500,4 +538,119 @@ pub fn token_in(text: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .expect("token")
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).expect("JSON data")
+    }
+
+    pub fn id_num(&self) -> i64 {
+        self.id
+            .as_deref()
+            .expect("an id")
+            .parse()
+            .expect("a numeric id")
+    }
+}
+
+/// A Server-Sent Events reader over a streaming response (a plain HTTP client, as the console's
+/// core is one).
+pub struct SseStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseStream {
+    /// Opens `path` with a bearer token, and `Last-Event-ID` when given.
+    pub async fn open(
+        app: &TestApp,
+        path: &str,
+        token: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<SseStream, reqwest::Response> {
+        let mut req = reqwest::Client::new()
+            .get(app.url(path))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.expect("request");
+        if resp.status() != 200 {
+            return Err(resp);
+        }
+        Ok(SseStream {
+            resp,
+            buf: String::new(),
+        })
+    }
+
+    /// The next event (comments and keep-alives skipped); `None` after `within` or at the end.
+    pub async fn next(&mut self, within: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let mut ev = SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = Some(v.trim().to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim().to_owned();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if !ev.data.is_empty() {
+                            ev.data.push('\n');
+                        }
+                        ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(ev);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk()).await;
+            match chunk {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads until an event matches `pred` (within `within` in all); returns it and what came before.
+    pub async fn until(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&SseEvent) -> bool,
+    ) -> (SseEvent, Vec<SseEvent>) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(ev) = self.next(left).await else {
+                panic!("no matching event within {within:?}; got {before:?}");
+            };
+            if pred(&ev) {
+                return (ev, before);
+            }
+            before.push(ev);
+        }
+    }
 }

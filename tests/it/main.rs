@@ -11,6 +11,7 @@ mod creatomate;
 mod health;
 mod journey;
 mod ops_queues;
+mod ops_stream;
 mod render;
 mod roles;
 mod schema;

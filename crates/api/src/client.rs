@@ -333,6 +333,13 @@ impl ApiClient {
             .await
     }
 
+    pub async fn health_history(
+        &self,
+        query: &str,
+    ) -> Result<crate::HealthHistoryOut, ClientError> {
+        self.get(&format!("/api/ops/health/history?{query}")).await
+    }
+
     pub async fn dead_groups(&self, queue: &str) -> Result<Vec<DeadGroupOut>, ClientError> {
         self.get(&format!("/api/ops/queues/{queue}/dead")).await
     }

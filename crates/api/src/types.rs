@@ -718,3 +718,75 @@ pub struct PurgeIn {
     #[serde(default)]
     pub older_than_hours: u32,
 }
+
+// --- the operations stream (`GET /api/ops/stream`) and health history ---
+
+/// Event types on the operations stream. Each SSE event has `id` (resume with `Last-Event-ID`),
+/// `event` (one of these) and `data` (the matching JSON below).
+pub mod ops_event {
+    /// A health component changed status: [`super::HealthChangedEvent`].
+    pub const HEALTH_CHANGED: &str = "health.changed";
+    /// Queue counts, every few seconds: [`super::QueueStatsEvent`].
+    pub const QUEUE_STATS: &str = "queue.stats";
+    /// The client asked to resume from an event the log no longer holds: reload everything.
+    /// Data: [`super::StreamGapEvent`].
+    pub const STREAM_GAP: &str = "stream.gap";
+}
+
+/// `health.changed`: a component's status differs from its previous check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthChangedEvent {
+    /// The check's key, `component:measurement` (e.g. `database:responseTime`).
+    pub component: String,
+    pub status: HealthStatus,
+    /// The status before (absent for a component's first check).
+    pub previous: Option<HealthStatus>,
+    pub observed_value: Option<f64>,
+    pub observed_unit: Option<String>,
+    pub output: Option<String>,
+    pub time: DateTime<Utc>,
+}
+
+/// `queue.stats`: every queue's counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueStatsEvent {
+    pub queues: Vec<QueueStatsItem>,
+    pub time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueStatsItem {
+    pub name: String,
+    pub paused: bool,
+    pub counts: QueueCountsOut,
+}
+
+/// `stream.gap`: events after `requested` up to `oldest` are gone from the replay log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamGapEvent {
+    pub requested: i64,
+    pub oldest: Option<i64>,
+}
+
+/// One point of a component's history (a time bucket when the range holds more checks than the
+/// points asked for: the worst status and the highest value in it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthPointOut {
+    pub at: DateTime<Utc>,
+    pub status: HealthStatus,
+    pub observed_value: Option<f64>,
+    /// Checks in this point.
+    pub samples: u32,
+}
+
+/// A component's checks over a time range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthHistoryOut {
+    pub component: String,
+    pub observed_unit: Option<String>,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub points: Vec<HealthPointOut>,
+    /// Share of checks that passed or warned, 0–1 (absent with no checks).
+    pub uptime: Option<f64>,
+}

@@ -127,6 +127,15 @@ pub struct Config {
     /// `AIRWAVE_QUEUE_METRICS_FLUSH_MS` (default 5000): how often a process writes its queue
     /// metrics (the console's charts lag by at most this).
     pub queue_metrics_flush: Duration,
+    /// `AIRWAVE_HEALTH_CHECK_INTERVAL_MS` (default 10000): how often the background checker runs
+    /// every health check (history and `health.changed` events).
+    pub health_check_interval: Duration,
+    /// `AIRWAVE_OPS_STATS_INTERVAL_MS` (default 5000): how often queue counts go on the stream.
+    pub ops_stats_interval: Duration,
+    /// `AIRWAVE_OPS_STREAM_KEEP` (default 10000): events kept for resuming (at most 24 hours).
+    pub ops_stream_keep: i64,
+    /// `AIRWAVE_HEALTH_HISTORY_DAYS` (default 7): how long health samples are kept.
+    pub health_history_keep: chrono::Duration,
     /// `AIRWAVE_RENDER_PROVIDER`: `local` (default) or `creatomate` (needs `CREATOMATE_API_KEY`).
     pub render_provider: RenderProviderKind,
     /// `AIRWAVE_CREATOMATE_URL` (default `https://api.creatomate.com`).
@@ -470,6 +479,19 @@ impl Config {
             );
         }
 
+        let ops_stream_keep: i64 = r.parse("AIRWAVE_OPS_STREAM_KEEP", 10_000, "a whole number");
+        if !(100..=1_000_000).contains(&ops_stream_keep) {
+            r.errors.push(format!(
+                "AIRWAVE_OPS_STREAM_KEEP must be between 100 and 1000000 (got {ops_stream_keep})"
+            ));
+        }
+        let history_days: i64 = r.parse("AIRWAVE_HEALTH_HISTORY_DAYS", 7, "a whole number of days");
+        if !(1..=90).contains(&history_days) {
+            r.errors.push(format!(
+                "AIRWAVE_HEALTH_HISTORY_DAYS must be between 1 and 90 (got {history_days})"
+            ));
+        }
+
         let creatomate_api_key = r.secret("CREATOMATE_API_KEY");
         let render_provider = match r.get("AIRWAVE_RENDER_PROVIDER").unwrap_or("local") {
             "local" => RenderProviderKind::Local,
@@ -610,6 +632,15 @@ impl Config {
             retention,
             queues,
             queue_metrics_flush: r.millis("AIRWAVE_QUEUE_METRICS_FLUSH_MS", 5_000, 10, 600_000),
+            health_check_interval: r.millis(
+                "AIRWAVE_HEALTH_CHECK_INTERVAL_MS",
+                10_000,
+                50,
+                3_600_000,
+            ),
+            ops_stats_interval: r.millis("AIRWAVE_OPS_STATS_INTERVAL_MS", 5_000, 50, 3_600_000),
+            ops_stream_keep,
+            health_history_keep: chrono::Duration::days(history_days.clamp(1, 90)),
             render_provider,
             creatomate_url,
             creatomate_poll,
@@ -703,6 +734,19 @@ impl Config {
         line(
             "AIRWAVE_QUEUE_LEASE_MS",
             self.queue_lease.as_millis().to_string(),
+        );
+        line(
+            "AIRWAVE_HEALTH_CHECK_INTERVAL_MS",
+            self.health_check_interval.as_millis().to_string(),
+        );
+        line(
+            "AIRWAVE_OPS_STATS_INTERVAL_MS",
+            self.ops_stats_interval.as_millis().to_string(),
+        );
+        line("AIRWAVE_OPS_STREAM_KEEP", self.ops_stream_keep.to_string());
+        line(
+            "AIRWAVE_HEALTH_HISTORY_DAYS",
+            self.health_history_keep.num_days().to_string(),
         );
         line(
             "AIRWAVE_QUEUE_METRICS_FLUSH_MS",

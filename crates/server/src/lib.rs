@@ -20,6 +20,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod ids;
+pub mod ops;
 pub mod queue;
 pub mod render;
 pub mod startup;

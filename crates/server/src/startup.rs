@@ -47,11 +47,6 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     };
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
-    let mut health = HealthRegistry::new(Duration::from_secs(3));
-    health.register(Arc::new(DatabaseCheck {
-        db: db.clone(),
-        warn_after: Duration::from_millis(250),
-    }));
     let queue: Arc<dyn JobQueue> = match &config.redis_url {
         Some(url) => Arc::new(
             RedisQueue::connect(
@@ -70,6 +65,15 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             config.queues.clone(),
         )),
     };
+    let mut health = HealthRegistry::new(Duration::from_secs(3));
+    health.register(Arc::new(DatabaseCheck {
+        db: db.clone(),
+        warn_after: Duration::from_millis(250),
+    }));
+    health.register(Arc::new(crate::health::QueueCheck {
+        queue: queue.clone(),
+        warn_after: Duration::from_millis(250),
+    }));
     if config.s3.is_some() {
         tracing::warn!("AWS_S3_BUCKET is set, but this version stores blobs in the data dir; S3 storage arrives with its own release");
     }
@@ -82,6 +86,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         health: Arc::new(health),
         queue,
         blobs,
+        ops_appended: Arc::new(tokio::sync::Notify::new()),
     })
 }
 
@@ -194,6 +199,20 @@ impl Application {
             metrics_stop.clone(),
             self.state.config.queue_metrics_flush,
         ));
+        // The health checker and queue stats feed the ops stream; every role runs one (the log
+        // is shared, and the previous status comes from the database, so they agree).
+        let checker = crate::ops::checker::Checker {
+            db: db.clone(),
+            clock: self.state.clock.clone(),
+            health: self.state.health.clone(),
+            queue: self.state.queue.clone(),
+            every: self.state.config.health_check_interval,
+            stats_every: self.state.config.ops_stats_interval,
+            keep_events: self.state.config.ops_stream_keep,
+            keep_history: self.state.config.health_history_keep,
+            appended: self.state.ops_appended.clone(),
+        };
+        let checker = tokio::spawn(checker.run_until_stopped(cancel.clone()));
         let workers = if self.role == Role::Api {
             None
         } else {
@@ -221,6 +240,7 @@ impl Application {
         }
         metrics_stop.cancel();
         let _ = flusher.await;
+        let _ = checker.await;
         db.close().await;
         Ok(())
     }

@@ -23,4 +23,6 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     /// Blobs: a folder in the data dir (S3 comes with the storage issue).
     pub blobs: Arc<dyn BlobStore>,
+    /// Woken when this process appends to the ops log, so its streams send at once.
+    pub ops_appended: Arc<tokio::sync::Notify>,
 }

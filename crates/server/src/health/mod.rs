@@ -92,6 +92,46 @@ fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
     }
 }
 
+/// The job queue's backend (the database or Redis): one cheap read. Warn above `warn_after`.
+pub struct QueueCheck {
+    pub queue: Arc<dyn crate::queue::JobQueue>,
+    pub warn_after: Duration,
+}
+
+#[async_trait]
+impl HealthCheck for QueueCheck {
+    fn key(&self) -> &str {
+        "queue:responseTime"
+    }
+
+    fn component_type(&self) -> &str {
+        "component"
+    }
+
+    async fn check(&self) -> HealthCheckOut {
+        let start = Instant::now();
+        let (status, value, output) = match self.queue.is_paused("render").await {
+            Ok(_) if start.elapsed() > self.warn_after => (
+                HealthStatus::Warn,
+                Some(start.elapsed()),
+                Some(format!("slower than {} ms", self.warn_after.as_millis())),
+            ),
+            Ok(_) => (HealthStatus::Pass, Some(start.elapsed()), None),
+            Err(e) => (HealthStatus::Fail, None, Some(e.to_string())),
+        };
+        HealthCheckOut {
+            component_id: self.queue.backend().into(),
+            component_type: "component".into(),
+            observed_value: value
+                .map(|d| serde_json::json!((d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0)),
+            observed_unit: Some("ms".into()),
+            status,
+            time: Utc::now(),
+            output,
+        }
+    }
+}
+
 /// The database: one round trip. Warn above `warn_after`.
 pub struct DatabaseCheck {
     pub db: Db,

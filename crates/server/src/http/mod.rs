@@ -131,6 +131,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
             approvals::routes::approval_page,
             approvals::routes::approval_form
         ))
+        .routes(routes!(crate::ops::routes::stream))
+        .routes(routes!(crate::ops::routes::history))
         .routes(routes!(queue::routes::list_queues))
         .routes(routes!(queue::routes::list_jobs))
         .routes(routes!(queue::routes::retry_jobs))
