@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod chaos;
 mod config;
+mod console_core;
 mod creatomate;
 mod health;
 mod journey;

@@ -1,0 +1,276 @@
+//! Which health changes become a native notification.
+//!
+//! A component that starts failing (or warning, if asked) notifies; one that recovers notifies;
+//! a component's first check does not (it is the state the console opened on, shown in the
+//! views). The same component in the same status notifies at most once per de-duplication window
+//! (flapping does not spam). Nothing notifies while paused (the tray's "pause for 1 h") or in
+//! quiet hours — the views still change; only the pop-up is held back.
+
+use airwave_api::{HealthChangedEvent, HealthStatus};
+use chrono::{DateTime, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prefs {
+    pub enabled: bool,
+    /// Also notify when a component starts warning.
+    pub warnings: bool,
+    /// Local times `[start, end)`; may wrap midnight (22:00–07:00).
+    pub quiet_hours: Option<(NaiveTime, NaiveTime)>,
+    /// The same component and status notify at most once per this many seconds.
+    pub dedupe_secs: i64,
+    /// The tray's "pause notifications" until this time.
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
+impl Default for Prefs {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            warnings: false,
+            quiet_hours: None,
+            dedupe_secs: 300,
+            paused_until: None,
+        }
+    }
+}
+
+/// A notification to show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub title: String,
+    pub body: String,
+    pub critical: bool,
+    /// The view a click opens.
+    pub view: String,
+}
+
+/// Why nothing is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suppressed {
+    Disabled,
+    FirstCheck,
+    Warning,
+    Duplicate,
+    Paused,
+    QuietHours,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Decision {
+    Notify(Notification),
+    Suppressed(Suppressed),
+}
+
+/// Remembers what was notified, for de-duplication.
+#[derive(Debug, Default)]
+pub struct Alerter {
+    last: HashMap<(String, &'static str), DateTime<Utc>>,
+}
+
+fn label(component: &str) -> String {
+    let name = component.split(':').next().unwrap_or(component);
+    let mut c = name.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => component.into(),
+    }
+}
+
+fn in_quiet_hours(now: NaiveTime, (start, end): (NaiveTime, NaiveTime)) -> bool {
+    if start <= end {
+        now >= start && now < end
+    } else {
+        now >= start || now < end
+    }
+}
+
+impl Alerter {
+    /// Decides for one `health.changed` event at `now` (`local` is the wall-clock time of day
+    /// for quiet hours).
+    pub fn decide(
+        &mut self,
+        e: &HealthChangedEvent,
+        prefs: &Prefs,
+        now: DateTime<Utc>,
+        local: NaiveTime,
+    ) -> Decision {
+        use HealthStatus::*;
+        if !prefs.enabled {
+            return Decision::Suppressed(Suppressed::Disabled);
+        }
+        let (title, critical, key) = match (e.previous, e.status) {
+            (None, Pass) => return Decision::Suppressed(Suppressed::FirstCheck),
+            (_, Fail) => (format!("{} is failing", label(&e.component)), true, "fail"),
+            (_, Warn) if !prefs.warnings => return Decision::Suppressed(Suppressed::Warning),
+            (_, Warn) => (
+                format!("{} is degraded", label(&e.component)),
+                false,
+                "warn",
+            ),
+            (Some(_), Pass) => (format!("{} recovered", label(&e.component)), false, "pass"),
+        };
+        if prefs.paused_until.is_some_and(|t| now < t) {
+            return Decision::Suppressed(Suppressed::Paused);
+        }
+        if prefs.quiet_hours.is_some_and(|q| in_quiet_hours(local, q)) {
+            return Decision::Suppressed(Suppressed::QuietHours);
+        }
+        let k = (e.component.clone(), key);
+        if self
+            .last
+            .get(&k)
+            .is_some_and(|t| (now - *t).num_seconds() < prefs.dedupe_secs)
+        {
+            return Decision::Suppressed(Suppressed::Duplicate);
+        }
+        self.last.insert(k, now);
+        let mut body = e
+            .output
+            .clone()
+            .unwrap_or_else(|| format!("{} is {:?}", e.component, e.status).to_lowercase());
+        if let (Some(v), Some(u)) = (e.observed_value, &e.observed_unit) {
+            body.push_str(&format!(" ({v} {u})"));
+        }
+        Decision::Notify(Notification {
+            title,
+            body: crate::secrets::redact(&body),
+            critical,
+            view: "health".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn ev(
+        component: &str,
+        previous: Option<HealthStatus>,
+        status: HealthStatus,
+    ) -> HealthChangedEvent {
+        HealthChangedEvent {
+            component: component.into(),
+            status,
+            previous,
+            observed_value: None,
+            observed_unit: None,
+            output: Some("connection refused".into()),
+            time: Utc::now(),
+        }
+    }
+
+    fn t(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn failures_and_recoveries_notify_first_checks_do_not() {
+        use HealthStatus::*;
+        let mut a = Alerter::default();
+        let p = Prefs::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        assert_eq!(
+            a.decide(&ev("queue:responseTime", None, Pass), &p, now, t(12, 0)),
+            Decision::Suppressed(Suppressed::FirstCheck)
+        );
+        let Decision::Notify(n) = a.decide(
+            &ev("queue:responseTime", Some(Pass), Fail),
+            &p,
+            now,
+            t(12, 0),
+        ) else {
+            panic!("a failure notifies")
+        };
+        assert_eq!(
+            (n.title.as_str(), n.critical, n.view.as_str()),
+            ("Queue is failing", true, "health")
+        );
+        assert!(matches!(
+            a.decide(
+                &ev("queue:responseTime", Some(Fail), Pass),
+                &p,
+                now,
+                t(12, 0)
+            ),
+            Decision::Notify(Notification {
+                critical: false,
+                ..
+            })
+        ));
+        assert_eq!(
+            a.decide(
+                &ev("queue:responseTime", Some(Pass), Warn),
+                &p,
+                now,
+                t(12, 0)
+            ),
+            Decision::Suppressed(Suppressed::Warning)
+        );
+    }
+
+    #[test]
+    fn flapping_is_de_duplicated_within_the_window() {
+        use HealthStatus::*;
+        let mut a = Alerter::default();
+        let p = Prefs::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        assert!(matches!(
+            a.decide(&ev("db", Some(Pass), Fail), &p, now, t(12, 0)),
+            Decision::Notify(_)
+        ));
+        let later = now + chrono::Duration::seconds(60);
+        assert_eq!(
+            a.decide(&ev("db", Some(Pass), Fail), &p, later, t(12, 1)),
+            Decision::Suppressed(Suppressed::Duplicate)
+        );
+        let much_later = now + chrono::Duration::seconds(301);
+        assert!(matches!(
+            a.decide(&ev("db", Some(Pass), Fail), &p, much_later, t(12, 5)),
+            Decision::Notify(_)
+        ));
+    }
+
+    #[test]
+    fn quiet_hours_wrap_midnight_and_pausing_holds_everything() {
+        use HealthStatus::*;
+        let mut a = Alerter::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 23, 0, 0).unwrap();
+        let quiet = Prefs {
+            quiet_hours: Some((t(22, 0), t(7, 0))),
+            ..Prefs::default()
+        };
+        assert_eq!(
+            a.decide(&ev("db", Some(Pass), Fail), &quiet, now, t(23, 30)),
+            Decision::Suppressed(Suppressed::QuietHours)
+        );
+        assert_eq!(
+            a.decide(&ev("db", Some(Pass), Fail), &quiet, now, t(6, 59)),
+            Decision::Suppressed(Suppressed::QuietHours)
+        );
+        assert!(matches!(
+            a.decide(&ev("db", Some(Pass), Fail), &quiet, now, t(7, 0)),
+            Decision::Notify(_)
+        ));
+        let paused = Prefs {
+            paused_until: Some(now + chrono::Duration::hours(1)),
+            ..Prefs::default()
+        };
+        assert_eq!(
+            a.decide(&ev("queue", Some(Pass), Fail), &paused, now, t(12, 0)),
+            Decision::Suppressed(Suppressed::Paused)
+        );
+        let off = Prefs {
+            enabled: false,
+            ..Prefs::default()
+        };
+        assert_eq!(
+            a.decide(&ev("queue", Some(Pass), Fail), &off, now, t(12, 0)),
+            Decision::Suppressed(Suppressed::Disabled)
+        );
+    }
+}

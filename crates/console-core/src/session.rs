@@ -1,0 +1,97 @@
+//! Logging in and out of a profile's server.
+//!
+//! Login trades the email and password for a short session, uses it once to create an API token
+//! scoped to the user's own role (the server never grants more), stores that token in the
+//! keychain, and ends the session — the password is never stored and the token never leaves the
+//! keychain and this process. Logout revokes the token on the server and deletes it from the
+//! keychain (both are attempted; a server that cannot be reached does not keep the keychain entry).
+
+use crate::error::{Error, ErrorKind};
+use crate::profiles::Profiles;
+use crate::secrets::SecretStore;
+use airwave_api::{ApiClient, ApiTokenIn, UserOut};
+
+/// How long a console token lives (log in again after).
+pub const TOKEN_DAYS: u32 = 90;
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this computer".into())
+}
+
+/// Logs `email` in to profile `id`; the token goes to `secrets`, the email and token id to the
+/// profile. Returns who logged in.
+pub async fn login(
+    profiles: &mut Profiles,
+    secrets: &dyn SecretStore,
+    id: &str,
+    email: &str,
+    password: &str,
+) -> Result<UserOut, Error> {
+    let profile = profiles.get(id)?.clone();
+    let api = ApiClient::new(profile.url.clone());
+    let session = api.login(email, password).await?;
+    let authed = api.with_token(session.token);
+    let created = authed
+        .create_token(&ApiTokenIn {
+            name: format!("AIrWAVE Ops console on {}", host_name()),
+            role: None,
+            expires_in_days: Some(TOKEN_DAYS),
+        })
+        .await?;
+    secrets.set(&profile.id, &created.token)?;
+    // The password session has done its job; if ending it fails, it expires by itself.
+    let _ = authed.logout().await;
+    let p = profiles.get_mut(id)?;
+    p.email = Some(session.user.email.clone());
+    p.token_id = Some(created.info.id.clone());
+    profiles.save()?;
+    Ok(session.user)
+}
+
+/// A client for profile `id` with its keychain token; `Unauthenticated` when there is none.
+pub fn client(
+    profiles: &Profiles,
+    secrets: &dyn SecretStore,
+    id: &str,
+) -> Result<ApiClient, Error> {
+    let profile = profiles.get(id)?;
+    let token = secrets.get(&profile.id)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unauthenticated,
+            format!("log in to {} first", profile.name),
+        )
+    })?;
+    Ok(ApiClient::new(profile.url.clone()).with_token(token))
+}
+
+/// Revokes the profile's token on the server and forgets it locally. A server that cannot be
+/// reached is reported after the local token is gone.
+pub async fn logout(
+    profiles: &mut Profiles,
+    secrets: &dyn SecretStore,
+    id: &str,
+) -> Result<(), Error> {
+    let profile = profiles.get(id)?.clone();
+    let remote = match (secrets.get(&profile.id)?, &profile.token_id) {
+        (Some(token), Some(token_id)) => ApiClient::new(profile.url.clone())
+            .with_token(token)
+            .revoke_token(token_id)
+            .await
+            .map_err(Error::from),
+        _ => Ok(()),
+    };
+    secrets.delete(&profile.id)?;
+    let p = profiles.get_mut(id)?;
+    p.email = None;
+    p.token_id = None;
+    profiles.save()?;
+    match remote {
+        // Already revoked or expired: the goal is reached.
+        Err(e) if e.kind == ErrorKind::Unauthenticated => Ok(()),
+        other => other,
+    }
+}

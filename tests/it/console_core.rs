@@ -1,0 +1,193 @@
+//! The console's core against a real airwave-server: log in and out through profiles with the
+//! token kept in a secret store (never in the profiles file), and the live stream reconnecting
+//! and resuming by itself across a server restart.
+
+use airwave_api::Role;
+use airwave_console_core::profiles::{Profile, Profiles};
+use airwave_console_core::secrets::{MemoryStore, SecretStore};
+use airwave_console_core::stream::{self, ConnState};
+use airwave_console_core::{session, ErrorKind};
+use airwave_tests::TestApp;
+use std::time::Duration;
+
+#[tokio::test]
+async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
+    let app = TestApp::spawn().await;
+    app.user_with_role("op@example.com", Role::Operator).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profiles.json");
+    let mut profiles = Profiles::load(&path).unwrap();
+    profiles.upsert(Profile::new("Staging", app.url("/").as_str(), None, false).unwrap());
+    let secrets = MemoryStore::default();
+
+    let bad = session::login(
+        &mut profiles,
+        &secrets,
+        "staging",
+        "op@example.com",
+        "wrong password",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.kind, ErrorKind::Unauthenticated);
+    assert_eq!(secrets.get("staging").unwrap(), None);
+
+    let open_sessions = || async {
+        app.db
+            .texts("SELECT CAST(COUNT(*) AS TEXT) FROM sessions WHERE revoked_at IS NULL")
+            .await
+    };
+    let sessions_before = open_sessions().await;
+    let user = session::login(
+        &mut profiles,
+        &secrets,
+        "staging",
+        "op@example.com",
+        airwave_tests::PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert_eq!(user.role, Role::Operator);
+    let token = secrets
+        .get("staging")
+        .unwrap()
+        .expect("a token in the store");
+    assert!(
+        token.starts_with("awt_"),
+        "an API token, not the login session"
+    );
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !file.contains(&token),
+        "the profiles file never holds the token"
+    );
+    assert!(file.contains("op@example.com"));
+
+    let c = session::client(&profiles, &secrets, "staging").unwrap();
+    assert_eq!(c.me().await.unwrap().email, "op@example.com");
+    assert!(
+        c.list_queues().await.is_ok(),
+        "an operator's token can see the queues"
+    );
+    // The login session itself was ended: only the API token remains.
+    assert_eq!(open_sessions().await, sessions_before);
+
+    session::logout(&mut profiles, &secrets, "staging")
+        .await
+        .unwrap();
+    assert_eq!(secrets.get("staging").unwrap(), None);
+    let revoked = airwave_api::ApiClient::new(app.url("/")).with_token(token.clone());
+    assert_eq!(
+        revoked.me().await.unwrap_err().status(),
+        Some(401),
+        "revoked on the server"
+    );
+    assert_eq!(
+        session::client(&profiles, &secrets, "staging")
+            .unwrap_err()
+            .kind,
+        ErrorKind::Unauthenticated
+    );
+    // Logging out twice is fine.
+    session::logout(&mut profiles, &secrets, "staging")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_stream_reconnects_by_itself_and_resumes_across_a_restart() {
+    let app = TestApp::spawn_with(&[
+        ("AIRWAVE_HEALTH_CHECK_INTERVAL_MS", "200"),
+        ("AIRWAVE_OPS_STATS_INTERVAL_MS", "100"),
+    ])
+    .await;
+    app.user_with_role("sup@example.com", Role::Support).await;
+    let token = app.login("sup@example.com").await.token;
+    // The server's address changes on restart; the console would follow its profile. Here a
+    // fixed local port in front stands for the profile's URL: a tiny TCP relay.
+    let relay = Relay::start(app.url("/")).await;
+    let mut sub = stream::subscribe(relay.url(), token.clone(), Some(0), 16);
+
+    let mut ids = Vec::new();
+    while ids.len() < 5 {
+        let ev = tokio::time::timeout(Duration::from_secs(30), sub.events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(ev.id.expect("every event has an id"));
+    }
+    assert_eq!(*sub.state.borrow(), ConnState::Live);
+
+    let app = app.restart().await;
+    relay.retarget(app.url("/"));
+    // Events keep coming after the restart, and the ids continue without a gap or a repeat.
+    let target = ids.len() + 10;
+    while ids.len() < target {
+        let ev = tokio::time::timeout(Duration::from_secs(30), sub.events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(ev.id.unwrap());
+    }
+    let logged: Vec<i64> = app
+        .db
+        .texts(&format!(
+            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id >= {} AND id <= {} ORDER BY id",
+            ids[0],
+            ids.last().unwrap()
+        ))
+        .await
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids, logged,
+        "every event once, in order, across the restart"
+    );
+}
+
+/// A TCP relay on a fixed local port to a target that can change (as a load balancer in front
+/// of a restarted server).
+struct Relay {
+    port: u16,
+    target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: url::Url) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target =
+            std::sync::Arc::new(std::sync::Mutex::new(to.socket_addrs(|| None).unwrap()[0]));
+        let t = target.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let addr = *t.lock().unwrap();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(addr).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { port, target, task }
+    }
+
+    fn url(&self) -> url::Url {
+        url::Url::parse(&format!("http://127.0.0.1:{}/", self.port)).unwrap()
+    }
+
+    fn retarget(&self, to: url::Url) {
+        *self.target.lock().unwrap() = to.socket_addrs(|| None).unwrap()[0];
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
