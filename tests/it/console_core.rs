@@ -132,7 +132,7 @@ async fn the_stream_reconnects_by_itself_and_resumes_across_a_restart() {
     let logged: Vec<i64> = app
         .db
         .texts(&format!(
-            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id >= {} AND id <= {} ORDER BY id",
+            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id >= {} AND id <= {} ORDER BY ops_events.id",
             ids[0],
             ids.last().unwrap()
         ))

@@ -201,7 +201,7 @@ async fn a_failing_component_streams_live_and_a_resumed_stream_loses_nothing() {
     let logged: Vec<i64> = app
         .db
         .texts(&format!(
-            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id > {last_seen} AND id <= {} ORDER BY id",
+            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id > {last_seen} AND id <= {} ORDER BY ops_events.id",
             recovered.id_num()
         ))
         .await
