@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Dev/test services on loopback: PostgreSQL and Redis, each on a free port with its data in a
 # temp dir. Sourced by scripts/test (and usable by hand: `source scripts/services.sh; services_start`).
-# Installs what is missing from Debian's packages. Exports AIRWAVE_TEST_PG_URL and
-# AIRWAVE_TEST_REDIS_URL; services_stop stops what services_start started.
+# Also a private D-Bus session with GNOME Keyring (the OS keychain the console uses).
+# Installs what is missing from Debian's packages. Exports AIRWAVE_TEST_PG_URL,
+# AIRWAVE_TEST_REDIS_URL, DBUS_SESSION_BUS_ADDRESS and AIRWAVE_TEST_KEYCHAIN; services_stop stops
+# what services_start started.
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -67,12 +69,32 @@ services_start() {
   redis-cli -p "$REDIS_PORT" ping >/dev/null || { cat "$SERVICES_DIR/redis.log" >&2; return 1; }
   export AIRWAVE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   echo "services: Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$REDIS_PORT"
+
+  # --- An OS keychain: a private D-Bus session bus with GNOME Keyring's Secret Service, unlocked
+  # from stdin (an empty stdin would create no login keyring), for the console's keychain test ---
+  { command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null; } \
+    || apt_install dbus-daemon gnome-keyring || { echo "services: no keychain" >&2; return 1; }
+  mkdir -p -m 700 "$SERVICES_DIR/xdg-run" "$SERVICES_DIR/xdg-data"
+  export XDG_RUNTIME_DIR="$SERVICES_DIR/xdg-run" XDG_DATA_HOME="$SERVICES_DIR/xdg-data"
+  local bus
+  bus=$(dbus-daemon --session --fork --nosyslog --print-address=1 --print-pid=1) \
+    || { echo "services: cannot start a D-Bus session bus" >&2; return 1; }
+  export DBUS_SESSION_BUS_ADDRESS=$(echo "$bus" | sed -n 1p)
+  DBUS_PID=$(echo "$bus" | sed -n 2p)
+  echo "airwave-test-keyring" | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
+    || { echo "services: gnome-keyring-daemon did not start" >&2; return 1; }
+  export AIRWAVE_TEST_KEYCHAIN=1
+  echo "services: keychain (GNOME Keyring Secret Service) on a private D-Bus session"
 }
 
 services_stop() {
   [ -n "${SERVICES_DIR:-}" ] || return 0
   [ -n "${PG_STOP:-}" ] && "${PG_STOP[@]}" >/dev/null 2>&1
   [ -f "$SERVICES_DIR/redis.pid" ] && kill "$(cat "$SERVICES_DIR/redis.pid")" 2>/dev/null
+  # GNOME Keyring leaves with its bus.
+  [ -n "${DBUS_PID:-}" ] && kill "$DBUS_PID" 2>/dev/null
+  pkill -f "gnome-keyring-daemon --unlock --components=secrets" 2>/dev/null || true
   rm -rf "$SERVICES_DIR"
   SERVICES_DIR=
+  return 0
 }

@@ -4,7 +4,7 @@
 
 use airwave_api::Role;
 use airwave_console_core::profiles::{Profile, Profiles};
-use airwave_console_core::secrets::{MemoryStore, SecretStore};
+use airwave_console_core::secrets::{KeyringStore, MemoryStore, SecretStore};
 use airwave_console_core::stream::{self, ConnState};
 use airwave_console_core::{session, ErrorKind};
 use airwave_tests::TestApp;
@@ -17,20 +17,30 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("profiles.json");
     let mut profiles = Profiles::load(&path).unwrap();
-    profiles.upsert(Profile::new("Staging", app.url("/").as_str(), None, false).unwrap());
-    let secrets = MemoryStore::default();
+    // A unique profile: the keychain outlives the test.
+    let name = format!("Staging {}", std::process::id());
+    let profile = Profile::new(&name, app.url("/").as_str(), None, false).unwrap();
+    let id = profile.id.clone();
+    profiles.upsert(profile);
+    // The real OS keychain when scripts/test provides one; memory otherwise.
+    let secrets: Box<dyn SecretStore> = if std::env::var("AIRWAVE_TEST_KEYCHAIN").is_ok() {
+        Box::new(KeyringStore)
+    } else {
+        Box::new(MemoryStore::default())
+    };
+    let secrets = secrets.as_ref();
 
     let bad = session::login(
         &mut profiles,
-        &secrets,
-        "staging",
+        secrets,
+        &id,
         "op@example.com",
         "wrong password",
     )
     .await
     .unwrap_err();
     assert_eq!(bad.kind, ErrorKind::Unauthenticated);
-    assert_eq!(secrets.get("staging").unwrap(), None);
+    assert_eq!(secrets.get(&id).unwrap(), None);
 
     let open_sessions = || async {
         app.db
@@ -40,18 +50,15 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     let sessions_before = open_sessions().await;
     let user = session::login(
         &mut profiles,
-        &secrets,
-        "staging",
+        secrets,
+        &id,
         "op@example.com",
         airwave_tests::PASSWORD,
     )
     .await
     .unwrap();
     assert_eq!(user.role, Role::Operator);
-    let token = secrets
-        .get("staging")
-        .unwrap()
-        .expect("a token in the store");
+    let token = secrets.get(&id).unwrap().expect("a token in the store");
     assert!(
         token.starts_with("awt_"),
         "an API token, not the login session"
@@ -63,7 +70,7 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     );
     assert!(file.contains("op@example.com"));
 
-    let c = session::client(&profiles, &secrets, "staging").unwrap();
+    let c = session::client(&profiles, secrets, &id).unwrap();
     assert_eq!(c.me().await.unwrap().email, "op@example.com");
     assert!(
         c.list_queues().await.is_ok(),
@@ -72,10 +79,8 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     // The login session itself was ended: only the API token remains.
     assert_eq!(open_sessions().await, sessions_before);
 
-    session::logout(&mut profiles, &secrets, "staging")
-        .await
-        .unwrap();
-    assert_eq!(secrets.get("staging").unwrap(), None);
+    session::logout(&mut profiles, secrets, &id).await.unwrap();
+    assert_eq!(secrets.get(&id).unwrap(), None);
     let revoked = airwave_api::ApiClient::new(app.url("/")).with_token(token.clone());
     assert_eq!(
         revoked.me().await.unwrap_err().status(),
@@ -83,15 +88,11 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
         "revoked on the server"
     );
     assert_eq!(
-        session::client(&profiles, &secrets, "staging")
-            .unwrap_err()
-            .kind,
+        session::client(&profiles, secrets, &id).unwrap_err().kind,
         ErrorKind::Unauthenticated
     );
     // Logging out twice is fine.
-    session::logout(&mut profiles, &secrets, "staging")
-        .await
-        .unwrap();
+    session::logout(&mut profiles, secrets, &id).await.unwrap();
 }
 
 #[tokio::test]

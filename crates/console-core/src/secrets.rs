@@ -112,3 +112,51 @@ mod tests {
         assert_eq!(s.get("q").unwrap().as_deref(), Some("awt_2"));
     }
 }
+
+/// The OS keychain (what the app uses). Calls block briefly (D-Bus on Linux): call from a
+/// blocking task.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyringStore;
+
+fn keychain_error(e: keyring::Error) -> Error {
+    use crate::error::ErrorKind;
+    match e {
+        keyring::Error::PlatformFailure(_) | keyring::Error::NoStorageAccess(_) => Error::new(
+            ErrorKind::NoKeychain,
+            format!(
+                "no OS keychain is available ({e}); on Linux the console needs a Secret Service \
+                 such as GNOME Keyring or KWallet, running and unlocked"
+            ),
+        ),
+        other => Error::new(ErrorKind::Io, format!("keychain: {other}")),
+    }
+}
+
+impl KeyringStore {
+    fn entry(profile: &str) -> Result<keyring::Entry, Error> {
+        keyring::Entry::new(SERVICE, profile).map_err(keychain_error)
+    }
+}
+
+impl SecretStore for KeyringStore {
+    fn get(&self, profile: &str) -> Result<Option<String>, Error> {
+        match Self::entry(profile)?.get_password() {
+            Ok(t) => Ok(Some(t)),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(keychain_error(e)),
+        }
+    }
+
+    fn set(&self, profile: &str, token: &str) -> Result<(), Error> {
+        Self::entry(profile)?
+            .set_password(token)
+            .map_err(keychain_error)
+    }
+
+    fn delete(&self, profile: &str) -> Result<(), Error> {
+        match Self::entry(profile)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(keychain_error(e)),
+        }
+    }
+}
