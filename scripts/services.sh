@@ -23,6 +23,20 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# The desktop console's build needs GTK/WebKitGTK headers (Tauri on Linux) and a virtual display
+# for running it headless. Installs them when missing (Debian/Ubuntu), else names them.
+CONSOLE_PACKAGES=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev build-essential pkg-config xvfb xauth)
+console_deps() {
+  if pkg-config --exists webkit2gtk-4.1 ayatana-appindicator3-0.1 2>/dev/null && command -v Xvfb >/dev/null; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "console: install the GTK 3 / WebKitGTK 4.1 development packages (Debian names: ${CONSOLE_PACKAGES[*]})" >&2
+    return 1
+  fi
+  apt_install "${CONSOLE_PACKAGES[@]}"
+}
+
 pg_bindir() {
   # Prefer a complete server install (initdb + pg_ctl + postgres side by side).
   for d in /usr/lib/postgresql/*/bin; do

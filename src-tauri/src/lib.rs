@@ -1,0 +1,121 @@
+//! The Tauri shell: typed commands that call `airwave-console-core`, the live stream forwarded to
+//! the window as events, native notifications and the tray. No logic lives here that the core
+//! could hold; the webview never sees a token (the core keeps it in the OS keychain and makes
+//! every request itself).
+
+pub mod commands;
+
+use airwave_console_core::alerts::{Alerter, Prefs};
+use airwave_console_core::profiles::Profiles;
+use airwave_console_core::secrets::{KeyringStore, SecretStore};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use tauri::menu::{Menu, MenuItem};
+use tauri::tray::TrayIconBuilder;
+use tauri::{Builder, Manager, Runtime};
+
+/// What the commands share.
+pub struct Console {
+    pub profiles: tokio::sync::Mutex<Profiles>,
+    pub secrets: Box<dyn SecretStore>,
+    pub alerter: Mutex<Alerter>,
+    pub prefs: Mutex<Prefs>,
+    /// The running stream subscription (one at a time: the active profile's).
+    pub stream: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+}
+
+impl Console {
+    pub fn new(
+        config_dir: PathBuf,
+        secrets: Box<dyn SecretStore>,
+    ) -> Result<Self, airwave_console_core::Error> {
+        Ok(Self {
+            profiles: tokio::sync::Mutex::new(Profiles::load(&config_dir.join("profiles.json"))?),
+            secrets,
+            alerter: Mutex::new(Alerter::default()),
+            prefs: Mutex::new(Prefs::default()),
+            stream: Mutex::new(None),
+        })
+    }
+}
+
+/// The console's config dir (`~/.config/airwave-ops` on Linux), or `AIRWAVE_CONSOLE_CONFIG_DIR`.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os("AIRWAVE_CONSOLE_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::config_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("airwave-ops")
+        })
+}
+
+/// Commands and shared state, for the app and for mock-runtime tests alike.
+pub fn configure<R: Runtime>(builder: Builder<R>, console: Console) -> Builder<R> {
+    builder
+        .manage(console)
+        .invoke_handler(tauri::generate_handler![
+            commands::profiles,
+            commands::add_profile,
+            commands::select_profile,
+            commands::login,
+            commands::logout,
+            commands::health,
+            commands::history_chart,
+            commands::connect,
+            commands::set_prefs,
+            commands::pause_notifications,
+        ])
+}
+
+fn tray<R: Runtime>(app: &tauri::App<R>) -> tauri::Result<()> {
+    let open = MenuItem::with_id(app, "open", "Open AIrWAVE Ops", true, None::<&str>)?;
+    let pause = MenuItem::with_id(
+        app,
+        "pause",
+        "Pause notifications for 1 hour",
+        true,
+        None::<&str>,
+    )?;
+    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&open, &pause, &quit])?;
+    let mut tray = TrayIconBuilder::with_id("status")
+        .menu(&menu)
+        .tooltip("AIrWAVE Ops");
+    if let Some(icon) = app.default_window_icon() {
+        tray = tray.icon(icon.clone());
+    }
+    tray.on_menu_event(|app, event| match event.id.as_ref() {
+        "open" => {
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.show();
+                let _ = w.set_focus();
+            }
+        }
+        "pause" => commands::pause_for(app.state::<Console>().inner(), chrono::Duration::hours(1)),
+        "quit" => app.exit(0),
+        _ => {}
+    })
+    .build(app)?;
+    Ok(())
+}
+
+pub fn run() {
+    let console = match Console::new(config_dir(), Box::new(KeyringStore)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("AIrWAVE Ops cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    configure(Builder::default(), console)
+        .setup(|app| {
+            tray(app)?;
+            Ok(())
+        })
+        .run(tauri::generate_context!("../tauri.conf.json"))
+        .unwrap_or_else(|e| {
+            eprintln!("AIrWAVE Ops stopped: {e}");
+            std::process::exit(1);
+        });
+}

@@ -1,0 +1,97 @@
+//! The shell's commands through Tauri's IPC on the mock runtime (headless, no webview): the typed
+//! `{kind, message}` errors the UI branches on, and that nothing the webview receives carries a
+//! token.
+
+// A failed unwrap is how a test step fails here, helpers included.
+#![allow(clippy::unwrap_used)]
+
+use airwave_console::{configure, Console};
+use airwave_console_core::secrets::{MemoryStore, SecretStore};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::WebviewWindowBuilder;
+
+/// A store the test can look into after handing it to the console.
+struct Shared(Arc<MemoryStore>);
+
+impl SecretStore for Shared {
+    fn get(&self, p: &str) -> Result<Option<String>, airwave_console_core::Error> {
+        self.0.get(p)
+    }
+    fn set(&self, p: &str, t: &str) -> Result<(), airwave_console_core::Error> {
+        self.0.set(p, t)
+    }
+    fn delete(&self, p: &str) -> Result<(), airwave_console_core::Error> {
+        self.0.delete(p)
+    }
+}
+
+fn invoke(
+    w: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<Value, Value> {
+    get_ipc_response(
+        w,
+        InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            // The app's own origin on Linux and macOS (remote origins may not call commands).
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    )
+    .map(|b| b.deserialize::<Value>().unwrap())
+}
+
+#[test]
+fn commands_answer_typed_results_and_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::default());
+    store.set("production", "awt_secret_token_value").unwrap();
+    let console = Console::new(dir.path().to_owned(), Box::new(Shared(store.clone()))).unwrap();
+    let app = configure(mock_builder(), console)
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    let w = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+
+    let empty = invoke(&w, "profiles", json!({})).unwrap();
+    assert_eq!(empty, json!({"profiles": [], "active": null}));
+
+    let added = invoke(
+        &w,
+        "add_profile",
+        json!({"name": "Production", "url": "https://ops.example.com", "colour": null, "production": true}),
+    )
+    .unwrap();
+    assert_eq!(added["colour"], "#dc2626", "production is red");
+    invoke(&w, "select_profile", json!({"id": "production"})).unwrap();
+    let listed = invoke(&w, "profiles", json!({})).unwrap();
+    assert_eq!(listed["active"], "production");
+    assert!(
+        !listed.to_string().contains("awt_"),
+        "no token reaches the webview: {listed}"
+    );
+
+    let bad = invoke(
+        &w,
+        "add_profile",
+        json!({"name": "X", "url": "ftp://nope", "colour": null, "production": false}),
+    )
+    .unwrap_err();
+    assert_eq!(bad["kind"], "invalid", "{bad}");
+    assert!(bad["message"].as_str().unwrap().contains("http"));
+
+    let unknown = invoke(&w, "health", json!({"id": "staging"})).unwrap_err();
+    assert_eq!(unknown["kind"], "invalid");
+    let file = std::fs::read_to_string(dir.path().join("profiles.json")).unwrap();
+    assert!(!file.contains("awt_"), "the profiles file holds no token");
+}
