@@ -22,6 +22,8 @@ pub struct Console {
     pub prefs: Mutex<Prefs>,
     /// The running stream subscription (one at a time: the active profile's).
     pub stream: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+    /// The local sidecar server, when the console started one.
+    pub local: tokio::sync::Mutex<Option<airwave_console_core::local::LocalServer>>,
 }
 
 impl Console {
@@ -35,6 +37,7 @@ impl Console {
             alerter: Mutex::new(Alerter::default()),
             prefs: Mutex::new(Prefs::default()),
             stream: Mutex::new(None),
+            local: tokio::sync::Mutex::new(None),
         })
     }
 }
@@ -100,6 +103,61 @@ fn tray<R: Runtime>(app: &tauri::App<R>) -> tauri::Result<()> {
     Ok(())
 }
 
+/// The `airwave-server` the local profile runs: `AIRWAVE_SERVER_BIN`, or the one beside this
+/// executable (how the package installs it).
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("AIRWAVE_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.join("airwave-server")))
+                .unwrap_or_else(|| PathBuf::from("airwave-server"))
+        })
+}
+
+/// With no profile at all, start the local server and connect to it (the embedded default).
+async fn start_local_if_unconfigured<R: Runtime>(app: tauri::AppHandle<R>) {
+    use tauri::Emitter as _;
+    let console = app.state::<Console>();
+    let mut profiles = console.profiles.lock().await;
+    if !profiles.list().is_empty() {
+        return;
+    }
+    let bin = server_bin();
+    let data = config_dir().join("local-server");
+    let result = async {
+        let server = airwave_console_core::local::LocalServer::start(&bin, &data).await?;
+        let profile = airwave_console_core::local::bootstrap(
+            &server,
+            &bin,
+            &mut profiles,
+            console.secrets.as_ref(),
+        )
+        .await?;
+        profiles.set_active(&profile.id)?;
+        profiles.save()?;
+        *console.local.lock().await = Some(server);
+        Ok::<_, airwave_console_core::Error>(profile)
+    }
+    .await;
+    drop(profiles);
+    match result {
+        Ok(profile) => {
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.set_title(&profile.window_title());
+            }
+            let _ = app.emit("profiles-changed", ());
+        }
+        Err(e) => {
+            let _ = app.emit(
+                "console-error",
+                serde_json::json!({"kind": e.kind, "message": e.message}),
+            );
+        }
+    }
+}
+
 pub fn run() {
     let console = match Console::new(config_dir(), Box::new(KeyringStore)) {
         Ok(c) => c,
@@ -108,14 +166,25 @@ pub fn run() {
             std::process::exit(1);
         }
     };
-    configure(Builder::default(), console)
+    let app = configure(Builder::default(), console)
         .setup(|app| {
             tray(app)?;
+            tauri::async_runtime::spawn(start_local_if_unconfigured(app.handle().clone()));
             Ok(())
         })
-        .run(tauri::generate_context!("../tauri.conf.json"))
+        .build(tauri::generate_context!("../tauri.conf.json"))
         .unwrap_or_else(|e| {
-            eprintln!("AIrWAVE Ops stopped: {e}");
+            eprintln!("AIrWAVE Ops cannot start: {e}");
             std::process::exit(1);
         });
+    app.run(|app, event| {
+        // Stop the local server with the console.
+        if let tauri::RunEvent::Exit = event {
+            let console = app.state::<Console>();
+            let local = tauri::async_runtime::block_on(console.local.lock()).take();
+            if let Some(server) = local {
+                tauri::async_runtime::block_on(server.stop());
+            }
+        }
+    });
 }

@@ -192,3 +192,57 @@ impl Drop for Relay {
         self.task.abort();
     }
 }
+
+#[tokio::test]
+async fn the_local_profile_starts_a_sidecar_server_and_connects_as_its_admin() {
+    use airwave_console_core::local::{self, LocalServer};
+    let dir = tempfile::tempdir().unwrap();
+    let bin = airwave_tests::server_bin();
+    let data = dir.path().join("local-server");
+    let cfg = dir.path().join("cfg/profiles.json");
+    let secrets = MemoryStore::default();
+
+    let server = LocalServer::start(&bin, &data).await.unwrap();
+    let mut profiles = Profiles::load(&cfg).unwrap();
+    let profile = local::bootstrap(&server, &bin, &mut profiles, &secrets)
+        .await
+        .unwrap();
+    assert!(profile.local && !profile.production);
+    let c = session::client(&profiles, &secrets, local::PROFILE_ID).unwrap();
+    let me = c.me().await.unwrap();
+    assert_eq!(
+        (me.email.as_str(), me.role),
+        (local::LOCAL_ADMIN, Role::Admin)
+    );
+    assert_eq!(
+        c.health().await.unwrap().status,
+        airwave_api::HealthStatus::Pass
+    );
+    let first = secrets.get(local::PROFILE_ID).unwrap().unwrap();
+
+    // Restarted (a new port): the profile follows, the stored token still works and is kept.
+    server.stop().await;
+    let server = LocalServer::start(&bin, &data).await.unwrap();
+    let mut profiles = Profiles::load(&cfg).unwrap();
+    let again = local::bootstrap(&server, &bin, &mut profiles, &secrets)
+        .await
+        .unwrap();
+    assert_eq!(again.url, server.url);
+    assert_eq!(secrets.get(local::PROFILE_ID).unwrap().unwrap(), first);
+
+    // The keychain lost it: a new token is issued for the same admin.
+    secrets.delete(local::PROFILE_ID).unwrap();
+    local::bootstrap(&server, &bin, &mut profiles, &secrets)
+        .await
+        .unwrap();
+    let second = secrets.get(local::PROFILE_ID).unwrap().unwrap();
+    assert_ne!(second, first);
+    let c = session::client(&profiles, &secrets, local::PROFILE_ID).unwrap();
+    assert_eq!(c.me().await.unwrap().email, local::LOCAL_ADMIN);
+    let file = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        !file.contains(&first) && !file.contains(&second),
+        "no token in the profiles file"
+    );
+    server.stop().await;
+}

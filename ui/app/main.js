@@ -97,5 +97,7 @@ listen("ops-event", ({ payload }) => {
   }
 });
 listen("notified", ({ payload }) => show(payload.view));
+listen("profiles-changed", () => loadProfiles().catch((e) => toast(e.message || String(e))));
+listen("console-error", ({ payload }) => toast(payload.message));
 window.addEventListener("error", (e) => toast("Something went wrong: " + e.message));
 loadProfiles().catch((e) => toast(e.message || String(e)));

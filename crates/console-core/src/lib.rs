@@ -8,11 +8,13 @@
 //!   (revoke on the server, delete from the keychain);
 //! - [`stream`]: the live operations stream, resumed with `Last-Event-ID`, reconnecting with backoff;
 //! - [`alerts`]: which health changes become a native notification (quiet hours, de-duplication);
-//! - [`charts`]: time series drawn to SVG with plotters, in light and dark themes.
+//! - [`charts`]: time series drawn to SVG with plotters, in light and dark themes;
+//! - [`local`]: the embedded default — a sidecar `airwave-server` with an admin made for it.
 
 pub mod alerts;
 pub mod charts;
 pub mod error;
+pub mod local;
 pub mod profiles;
 pub mod secrets;
 pub mod session;
