@@ -13,9 +13,7 @@ use crate::db::Db;
 use crate::health::HealthRegistry;
 use crate::queue::JobQueue;
 use crate::with_db;
-use airwave_api::{
-    ops_event, HealthChangedEvent, HealthStatus, QueueCountsOut, QueueStatsEvent, QueueStatsItem,
-};
+use airwave_api::{ops_event, HealthChangedEvent, HealthStatus, QueueStatsEvent, QueueStatsItem};
 use chrono::Duration as ChronoDuration;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,27 +107,14 @@ impl Checker {
 
     /// Appends every queue's counts.
     pub async fn stats_once(&self) -> anyhow::Result<()> {
-        let mut names: Vec<String> = crate::queue::QUEUES.iter().map(|q| q.to_string()).collect();
-        for q in self.queue.queue_names().await? {
-            if !names.contains(&q) {
-                names.push(q);
-            }
-        }
+        let names = crate::queue::all_queue_names(self.queue.as_ref()).await?;
         let mut queues = Vec::with_capacity(names.len());
         for name in names {
             let c = self.queue.counts(&name).await?;
             queues.push(QueueStatsItem {
                 paused: self.queue.is_paused(&name).await?,
                 name,
-                counts: QueueCountsOut {
-                    waiting: c.waiting,
-                    delayed: c.delayed,
-                    active: c.active,
-                    completed: c.completed,
-                    retrying: c.retrying,
-                    dead: c.dead,
-                    cancelled: c.cancelled,
-                },
+                counts: c.into(),
             });
         }
         let now = self.clock.now();

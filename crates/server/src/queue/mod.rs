@@ -453,6 +453,31 @@ pub struct Counts {
     pub cancelled: u64,
 }
 
+impl From<Counts> for airwave_api::QueueCountsOut {
+    fn from(c: Counts) -> Self {
+        Self {
+            waiting: c.waiting,
+            delayed: c.delayed,
+            active: c.active,
+            completed: c.completed,
+            retrying: c.retrying,
+            dead: c.dead,
+            cancelled: c.cancelled,
+        }
+    }
+}
+
+/// The plan's queues (listed even before their first job), then any other the backend has seen.
+pub async fn all_queue_names(queue: &dyn JobQueue) -> Result<Vec<String>> {
+    let mut names: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
+    for q in queue.queue_names().await? {
+        if !names.contains(&q) {
+            names.push(q);
+        }
+    }
+    Ok(names)
+}
+
 impl Counts {
     pub fn add(&mut self, state: JobState, n: u64) {
         let slot = match state {

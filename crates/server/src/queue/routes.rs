@@ -13,8 +13,8 @@ use crate::ids::JobId;
 use crate::state::AppState;
 use airwave_api::{
     AttemptOut, CountOut, DeadGroupOut, JobDetailOut, JobOut, JobStateOut, Page, PercentilesOut,
-    Problem, PurgeIn, QueueCountsOut, QueueMetricsOut, QueueMinuteOut, QueueOut, QueueRatesOut,
-    RetryDeadIn, RetryJobsIn, Role,
+    Problem, PurgeIn, QueueMetricsOut, QueueMinuteOut, QueueOut, QueueRatesOut, RetryDeadIn,
+    RetryJobsIn, Role,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -167,15 +167,7 @@ async fn queue_out(s: &AppState, name: &str) -> Result<QueueOut> {
         },
         name: name.into(),
         paused: s.queue.is_paused(name).await?,
-        counts: QueueCountsOut {
-            waiting: c.waiting,
-            delayed: c.delayed,
-            active: c.active,
-            completed: c.completed,
-            retrying: c.retrying,
-            dead: c.dead,
-            cancelled: c.cancelled,
-        },
+        counts: c.into(),
     })
 }
 
@@ -210,12 +202,7 @@ pub async fn list_queues(
     who: Principal,
 ) -> Result<axum::Json<Vec<QueueOut>>> {
     who.require(OPERATORS)?;
-    let mut names: Vec<String> = super::QUEUES.iter().map(|q| q.to_string()).collect();
-    for q in s.queue.queue_names().await? {
-        if !names.contains(&q) {
-            names.push(q);
-        }
-    }
+    let names = super::all_queue_names(s.queue.as_ref()).await?;
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         out.push(queue_out(&s, &n).await?);

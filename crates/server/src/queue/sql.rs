@@ -579,37 +579,10 @@ impl JobQueue for SqlQueue {
     }
 
     async fn complete(&self, id: &JobId, worker: &str, result: Value) -> Result<()> {
-        let _w = self.write_lock().await;
-        let now = self.clock.now();
-        with_db!(&self.db, pool => {
-            let mut tx = pool.begin_write().await?;
-            let row: Option<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
-                "UPDATE jobs SET state = 'completed', result = $3, progress = 100, worker_id = NULL, lease_until = NULL, updated_at = $4, finished_at = $4
-                 WHERE id = $1 AND worker_id = $2 AND state = 'active' RETURNING attempts, started_at",
-            )
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(Json(&result))
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((attempt, started_at)) = row else {
-                return Err(QueueError::LeaseLost);
-            };
-            sqlx::query(
-                "INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome) VALUES ($1, $2, $3, $4, $5, 'completed')
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(id.as_str())
-            .bind(attempt)
-            .bind(worker)
-            .bind(started_at.unwrap_or(now))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        self.complete_many(worker, vec![(id.clone(), result)])
+            .await?
+            .pop()
+            .unwrap_or(Err(QueueError::LeaseLost))
     }
 
     async fn complete_many(
