@@ -2,22 +2,15 @@
 //! `{kind, message}`. Nothing returned or emitted ever carries a token.
 
 use crate::Console;
-use airwave_api::{ops_event, HealthChangedEvent, HealthOut, UserOut};
+use airwave_api::{ops_event, HealthChangedEvent, HealthHistoryOut, HealthOut, QueueOut, UserOut};
 use airwave_console_core::alerts::{Decision, Prefs};
 use airwave_console_core::charts::{self, Theme};
-use airwave_console_core::profiles::Profile;
+use airwave_console_core::profiles::{Profile, ProfilesView};
 use airwave_console_core::stream::{self, ConnState};
 use airwave_console_core::{session, Error, ErrorKind};
-use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime, State};
 
 type Result<T> = std::result::Result<T, Error>;
-
-#[derive(Debug, Serialize)]
-pub struct ProfilesView {
-    pub profiles: Vec<Profile>,
-    pub active: Option<String>,
-}
 
 #[tauri::command]
 pub async fn profiles(console: State<'_, Console>) -> Result<ProfilesView> {
@@ -76,12 +69,65 @@ pub async fn logout(console: State<'_, Console>, id: String) -> Result<()> {
     session::logout(&mut p, console.secrets.as_ref(), &id).await
 }
 
+/// The server's health report (every component's latest check); it also colours the tray.
 #[tauri::command]
-pub async fn health(console: State<'_, Console>, id: String) -> Result<HealthOut> {
+pub async fn health<R: Runtime>(
+    app: AppHandle<R>,
+    console: State<'_, Console>,
+    id: String,
+) -> Result<HealthOut> {
+    let client = client_for(&console, &id).await?;
+    let report = client.health().await?;
+    for (component, checks) in &report.checks {
+        if let Some(c) = checks.first().filter(|_| component != "uptime") {
+            crate::set_tray_status(&app, component, c.status);
+        }
+    }
+    Ok(report)
+}
+
+/// The queues with their counts and rates (for the Overview's totals).
+#[tauri::command]
+pub async fn queues(console: State<'_, Console>, id: String) -> Result<Vec<QueueOut>> {
+    let client = client_for(&console, &id).await?;
+    Ok(client.list_queues().await?)
+}
+
+async fn client_for(console: &Console, id: &str) -> Result<airwave_api::ApiClient> {
     let p = console.profiles.lock().await;
-    let client = session::client(&p, console.secrets.as_ref(), &id)?;
-    drop(p);
-    Ok(client.health().await?)
+    session::client(&p, console.secrets.as_ref(), id)
+}
+
+/// A component's history over the last `hours` (1 h – 7 d), `points` buckets.
+async fn history(
+    console: &Console,
+    id: &str,
+    component: &str,
+    hours: u32,
+    points: u32,
+) -> Result<(HealthHistoryOut, Range)> {
+    let client = client_for(console, id).await?;
+    let until = chrono::Utc::now();
+    let since = until - chrono::Duration::hours(i64::from(hours.clamp(1, 168)));
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("component", component)
+        .append_pair("since", &stamp(since))
+        .append_pair("until", &stamp(until))
+        .append_pair("points", &points.clamp(10, 2000).to_string())
+        .finish();
+    Ok((client.health_history(&q).await?, (since, until)))
+}
+
+type Range = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+
+fn theme(dark: bool) -> Theme {
+    if dark {
+        Theme::Dark
+    } else {
+        Theme::Light
+    }
 }
 
 /// A component's latency history as an SVG chart sized to the view.
@@ -95,18 +141,8 @@ pub async fn history_chart(
     height: u32,
     dark: bool,
 ) -> Result<String> {
-    let p = console.profiles.lock().await;
-    let client = session::client(&p, console.secrets.as_ref(), &id)?;
-    drop(p);
-    let until = chrono::Utc::now();
-    let since = until - chrono::Duration::hours(i64::from(hours.clamp(1, 168)));
-    let q = format!(
-        "component={component}&since={}&until={}&points={}",
-        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        (width / 3).clamp(10, 2000)
-    );
-    let h = client.health_history(&q.replace('+', "%2B")).await?;
+    let (h, (since, until)) = history(&console, &id, &component, hours, width / 3).await?;
+    let unit = h.observed_unit.as_deref().unwrap_or("");
     let series = charts::Series {
         name: component.clone(),
         points: h
@@ -116,14 +152,59 @@ pub async fn history_chart(
             .collect(),
     };
     charts::line_chart(
-        &format!("{component} ({})", h.observed_unit.as_deref().unwrap_or("")),
-        h.observed_unit.as_deref().unwrap_or(""),
+        &format!("{component} ({unit})"),
+        unit,
         &[series],
         since,
         until,
         (width, height),
-        if dark { Theme::Dark } else { Theme::Light },
+        theme(dark),
     )
+}
+
+/// A component's status over time as uptime bars (one per bucket, coloured by its worst status).
+#[tauri::command]
+pub async fn uptime_chart(
+    console: State<'_, Console>,
+    id: String,
+    component: String,
+    hours: u32,
+    width: u32,
+    height: u32,
+    dark: bool,
+) -> Result<String> {
+    let (h, _) = history(&console, &id, &component, hours, (width / 6).max(10)).await?;
+    charts::uptime_bars(&h.points, (width, height), theme(dark))
+}
+
+/// Forgets a profile: its token is revoked (when logged in) and deleted from the keychain.
+#[tauri::command]
+pub async fn remove_profile(console: State<'_, Console>, id: String) -> Result<()> {
+    let mut p = console.profiles.lock().await;
+    if p.get(&id)?.email.is_some() {
+        // A server that cannot be reached must not keep the profile alive.
+        let _ = session::logout(&mut p, console.secrets.as_ref(), &id).await;
+    }
+    console.secrets.delete(&id)?;
+    p.remove(&id)?;
+    p.save()
+}
+
+#[tauri::command]
+pub fn prefs(console: State<'_, Console>) -> Result<Prefs> {
+    Ok(console
+        .prefs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone())
+}
+
+/// An uncaught UI error: scrubbed of tokens, secrets in URLs and e-mail addresses, logged, and
+/// sent to Sentry when a DSN is configured.
+#[tauri::command]
+pub fn report_error(message: String, stack: Option<String>, view: Option<String>) -> Result<()> {
+    crate::errors::report_ui_error(&message, stack.as_deref(), view.as_deref());
+    Ok(())
 }
 
 /// Subscribes to the profile's live stream: every event goes to the window as `ops-event`, the
@@ -143,6 +224,11 @@ pub async fn connect<R: Runtime>(
         )
     })?;
     drop(p);
+    console
+        .board
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     let handle = app.clone();
     let task = tauri::async_runtime::spawn(async move {
         let mut sub = stream::subscribe(profile.url.clone(), token, None, 256);
@@ -153,15 +239,16 @@ pub async fn connect<R: Runtime>(
                     let Some(ev) = ev else { break };
                     if ev.event == ops_event::HEALTH_CHANGED {
                         if let Ok(change) = serde_json::from_value::<HealthChangedEvent>(ev.data.clone()) {
+                            crate::set_tray_status(&handle, &change.component, change.status);
                             notify(&handle, &change);
                         }
                     }
-                    let _ = handle.emit("ops-event", serde_json::json!({"id": ev.id, "event": ev.event, "data": ev.data}));
+                    let _ = handle.emit("ops-event", &ev);
                 }
                 changed = state.changed() => {
                     if changed.is_err() { break }
                     let s = state.borrow().clone();
-                    let _ = handle.emit("conn-state", conn_state_json(&s));
+                    let _ = handle.emit("conn-state", &s);
                     if s == ConnState::Unauthorized { break }
                 }
             }
@@ -176,17 +263,6 @@ pub async fn connect<R: Runtime>(
         old.abort();
     }
     Ok(())
-}
-
-fn conn_state_json(s: &ConnState) -> serde_json::Value {
-    match s {
-        ConnState::Connecting => serde_json::json!({"state": "connecting"}),
-        ConnState::Live => serde_json::json!({"state": "live"}),
-        ConnState::Disconnected { since, reason } => {
-            serde_json::json!({"state": "disconnected", "since": since, "reason": reason})
-        }
-        ConnState::Unauthorized => serde_json::json!({"state": "unauthorized"}),
-    }
 }
 
 fn notify<R: Runtime>(app: &AppHandle<R>, change: &HealthChangedEvent) {
@@ -212,13 +288,13 @@ fn notify<R: Runtime>(app: &AppHandle<R>, change: &HealthChangedEvent) {
         if n.critical {
             note.urgency(notify_rust::Urgency::Critical);
         }
-        if let Err(e) = note.show() {
-            eprintln!("notification not shown: {e}");
+        // Clicking the notification (its default action) opens the related view.
+        note.action("default", "Open");
+        match note.show() {
+            Ok(shown) => crate::on_notification_click(app, shown, n.view.clone()),
+            Err(e) => eprintln!("notification not shown: {e}"),
         }
-        let _ = app.emit(
-            "notified",
-            serde_json::json!({"title": n.title, "view": n.view}),
-        );
+        let _ = app.emit("notified", &n);
     }
 }
 

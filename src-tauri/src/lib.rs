@@ -4,8 +4,10 @@
 //! every request itself).
 
 pub mod commands;
+pub mod errors;
 
-use airwave_console_core::alerts::{Alerter, Prefs};
+use airwave_api::HealthStatus;
+use airwave_console_core::alerts::{tray_icon_rgba, Alerter, Prefs, StatusBoard};
 use airwave_console_core::profiles::Profiles;
 use airwave_console_core::secrets::{KeyringStore, SecretStore};
 use std::path::PathBuf;
@@ -19,6 +21,8 @@ pub struct Console {
     pub profiles: tokio::sync::Mutex<Profiles>,
     pub secrets: Box<dyn SecretStore>,
     pub alerter: Mutex<Alerter>,
+    /// Each component's status, for the tray icon's colour.
+    pub board: Mutex<StatusBoard>,
     pub prefs: Mutex<Prefs>,
     /// The running stream subscription (one at a time: the active profile's).
     pub stream: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
@@ -35,6 +39,7 @@ impl Console {
             profiles: tokio::sync::Mutex::new(Profiles::load(&config_dir.join("profiles.json"))?),
             secrets,
             alerter: Mutex::new(Alerter::default()),
+            board: Mutex::new(StatusBoard::default()),
             prefs: Mutex::new(Prefs::default()),
             stream: Mutex::new(None),
             local: tokio::sync::Mutex::new(None),
@@ -68,6 +73,11 @@ pub fn configure<R: Runtime>(builder: Builder<R>, console: Console) -> Builder<R
             commands::connect,
             commands::set_prefs,
             commands::pause_notifications,
+            commands::queues,
+            commands::uptime_chart,
+            commands::remove_profile,
+            commands::prefs,
+            commands::report_error,
         ])
 }
 
@@ -85,22 +95,76 @@ fn tray<R: Runtime>(app: &tauri::App<R>) -> tauri::Result<()> {
     let mut tray = TrayIconBuilder::with_id("status")
         .menu(&menu)
         .tooltip("AIrWAVE Ops");
-    if let Some(icon) = app.default_window_icon() {
-        tray = tray.icon(icon.clone());
-    }
+    tray = tray.icon(tauri::image::Image::new_owned(
+        tray_icon_rgba(None, TRAY_ICON_SIZE),
+        TRAY_ICON_SIZE,
+        TRAY_ICON_SIZE,
+    ));
     tray.on_menu_event(|app, event| match event.id.as_ref() {
-        "open" => {
-            if let Some(w) = app.get_webview_window("main") {
-                let _ = w.show();
-                let _ = w.set_focus();
-            }
-        }
+        "open" => open_view(app, "overview"),
         "pause" => commands::pause_for(app.state::<Console>().inner(), chrono::Duration::hours(1)),
         "quit" => app.exit(0),
         _ => {}
     })
     .build(app)?;
     Ok(())
+}
+
+const TRAY_ICON_SIZE: u32 = 32;
+
+/// Colours the tray icon by the overall status when a component's status changes it.
+pub fn set_tray_status<R: Runtime>(
+    app: &tauri::AppHandle<R>,
+    component: &str,
+    status: HealthStatus,
+) {
+    let changed = app
+        .state::<Console>()
+        .board
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .update(component, status);
+    if let (Some(overall), Some(tray)) = (changed, app.tray_by_id("status")) {
+        let icon = tauri::image::Image::new_owned(
+            tray_icon_rgba(Some(overall), TRAY_ICON_SIZE),
+            TRAY_ICON_SIZE,
+            TRAY_ICON_SIZE,
+        );
+        let _ = tray.set_icon(Some(icon));
+        let _ = tray.set_tooltip(Some(format!("AIrWAVE Ops — {overall:?}")));
+    }
+}
+
+/// Shows the window at `view` when the user clicks the notification (Linux: the notification
+/// server's action signal, waited for on a thread of its own; elsewhere clicks just focus the app).
+#[cfg(all(unix, not(target_os = "macos")))]
+pub fn on_notification_click<R: Runtime>(
+    app: &tauri::AppHandle<R>,
+    shown: notify_rust::NotificationHandle,
+    view: String,
+) {
+    let app = app.clone();
+    std::thread::spawn(move || {
+        shown.wait_for_action(|action| {
+            if action == "default" || action == "Open" {
+                open_view(&app, &view);
+            }
+        })
+    });
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+pub fn on_notification_click<R: Runtime>(_: &tauri::AppHandle<R>, _: (), _: String) {}
+
+/// Brings the main window up at `view`.
+pub fn open_view<R: Runtime>(app: &tauri::AppHandle<R>, view: &str) {
+    use tauri::Emitter as _;
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+    let _ = app.emit("open-view", view);
 }
 
 /// The `airwave-server` the local profile runs: `AIRWAVE_SERVER_BIN`, or the one beside this
@@ -159,6 +223,7 @@ async fn start_local_if_unconfigured<R: Runtime>(app: tauri::AppHandle<R>) {
 }
 
 pub fn run() {
+    let _sentry = errors::init();
     let console = match Console::new(config_dir(), Box::new(KeyringStore)) {
         Ok(c) => c,
         Err(e) => {

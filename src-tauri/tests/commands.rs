@@ -94,4 +94,31 @@ fn commands_answer_typed_results_and_typed_errors() {
     assert_eq!(unknown["kind"], "invalid");
     let file = std::fs::read_to_string(dir.path().join("profiles.json")).unwrap();
     assert!(!file.contains("awt_"), "the profiles file holds no token");
+
+    let prefs = invoke(&w, "prefs", json!({})).unwrap();
+    assert_eq!(prefs["enabled"], true, "{prefs}");
+    invoke(&w, "set_prefs", json!({"prefs": {"enabled": false, "warnings": true, "quiet_hours": ["22:00:00", "07:00:00"], "dedupe_secs": 60, "paused_until": null}})).unwrap();
+    assert_eq!(
+        invoke(&w, "prefs", json!({})).unwrap()["quiet_hours"],
+        json!(["22:00:00", "07:00:00"])
+    );
+    let bad_prefs = invoke(&w, "set_prefs", json!({"prefs": {"enabled": "yes"}})).unwrap_err();
+    assert!(bad_prefs.to_string().contains("invalid"), "{bad_prefs}");
+
+    invoke(
+        &w,
+        "report_error",
+        json!({"message": "boom for ada@example.com", "stack": null, "view": "overview"}),
+    )
+    .unwrap();
+
+    // Removing the profile forgets its token too (never logged in here: nothing to revoke).
+    invoke(&w, "remove_profile", json!({"id": "production"})).unwrap();
+    assert_eq!(store.get("production").unwrap(), None);
+    assert_eq!(
+        invoke(&w, "profiles", json!({})).unwrap(),
+        json!({"profiles": [], "active": null})
+    );
+    let gone = invoke(&w, "remove_profile", json!({"id": "production"})).unwrap_err();
+    assert_eq!(gone["kind"], "invalid");
 }

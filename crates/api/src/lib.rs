@@ -10,3 +10,65 @@ mod types;
 
 pub use client::{ApiClient, ClientError};
 pub use types::*;
+
+/// The TypeScript side of these types, for the console's UI: `ui/src/lib/api.gen.ts` is
+/// generated from them and a stale file fails this test (`AIRWAVE_UPDATE_TS=1` rewrites it).
+#[cfg(test)]
+mod typescript {
+    use super::*;
+    use ts_rs::{Config, TS};
+
+    fn render() -> String {
+        let cfg = Config::default();
+        let decls = [
+            Problem::decl(&cfg),
+            Role::decl(&cfg),
+            UserOut::decl(&cfg),
+            HealthStatus::decl(&cfg),
+            HealthCheckOut::decl(&cfg),
+            HealthOut::decl(&cfg),
+            JobStateOut::decl(&cfg),
+            QueueCountsOut::decl(&cfg),
+            QueueRatesOut::decl(&cfg),
+            QueueOut::decl(&cfg),
+            PercentilesOut::decl(&cfg),
+            QueueMinuteOut::decl(&cfg),
+            QueueMetricsOut::decl(&cfg),
+            HealthChangedEvent::decl(&cfg),
+            QueueStatsItem::decl(&cfg),
+            QueueStatsEvent::decl(&cfg),
+            StreamGapEvent::decl(&cfg),
+            HealthPointOut::decl(&cfg),
+            HealthHistoryOut::decl(&cfg),
+        ];
+        let mut out = String::from(
+            "// Generated from crates/api by its `typescript` unit test: do not edit.\n\
+             // Regenerate with `AIRWAVE_UPDATE_TS=1 cargo test -p airwave-api typescript`.\n\
+             // 64-bit integers are JSON numbers here (every count and id stays below 2^53).\n\n\
+             export type JsonValue = number | string | boolean | null | Array<JsonValue> | \
+             { [key in string]?: JsonValue };\n\n",
+        );
+        for d in decls {
+            out.push_str("export ");
+            out.push_str(&d.replace("bigint", "number"));
+            out.push_str("\n\n");
+        }
+        out.trim_end().to_string() + "\n"
+    }
+
+    #[test]
+    fn typescript_bindings_are_current() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/lib/api.gen.ts");
+        let fresh = render();
+        if std::env::var_os("AIRWAVE_UPDATE_TS").is_some() {
+            std::fs::write(&path, &fresh).expect("write api.gen.ts");
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "ui/src/lib/api.gen.ts is stale: run `AIRWAVE_UPDATE_TS=1 cargo test -p airwave-api typescript`"
+        );
+    }
+}

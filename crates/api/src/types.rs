@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 /// An RFC 9457 problem document: every error the API returns has this shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Problem {
     /// A URI naming the problem type (`about:blank` or `https://airwave.app/problems/<code>`).
     #[serde(rename = "type")]
@@ -23,6 +24,7 @@ pub struct Problem {
 
 /// A user's role. Ordered from most to least privileged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything, including users, roles and tokens of others.
@@ -118,6 +120,7 @@ pub struct LoginOut {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UserOut {
     pub id: String,
     pub email: String,
@@ -499,6 +502,7 @@ pub struct ApprovalViewOut {
 // Health (draft-inadarei-api-health-check)
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     Pass,
@@ -507,6 +511,7 @@ pub enum HealthStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheckOut {
     pub component_id: String,
@@ -523,6 +528,7 @@ pub struct HealthCheckOut {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct HealthOut {
     pub status: HealthStatus,
@@ -537,6 +543,7 @@ pub struct HealthOut {
 // Operations: queues
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStateOut {
     Waiting,
@@ -549,6 +556,7 @@ pub enum JobStateOut {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueCountsOut {
     pub waiting: u64,
     pub delayed: u64,
@@ -560,6 +568,7 @@ pub struct QueueCountsOut {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueOut {
     pub name: String,
     pub paused: bool,
@@ -570,6 +579,7 @@ pub struct QueueOut {
 
 /// Jobs per minute.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueRatesOut {
     pub enqueued_per_min: f64,
     pub completed_per_min: f64,
@@ -579,6 +589,7 @@ pub struct QueueRatesOut {
 /// Percentiles of a duration in milliseconds (upper bounds of histogram buckets); absent when
 /// nothing was measured.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PercentilesOut {
     pub p50: Option<u64>,
     pub p95: Option<u64>,
@@ -587,6 +598,7 @@ pub struct PercentilesOut {
 
 /// One minute of a queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueMinuteOut {
     pub minute: DateTime<Utc>,
     pub enqueued: u64,
@@ -604,6 +616,7 @@ pub struct QueueMinuteOut {
 /// A queue's metrics over a time range: per minute (minutes without activity are absent) and
 /// over the whole range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueMetricsOut {
     pub queue: String,
     pub since: DateTime<Utc>,
@@ -735,6 +748,7 @@ pub mod ops_event {
 
 /// `health.changed`: a component's status differs from its previous check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HealthChangedEvent {
     /// The check's key, `component:measurement` (e.g. `database:responseTime`).
     pub component: String,
@@ -749,12 +763,14 @@ pub struct HealthChangedEvent {
 
 /// `queue.stats`: every queue's counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueStatsEvent {
     pub queues: Vec<QueueStatsItem>,
     pub time: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueStatsItem {
     pub name: String,
     pub paused: bool,
@@ -763,6 +779,7 @@ pub struct QueueStatsItem {
 
 /// `stream.gap`: events after `requested` up to `oldest` are gone from the replay log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct StreamGapEvent {
     pub requested: i64,
     pub oldest: Option<i64>,
@@ -771,6 +788,7 @@ pub struct StreamGapEvent {
 /// One point of a component's history (a time bucket when the range holds more checks than the
 /// points asked for: the worst status and the highest value in it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HealthPointOut {
     pub at: DateTime<Utc>,
     pub status: HealthStatus,
@@ -781,6 +799,7 @@ pub struct HealthPointOut {
 
 /// A component's checks over a time range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HealthHistoryOut {
     pub component: String,
     pub observed_unit: Option<String>,

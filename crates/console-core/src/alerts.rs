@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Prefs {
     pub enabled: bool,
     /// Also notify when a component starts warning.
@@ -19,6 +20,7 @@ pub struct Prefs {
     /// Local times `[start, end)`; may wrap midnight (22:00–07:00).
     pub quiet_hours: Option<(NaiveTime, NaiveTime)>,
     /// The same component and status notify at most once per this many seconds.
+    #[cfg_attr(test, ts(type = "number"))]
     pub dedupe_secs: i64,
     /// The tray's "pause notifications" until this time.
     pub paused_until: Option<DateTime<Utc>>,
@@ -38,6 +40,7 @@ impl Default for Prefs {
 
 /// A notification to show.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Notification {
     pub title: String,
     pub body: String,
@@ -272,5 +275,89 @@ mod tests {
             a.decide(&ev("queue", Some(Pass), Fail), &off, now, t(12, 0)),
             Decision::Suppressed(Suppressed::Disabled)
         );
+    }
+}
+
+/// Each component's latest status, for the tray icon's colour (the worst one wins).
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    components: HashMap<String, HealthStatus>,
+}
+
+impl StatusBoard {
+    /// Records a component's status; returns the overall status when it changed.
+    pub fn update(&mut self, component: &str, status: HealthStatus) -> Option<HealthStatus> {
+        let before = self.overall();
+        self.components.insert(component.to_owned(), status);
+        let after = self.overall();
+        (after != before).then_some(after).flatten()
+    }
+
+    /// Forgets everything (another profile became active).
+    pub fn clear(&mut self) {
+        self.components.clear();
+    }
+
+    pub fn overall(&self) -> Option<HealthStatus> {
+        let s = self.components.values();
+        if self.components.is_empty() {
+            None
+        } else if s.clone().any(|s| *s == HealthStatus::Fail) {
+            Some(HealthStatus::Fail)
+        } else if s.clone().any(|s| *s == HealthStatus::Warn) {
+            Some(HealthStatus::Warn)
+        } else {
+            Some(HealthStatus::Pass)
+        }
+    }
+}
+
+/// The tray icon for an overall status: a filled disc (green, amber, red; grey when unknown) on
+/// a transparent square, as RGBA pixels `size`×`size`.
+pub fn tray_icon_rgba(status: Option<HealthStatus>, size: u32) -> Vec<u8> {
+    let [r, g, b] = match status {
+        Some(HealthStatus::Pass) => [0x16, 0xa3, 0x4a],
+        Some(HealthStatus::Warn) => [0xd9, 0x77, 0x06],
+        Some(HealthStatus::Fail) => [0xdc, 0x26, 0x26],
+        None => [0x64, 0x74, 0x8b],
+    };
+    let c = (size as f64 - 1.0) / 2.0;
+    let radius = size as f64 / 2.0 - 1.0;
+    let mut px = Vec::with_capacity((size * size * 4) as usize);
+    for y in 0..size {
+        for x in 0..size {
+            let d = ((x as f64 - c).powi(2) + (y as f64 - c).powi(2)).sqrt();
+            // One pixel of anti-aliasing at the edge.
+            let alpha = ((radius - d + 0.5).clamp(0.0, 1.0) * 255.0).round() as u8;
+            px.extend_from_slice(&[r, g, b, alpha]);
+        }
+    }
+    px
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_component_colours_the_tray() {
+        let mut b = StatusBoard::default();
+        assert_eq!(b.overall(), None);
+        assert_eq!(b.update("db", HealthStatus::Pass), Some(HealthStatus::Pass));
+        assert_eq!(b.update("queue", HealthStatus::Pass), None);
+        assert_eq!(
+            b.update("queue", HealthStatus::Fail),
+            Some(HealthStatus::Fail)
+        );
+        assert_eq!(b.update("db", HealthStatus::Warn), None);
+        assert_eq!(
+            b.update("queue", HealthStatus::Pass),
+            Some(HealthStatus::Warn)
+        );
+        let red = tray_icon_rgba(Some(HealthStatus::Fail), 32);
+        assert_eq!(red.len(), 32 * 32 * 4);
+        let centre = (16 * 32 + 16) * 4;
+        assert_eq!(&red[centre..centre + 4], &[0xdc, 0x26, 0x26, 255]);
+        assert_eq!(red[3], 0, "corners are transparent");
     }
 }

@@ -21,3 +21,45 @@ pub mod session;
 pub mod stream;
 
 pub use error::{Error, ErrorKind};
+
+/// The TypeScript side of what the shell hands the UI: `ui/src/lib/console.gen.ts` is generated
+/// from these types and a stale file fails this test (`AIRWAVE_UPDATE_TS=1` rewrites it).
+#[cfg(test)]
+mod typescript {
+    use super::{alerts, error, profiles, stream};
+    use ts_rs::{Config, TS};
+
+    #[test]
+    fn typescript_bindings_are_current() {
+        let cfg = Config::default();
+        let decls = [
+            error::ErrorKind::decl(&cfg),
+            error::Error::decl(&cfg),
+            profiles::Profile::decl(&cfg),
+            profiles::ProfilesView::decl(&cfg),
+            alerts::Prefs::decl(&cfg),
+            alerts::Notification::decl(&cfg),
+            stream::ConnState::decl(&cfg),
+            stream::StreamEvent::decl(&cfg),
+        ];
+        let mut fresh = String::from(
+            "// Generated from crates/console-core by its `typescript` unit test: do not edit.\n\
+             // Regenerate with `AIRWAVE_UPDATE_TS=1 cargo test -p airwave-console-core typescript`.\n",
+        );
+        for d in decls {
+            fresh.push_str("\nexport ");
+            fresh.push_str(&d);
+            fresh.push('\n');
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../ui/src/lib/console.gen.ts");
+        if std::env::var_os("AIRWAVE_UPDATE_TS").is_some() {
+            std::fs::write(&path, &fresh).expect("write console.gen.ts");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "ui/src/lib/console.gen.ts is stale: run `AIRWAVE_UPDATE_TS=1 cargo test -p airwave-console-core typescript`"
+        );
+    }
+}

@@ -11,12 +11,22 @@ use url::Url;
 /// The colour of production profiles unless another is chosen.
 pub const PRODUCTION_RED: &str = "#dc2626";
 
+/// What the UI lists: every profile and the active one's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ProfilesView {
+    pub profiles: Vec<Profile>,
+    pub active: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Profile {
     /// Stable id: the keychain entry is named after it.
     pub id: String,
     pub name: String,
+    #[cfg_attr(test, ts(type = "string"))]
     pub url: Url,
     /// `#rrggbb`.
     pub colour: String,

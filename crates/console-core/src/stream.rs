@@ -10,16 +10,21 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use url::Url;
 
-/// One event from the stream.
-#[derive(Debug, Clone, PartialEq)]
+/// One event from the stream (forwarded to the UI as the `ops-event` Tauri event).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct StreamEvent {
+    #[cfg_attr(test, ts(type = "number | null"))]
     pub id: Option<i64>,
     pub event: String,
+    #[cfg_attr(test, ts(type = "unknown"))]
     pub data: serde_json::Value,
 }
 
 /// Where the connection is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ConnState {
     Connecting,
     Live,

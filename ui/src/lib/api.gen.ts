@@ -1,0 +1,95 @@
+// Generated from crates/api by its `typescript` unit test: do not edit.
+// Regenerate with `AIRWAVE_UPDATE_TS=1 cargo test -p airwave-api typescript`.
+// 64-bit integers are JSON numbers here (every count and id stays below 2^53).
+
+export type JsonValue = number | string | boolean | null | Array<JsonValue> | { [key in string]?: JsonValue };
+
+export type Problem = { 
+/**
+ * A URI naming the problem type (`about:blank` or `https://airwave.app/problems/<code>`).
+ */
+type: string, title: string, status: number, detail: string, 
+/**
+ * Stable, machine-readable code (`invalid_json`, `not_found`, `forbidden`, …).
+ */
+code: string, 
+/**
+ * The request id (also in the `x-request-id` header), for support.
+ */
+request_id?: string | null, };
+
+export type Role = "admin" | "operator" | "support" | "member";
+
+export type UserOut = { id: string, email: string, name: string, role: Role, created_at: string, };
+
+export type HealthStatus = "pass" | "warn" | "fail";
+
+export type HealthCheckOut = { componentId: string, componentType: string, observedValue: JsonValue | null, observedUnit: string | null, status: HealthStatus, time: string, output: string | null, };
+
+export type HealthOut = { status: HealthStatus, version: string, serviceId: string, description: string, 
+/**
+ * Keyed `component:measurement`, e.g. `database:responseTime`.
+ */
+checks: { [key in string]: Array<HealthCheckOut> }, };
+
+export type JobStateOut = "waiting" | "delayed" | "active" | "completed" | "retrying" | "dead" | "cancelled";
+
+export type QueueCountsOut = { waiting: number, delayed: number, active: number, completed: number, retrying: number, dead: number, cancelled: number, };
+
+export type QueueRatesOut = { enqueued_per_min: number, completed_per_min: number, failed_per_min: number, };
+
+export type QueueOut = { name: string, paused: boolean, counts: QueueCountsOut, 
+/**
+ * Averages over the last five minutes (all processes).
+ */
+rates: QueueRatesOut, };
+
+export type PercentilesOut = { p50: number | null, p95: number | null, p99: number | null, };
+
+export type QueueMinuteOut = { minute: string, enqueued: number, completed: number, 
+/**
+ * Failed attempts (retried or not).
+ */
+failed: number, 
+/**
+ * Jobs that went to the dead-letter queue.
+ */
+dead: number, 
+/**
+ * From due to started.
+ */
+wait_ms: PercentilesOut, 
+/**
+ * From started to finished.
+ */
+run_ms: PercentilesOut, };
+
+export type QueueMetricsOut = { queue: string, since: string, until: string, minutes: Array<QueueMinuteOut>, enqueued: number, completed: number, failed: number, dead: number, wait_ms: PercentilesOut, run_ms: PercentilesOut, };
+
+export type HealthChangedEvent = { 
+/**
+ * The check's key, `component:measurement` (e.g. `database:responseTime`).
+ */
+component: string, status: HealthStatus, 
+/**
+ * The status before (absent for a component's first check).
+ */
+previous: HealthStatus | null, observed_value: number | null, observed_unit: string | null, output: string | null, time: string, };
+
+export type QueueStatsItem = { name: string, paused: boolean, counts: QueueCountsOut, };
+
+export type QueueStatsEvent = { queues: Array<QueueStatsItem>, time: string, };
+
+export type StreamGapEvent = { requested: number, oldest: number | null, };
+
+export type HealthPointOut = { at: string, status: HealthStatus, observed_value: number | null, 
+/**
+ * Checks in this point.
+ */
+samples: number, };
+
+export type HealthHistoryOut = { component: string, observed_unit: string | null, since: string, until: string, points: Array<HealthPointOut>, 
+/**
+ * Share of checks that passed or warned, 0–1 (absent with no checks).
+ */
+uptime: number | null, };

@@ -1,0 +1,58 @@
+// Generated from crates/console-core by its `typescript` unit test: do not edit.
+// Regenerate with `AIRWAVE_UPDATE_TS=1 cargo test -p airwave-console-core typescript`.
+
+export type ErrorKind = "unauthenticated" | "forbidden" | "offline" | "no_keychain" | "invalid" | "server" | "io";
+
+export type Error = { kind: ErrorKind, message: string, };
+
+export type Profile = { 
+/**
+ * Stable id: the keychain entry is named after it.
+ */
+id: string, name: string, url: string, 
+/**
+ * `#rrggbb`.
+ */
+colour: string, production: boolean, 
+/**
+ * The local sidecar server the console starts itself.
+ */
+local: boolean, 
+/**
+ * Who is logged in (shown in the title bar), when someone is.
+ */
+email: string | null, 
+/**
+ * The server-side id of this profile's API token (for revoking it at logout).
+ */
+token_id: string | null, };
+
+export type ProfilesView = { profiles: Array<Profile>, active: string | null, };
+
+export type Prefs = { enabled: boolean, 
+/**
+ * Also notify when a component starts warning.
+ */
+warnings: boolean, 
+/**
+ * Local times `[start, end)`; may wrap midnight (22:00–07:00).
+ */
+quiet_hours: [string, string] | null, 
+/**
+ * The same component and status notify at most once per this many seconds.
+ */
+dedupe_secs: number, 
+/**
+ * The tray's "pause notifications" until this time.
+ */
+paused_until: string | null, };
+
+export type Notification = { title: string, body: string, critical: boolean, 
+/**
+ * The view a click opens.
+ */
+view: string, };
+
+export type ConnState = { "state": "connecting" } | { "state": "live" } | { "state": "disconnected", since: string, reason: string, } | { "state": "unauthorized" };
+
+export type StreamEvent = { id: number | null, event: string, data: unknown, };

@@ -1,0 +1,103 @@
+// The only door to the Rust core. Every command has a typed wrapper and a timeout, so a slow
+// network shows a message instead of freezing the UI; every failure is a `ConsoleError` with the
+// core's `{kind, message}`. The webview never holds a token: the core makes every request.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { HealthOut, QueueOut, UserOut } from "./api.gen";
+import type {
+  ConnState,
+  ErrorKind,
+  Notification,
+  Prefs,
+  Profile,
+  ProfilesView,
+  StreamEvent,
+} from "./console.gen";
+
+export class ConsoleError extends Error {
+  constructor(
+    readonly kind: ErrorKind | "timeout" | "internal",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ConsoleError";
+  }
+}
+
+/** Default time a command may take before the UI gives up waiting and says so. */
+export const DEFAULT_TIMEOUT_MS = 15_000;
+
+function toConsoleError(e: unknown): ConsoleError {
+  if (e instanceof ConsoleError) return e;
+  if (e && typeof e === "object" && "kind" in e && "message" in e) {
+    const { kind, message } = e as { kind: ErrorKind; message: string };
+    return new ConsoleError(kind, message);
+  }
+  return new ConsoleError("internal", e instanceof Error ? e.message : String(e));
+}
+
+export async function call<T>(
+  cmd: string,
+  args: Record<string, unknown> = {},
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ConsoleError(
+            "timeout",
+            `No answer after ${Math.round(timeoutMs / 1000)} s — the server or network is slow. Try again.`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([invoke<T>(cmd, args), timeout]);
+  } catch (e) {
+    throw toConsoleError(e);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const api = {
+  profiles: () => call<ProfilesView>("profiles"),
+  addProfile: (name: string, url: string, colour: string | null, production: boolean) =>
+    call<Profile>("add_profile", { name, url, colour, production }),
+  selectProfile: (id: string) => call<void>("select_profile", { id }),
+  removeProfile: (id: string) => call<void>("remove_profile", { id }),
+  login: (id: string, email: string, password: string) =>
+    call<UserOut>("login", { id, email, password }, 30_000),
+  logout: (id: string) => call<void>("logout", { id }),
+  health: (id: string) => call<HealthOut>("health", { id }),
+  queues: (id: string) => call<QueueOut[]>("queues", { id }),
+  historyChart: (id: string, component: string, hours: number, width: number, height: number, dark: boolean) =>
+    call<string>("history_chart", { id, component, hours, width, height, dark }, 30_000),
+  uptimeChart: (id: string, component: string, hours: number, width: number, height: number, dark: boolean) =>
+    call<string>("uptime_chart", { id, component, hours, width, height, dark }, 30_000),
+  connect: (id: string) => call<void>("connect", { id }),
+  prefs: () => call<Prefs>("prefs"),
+  setPrefs: (prefs: Prefs) => call<void>("set_prefs", { prefs }),
+  pauseNotifications: (minutes: number) => call<void>("pause_notifications", { minutes }),
+  reportError: (message: string, stack: string | null, view: string | null) =>
+    call<void>("report_error", { message, stack, view }, 5_000),
+};
+
+export type Events = {
+  "ops-event": StreamEvent;
+  "conn-state": ConnState;
+  notified: Notification;
+  "open-view": string;
+  "profiles-changed": null;
+  "console-error": { kind: ErrorKind; message: string };
+};
+
+export function on<K extends keyof Events>(
+  event: K,
+  handler: (payload: Events[K]) => void,
+): Promise<UnlistenFn> {
+  return listen<Events[K]>(event, (e) => handler(e.payload));
+}

@@ -1,0 +1,114 @@
+// What every view shows, kept current by the live stream: the active profile, each health
+// component's latest check (with a short history for the sparklines), the queues' counts and
+// the connection state ("live", or "disconnected — data as of …").
+import type { HealthOut, HealthStatus, QueueCountsOut, QueueStatsEvent, QueueStatsItem } from "./api.gen";
+import type { ConnState, Profile, StreamEvent } from "./console.gen";
+
+export type View = "overview" | "health" | "settings";
+export const VIEWS: { id: View; label: string; key: string }[] = [
+  { id: "overview", label: "Overview", key: "1" },
+  { id: "health", label: "Health", key: "2" },
+  { id: "settings", label: "Settings", key: "3" },
+];
+
+export type Component = {
+  key: string;
+  status: HealthStatus;
+  value: number | null;
+  unit: string | null;
+  output: string | null;
+  time: string;
+  /** The last observed values, oldest first (for sparklines). */
+  recent: number[];
+};
+
+const SPARK_POINTS = 30;
+
+export class ConsoleState {
+  profiles = $state<Profile[]>([]);
+  activeId = $state<string | null>(null);
+  components = $state<Record<string, Component>>({});
+  queues = $state<QueueStatsItem[] | null>(null);
+  conn = $state<ConnState | null>(null);
+  /** When the data shown was last known to be current. */
+  asOf = $state<string | null>(null);
+  view = $state<View>("overview");
+
+  active = $derived(this.profiles.find((p) => p.id === this.activeId) ?? null);
+  overall = $derived(overallStatus(Object.values(this.components)));
+
+  setProfiles(profiles: Profile[], active: string | null): void {
+    if (active !== this.activeId) {
+      this.components = {};
+      this.queues = null;
+      this.conn = null;
+      this.asOf = null;
+    }
+    this.profiles = profiles;
+    this.activeId = active;
+  }
+
+  applyHealth(h: HealthOut, now = new Date().toISOString()): void {
+    for (const [key, checks] of Object.entries(h.checks)) {
+      if (key === "uptime") continue;
+      const c = checks[0];
+      if (!c) continue;
+      const value = typeof c.observedValue === "number" ? c.observedValue : null;
+      this.upsert(key, c.status, value, c.observedUnit ?? null, c.output ?? null, c.time);
+    }
+    this.asOf = now;
+  }
+
+  applyEvent(ev: StreamEvent): void {
+    if (ev.event === "health.changed" || ev.event === "health.sample") {
+      const d = ev.data as {
+        component: string;
+        status: HealthStatus;
+        observed_value: number | null;
+        observed_unit: string | null;
+        output: string | null;
+        time: string;
+      };
+      this.upsert(d.component, d.status, d.observed_value, d.observed_unit, d.output, d.time);
+      this.asOf = d.time;
+    } else if (ev.event === "queue.stats") {
+      const d = ev.data as QueueStatsEvent;
+      this.queues = d.queues;
+      this.asOf = d.time;
+    }
+  }
+
+  setConn(s: ConnState): void {
+    this.conn = s;
+    if (s.state === "live") this.asOf = new Date().toISOString();
+  }
+
+  private upsert(
+    key: string,
+    status: HealthStatus,
+    value: number | null,
+    unit: string | null,
+    output: string | null,
+    time: string,
+  ): void {
+    const prev = this.components[key];
+    const recent = prev ? [...prev.recent] : [];
+    if (value !== null) recent.push(value);
+    this.components[key] = { key, status, value, unit, output, time, recent: recent.slice(-SPARK_POINTS) };
+  }
+}
+
+export function overallStatus(components: Component[]): HealthStatus | null {
+  if (components.length === 0) return null;
+  if (components.some((c) => c.status === "fail")) return "fail";
+  if (components.some((c) => c.status === "warn")) return "warn";
+  return "pass";
+}
+
+export function queueTotals(queues: QueueStatsItem[]): QueueCountsOut {
+  const t: QueueCountsOut = { waiting: 0, delayed: 0, active: 0, completed: 0, retrying: 0, dead: 0, cancelled: 0 };
+  for (const q of queues) for (const k of Object.keys(t) as (keyof QueueCountsOut)[]) t[k] += q.counts[k];
+  return t;
+}
+
+export const app = new ConsoleState();
