@@ -37,6 +37,44 @@ console_deps() {
   apt_install "${CONSOLE_PACKAGES[@]}"
 }
 
+# The console's UI (ui/): installs its npm packages when package-lock.json changed, then builds
+# ui/dist, which the console binary embeds. Needs Node.js 20+ and npm.
+ui_build() {
+  if ! command -v npm >/dev/null; then
+    echo "console: the UI needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)" >&2
+    return 1
+  fi
+  if ! cmp -s ui/package-lock.json ui/node_modules/.package-lock.json; then
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error) || return 1
+  fi
+  (cd ui && npm run --silent build -- --logLevel warn)
+}
+
+# The console's end-to-end test: WebKitWebDriver, a notification server and dbus-monitor from
+# Debian, and tauri-driver built from crates.io once into ~/.cache/airwave-tools.
+TOOLS_DIR="${AIRWAVE_TOOLS_DIR:-$HOME/.cache/airwave-tools}"
+e2e_deps() {
+  command -v WebKitWebDriver >/dev/null && command -v dunst >/dev/null && command -v dbus-monitor >/dev/null \
+    || apt_install webkit2gtk-driver dunst dbus-bin || return 1
+  if [ ! -x "$TOOLS_DIR/bin/tauri-driver" ]; then
+    cargo install tauri-driver --version 2.0.6 --locked --root "$TOOLS_DIR" --quiet || return 1
+  fi
+  export TAURI_DRIVER="$TOOLS_DIR/bin/tauri-driver"
+}
+
+# A virtual display (Xvfb) on a free display number; exports DISPLAY, sets XVFB_PID.
+xvfb_start() {
+  local n
+  for n in $(seq 90 130); do
+    [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ] || break
+  done
+  Xvfb ":$n" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
+  XVFB_PID=$!
+  for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X$n" ] && break; sleep 0.1; done
+  [ -e "/tmp/.X11-unix/X$n" ] || { echo "Xvfb did not start on :$n" >&2; return 1; }
+  export DISPLAY=":$n"
+}
+
 pg_bindir() {
   # Prefer a complete server install (initdb + pg_ctl + postgres side by side).
   for d in /usr/lib/postgresql/*/bin; do
@@ -44,6 +82,24 @@ pg_bindir() {
   done
   local i; i=$(command -v initdb 2>/dev/null) || return 1
   dirname "$(readlink -f "$i")"
+}
+
+# An OS keychain: a private D-Bus session bus with GNOME Keyring's Secret Service, unlocked from
+# stdin (an empty stdin would create no login keyring). For the console's keychain tests and for
+# running the console on a machine without a desktop session. Sets DBUS_PID.
+keychain_start() {
+  local dir=${1:-$SERVICES_DIR}
+  { command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null; } \
+    || apt_install dbus-daemon gnome-keyring || { echo "services: no keychain" >&2; return 1; }
+  mkdir -p -m 700 "$dir/xdg-run" "$dir/xdg-data"
+  export XDG_RUNTIME_DIR="$dir/xdg-run" XDG_DATA_HOME="$dir/xdg-data"
+  local bus
+  bus=$(dbus-daemon --session --fork --nosyslog --print-address=1 --print-pid=1) \
+    || { echo "services: cannot start a D-Bus session bus" >&2; return 1; }
+  export DBUS_SESSION_BUS_ADDRESS=$(echo "$bus" | sed -n 1p)
+  DBUS_PID=$(echo "$bus" | sed -n 2p)
+  echo "airwave-test-keyring" | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
+    || { echo "services: gnome-keyring-daemon did not start" >&2; return 1; }
 }
 
 services_start() {
@@ -84,19 +140,7 @@ services_start() {
   export AIRWAVE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   echo "services: Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$REDIS_PORT"
 
-  # --- An OS keychain: a private D-Bus session bus with GNOME Keyring's Secret Service, unlocked
-  # from stdin (an empty stdin would create no login keyring), for the console's keychain test ---
-  { command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null; } \
-    || apt_install dbus-daemon gnome-keyring || { echo "services: no keychain" >&2; return 1; }
-  mkdir -p -m 700 "$SERVICES_DIR/xdg-run" "$SERVICES_DIR/xdg-data"
-  export XDG_RUNTIME_DIR="$SERVICES_DIR/xdg-run" XDG_DATA_HOME="$SERVICES_DIR/xdg-data"
-  local bus
-  bus=$(dbus-daemon --session --fork --nosyslog --print-address=1 --print-pid=1) \
-    || { echo "services: cannot start a D-Bus session bus" >&2; return 1; }
-  export DBUS_SESSION_BUS_ADDRESS=$(echo "$bus" | sed -n 1p)
-  DBUS_PID=$(echo "$bus" | sed -n 2p)
-  echo "airwave-test-keyring" | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
-    || { echo "services: gnome-keyring-daemon did not start" >&2; return 1; }
+  keychain_start || return 1
   export AIRWAVE_TEST_KEYCHAIN=1
   echo "services: keychain (GNOME Keyring Secret Service) on a private D-Bus session"
 }
@@ -105,6 +149,7 @@ services_stop() {
   [ -n "${SERVICES_DIR:-}" ] || return 0
   [ -n "${PG_STOP:-}" ] && "${PG_STOP[@]}" >/dev/null 2>&1
   [ -f "$SERVICES_DIR/redis.pid" ] && kill "$(cat "$SERVICES_DIR/redis.pid")" 2>/dev/null
+  [ -n "${XVFB_PID:-}" ] && kill "$XVFB_PID" 2>/dev/null
   # GNOME Keyring leaves with its bus.
   [ -n "${DBUS_PID:-}" ] && kill "$DBUS_PID" 2>/dev/null
   pkill -f "gnome-keyring-daemon --unlock --components=secrets" 2>/dev/null || true

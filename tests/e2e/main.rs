@@ -1,0 +1,324 @@
+//! End to end: the real console binary under Xvfb, driven through `tauri-driver` and
+//! WebKitWebDriver against a real `airwave-server` (with its job queue on a real Redis). Logs in
+//! through the UI, sees health live, makes a component fail for real (Redis is stopped), sees the
+//! view change and a native notification raised (the `Notify` call on the session bus, answered
+//! by dunst), sees it recover; saves a screenshot of each view; and scans the console's config
+//! dir, logs and webview storage for the API token.
+//!
+//! Needs a display, a D-Bus session with a Secret Service, dunst, dbus-monitor, tauri-driver and
+//! WebKitWebDriver: `scripts/test` provides them and sets `AIRWAVE_E2E=1`. Without it the test
+//! says so and does nothing.
+
+// A failed unwrap is how a test step fails here.
+#![allow(clippy::unwrap_used)]
+
+mod webdriver;
+
+use airwave_api::Role;
+use airwave_console_core::profiles::{Profile, Profiles};
+use airwave_console_core::secrets::{KeyringStore, SecretStore};
+use airwave_tests::{server_bin, TestApp, PASSWORD};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use webdriver::Session;
+
+/// A child process stopped with SIGTERM when dropped (never SIGKILL: a killed tauri-driver
+/// orphans WebKitWebDriver).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn redis(port: u16, dir: &Path) -> Proc {
+    let p = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/test installs it)");
+    wait_port(port);
+    Proc(p)
+}
+
+fn log_file(path: &Path) -> Stdio {
+    Stdio::from(std::fs::File::create(path).unwrap())
+}
+
+async fn wait_file_contains(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {needle:?} in {}:\n{text}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn shot(s: &Session, dir: &Path, name: &str) {
+    // Let transitions settle so the picture shows what a person sees.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let png = s.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(dir.join(format!("console-{name}.png")), png).unwrap();
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_end_to_end() {
+    if std::env::var_os("AIRWAVE_E2E").is_none() {
+        eprintln!("e2e: not run here — scripts/test runs it under Xvfb with AIRWAVE_E2E=1");
+        return;
+    }
+    let console_bin = std::env::var("AIRWAVE_CONSOLE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| server_bin().with_file_name("airwave-console"));
+    assert!(
+        console_bin.exists(),
+        "build the console first: {}",
+        console_bin.display()
+    );
+    let driver = std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into());
+    let home = tempfile::tempdir().unwrap();
+    let shots = std::env::var("AIRWAVE_E2E_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| home.path().join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // A real server whose job queue lives on a Redis this test can stop.
+    let redis_port = free_port();
+    let mut redis_proc = Some(redis(redis_port, home.path()));
+    let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    let app = TestApp::spawn_with(&[
+        ("REDIS_URL", redis_url.as_str()),
+        ("AIRWAVE_HEALTH_CHECK_INTERVAL_MS", "500"),
+        ("AIRWAVE_OPS_STATS_INTERVAL_MS", "1000"),
+    ])
+    .await;
+    let email = "ops@airwave.test";
+    app.user_with_role(email, Role::Operator).await;
+
+    // One profile, not yet logged in (so the console starts no local server).
+    let config = home.path().join("config");
+    let mut profiles = Profiles::load(&config.join("profiles.json")).unwrap();
+    let profile = Profile::new("Staging", app.base.as_str(), None, false).unwrap();
+    let profile_id = profile.id.clone();
+    profiles.upsert(profile);
+    profiles.set_active(&profile_id).unwrap();
+    profiles.save().unwrap();
+
+    // Notifications: dunst answers on the session bus, dbus-monitor records every Notify call.
+    let notify_log = home.path().join("notify.log");
+    let _monitor = Proc(
+        Command::new("dbus-monitor")
+            .args([
+                "--session",
+                "interface='org.freedesktop.Notifications',member='Notify'",
+            ])
+            .stdout(log_file(&notify_log))
+            .spawn()
+            .expect("dbus-monitor"),
+    );
+    let _dunst = Proc(
+        Command::new("dunst")
+            .stdout(Stdio::null())
+            .stderr(log_file(&home.path().join("dunst.log")))
+            .spawn()
+            .expect("dunst"),
+    );
+
+    let (driver_port, native_port) = (free_port(), free_port());
+    let driver_log = home.path().join("console.log");
+    let (data, cache) = (home.path().join("data"), home.path().join("cache"));
+    let tauri_driver = Proc(
+        Command::new(&driver)
+            .args([
+                "--port",
+                &driver_port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
+            .env("AIRWAVE_CONSOLE_CONFIG_DIR", &config)
+            .env("XDG_DATA_HOME", &data)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("XDG_CONFIG_HOME", home.path().join("xdg-config"))
+            .stdout(log_file(&driver_log))
+            .stderr(log_file(&home.path().join("console.err.log")))
+            .spawn()
+            .expect("tauri-driver (scripts/test installs it)"),
+    );
+    wait_port(driver_port);
+    let s = Session::start(driver_port, console_bin.to_str().unwrap())
+        .await
+        .unwrap();
+
+    // Not logged in: the Overview says so and points to Settings.
+    s.wait_text("main", "Not connected", WAIT).await.unwrap();
+    s.click("nav button[data-view='settings']").await.unwrap();
+    s.wait_text("main", "Log in to Staging", WAIT)
+        .await
+        .unwrap();
+    s.type_into("form[aria-label='Log in'] input[name='email']", email)
+        .await
+        .unwrap();
+    s.type_into("form[aria-label='Log in'] input[name='password']", PASSWORD)
+        .await
+        .unwrap();
+    shot(&s, &shots, "login").await;
+    s.click("form[aria-label='Log in'] button.primary")
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='profiles']", email, WAIT)
+        .await
+        .unwrap();
+    let token = KeyringStore
+        .get(&profile_id)
+        .unwrap()
+        .expect("the token is in the keychain");
+    assert!(token.starts_with("awt_"), "an API token");
+    shot(&s, &shots, "settings").await;
+
+    // Overview: every component live, queue totals from the stream.
+    s.click("nav button[data-view='overview']").await.unwrap();
+    let queue = "[data-component='queue:responseTime']";
+    s.wait_text(queue, "passing", WAIT).await.unwrap();
+    s.wait_text("[data-component='database:responseTime']", "passing", WAIT)
+        .await
+        .unwrap();
+    s.wait_text("header", "live", WAIT).await.unwrap();
+    s.wait_text("[data-testid='queue-totals']", "waiting", WAIT)
+        .await
+        .unwrap();
+    shot(&s, &shots, "overview").await;
+
+    // Make the queue fail for real: stop its Redis. The view changes without a reload and a
+    // native notification is raised.
+    drop(redis_proc.take());
+    s.wait_text(queue, "failing", WAIT).await.unwrap();
+    wait_file_contains(&notify_log, "Queue is failing", WAIT).await;
+    shot(&s, &shots, "overview-failing").await;
+
+    s.click("nav button[data-view='health']").await.unwrap();
+    s.wait_text("[data-testid='health-table']", "failing", WAIT)
+        .await
+        .unwrap();
+    s.click("[data-testid='health-table'] tr[data-component='queue:responseTime'] button")
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='latency-chart']", "queue:responseTime", WAIT)
+        .await
+        .unwrap();
+    s.script(
+        "document.querySelector(\"[role='radiogroup'] button:nth-child(2)\").click(); return null",
+    )
+    .await
+    .unwrap();
+    s.find("[data-testid='uptime-chart'] svg").await.unwrap();
+    shot(&s, &shots, "health").await;
+
+    // It recovers when Redis is back; that is notified too.
+    redis_proc = Some(redis(redis_port, home.path()));
+    s.click("nav button[data-view='overview']").await.unwrap();
+    s.wait_text(queue, "passing", WAIT).await.unwrap();
+    wait_file_contains(&notify_log, "Queue recovered", WAIT).await;
+
+    // The token is nowhere but the keychain: not in the page, its storage, the config dir, the
+    // webview's data and cache, or the console's logs.
+    let page = s
+        .script("return document.documentElement.outerHTML + JSON.stringify(Object.assign({}, localStorage)) + JSON.stringify(Object.assign({}, sessionStorage))")
+        .await
+        .unwrap();
+    assert!(
+        !page.to_string().contains(&token),
+        "the token reached the webview"
+    );
+    s.close().await.unwrap();
+    drop(tauri_driver);
+    let mut files = Vec::new();
+    files_under(home.path(), &mut files);
+    let scanned: Vec<_> = files.iter().filter(|f| !f.starts_with(&shots)).collect();
+    assert!(
+        scanned.iter().any(|f| f.starts_with(&config)),
+        "the config dir was scanned"
+    );
+    for f in &scanned {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        assert!(
+            !contains(&bytes, token.as_bytes()),
+            "the token is in {}",
+            f.display()
+        );
+    }
+    eprintln!(
+        "e2e: {} files scanned for the token (config, webview data and cache, logs); screenshots in {}",
+        scanned.len(),
+        shots.display()
+    );
+    drop(redis_proc);
+}
