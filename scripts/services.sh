@@ -44,8 +44,9 @@ ui_build() {
     echo "console: the UI needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)" >&2
     return 1
   fi
-  if ! cmp -s ui/package-lock.json ui/node_modules/.package-lock.json; then
+  if ! cmp -s ui/package-lock.json ui/node_modules/.airwave-installed-lock; then
     (cd ui && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    cp ui/package-lock.json ui/node_modules/.airwave-installed-lock
   fi
   (cd ui && npm run --silent build -- --logLevel warn)
 }

@@ -222,6 +222,25 @@ async fn start_local_if_unconfigured<R: Runtime>(app: tauri::AppHandle<R>) {
     }
 }
 
+/// SIGTERM and SIGINT end the console like its Quit does, so the local server stops with it.
+async fn exit_on_signal<R: Runtime>(app: tauri::AppHandle<R>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        app.exit(0);
+    }
+}
+
 pub fn run() {
     let _sentry = errors::init();
     let console = match Console::new(config_dir(), Box::new(KeyringStore)) {
@@ -234,6 +253,7 @@ pub fn run() {
     let app = configure(Builder::default(), console)
         .setup(|app| {
             tray(app)?;
+            tauri::async_runtime::spawn(exit_on_signal(app.handle().clone()));
             tauri::async_runtime::spawn(start_local_if_unconfigured(app.handle().clone()));
             Ok(())
         })
