@@ -177,6 +177,59 @@ pub async fn uptime_chart(
     charts::uptime_bars(&h.points, (width, height), theme(dark))
 }
 
+/// A queue's throughput and failures per minute over the last `hours`: enqueued, completed and
+/// failed attempts as three series (from the server's per-minute queue metrics).
+#[tauri::command]
+#[allow(clippy::too_many_arguments)]
+pub async fn queue_chart(
+    console: State<'_, Console>,
+    id: String,
+    queue: String,
+    hours: u32,
+    width: u32,
+    height: u32,
+    dark: bool,
+) -> Result<String> {
+    if queue.is_empty()
+        || queue.len() > 64
+        || !queue
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            "queue names are letters, digits, - and _",
+        ));
+    }
+    let client = client_for(&console, &id).await?;
+    let until = chrono::Utc::now();
+    let since = until - chrono::Duration::hours(i64::from(hours.clamp(1, 48)));
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("since", &stamp(since))
+        .append_pair("until", &stamp(until))
+        .finish();
+    let m = client.queue_metrics(&queue, &q).await?;
+    let series = |name: &str, f: fn(&airwave_api::QueueMinuteOut) -> u64| charts::Series {
+        name: name.into(),
+        points: m.minutes.iter().map(|p| (p.minute, f(p) as f64)).collect(),
+    };
+    charts::line_chart(
+        &format!("{queue}: jobs per minute"),
+        "jobs/min",
+        &[
+            series("enqueued", |p| p.enqueued),
+            series("completed", |p| p.completed),
+            series("failed", |p| p.failed),
+        ],
+        since,
+        until,
+        (width, height),
+        theme(dark),
+    )
+}
+
 /// Forgets a profile: its token is revoked (when logged in) and deleted from the keychain.
 #[tauri::command]
 pub async fn remove_profile(console: State<'_, Console>, id: String) -> Result<()> {

@@ -75,6 +75,7 @@ pub fn configure<R: Runtime>(builder: Builder<R>, console: Console) -> Builder<R
             commands::pause_notifications,
             commands::queues,
             commands::uptime_chart,
+            commands::queue_chart,
             commands::remove_profile,
             commands::prefs,
             commands::report_error,
@@ -253,6 +254,12 @@ pub fn run() {
     let app = configure(Builder::default(), console)
         .setup(|app| {
             tray(app)?;
+            let title = tauri::async_runtime::block_on(app.state::<Console>().profiles.lock())
+                .active()
+                .map(|p| p.window_title());
+            if let (Some(title), Some(w)) = (title, app.get_webview_window("main")) {
+                let _ = w.set_title(&title);
+            }
             tauri::async_runtime::spawn(exit_on_signal(app.handle().clone()));
             tauri::async_runtime::spawn(start_local_if_unconfigured(app.handle().clone()));
             Ok(())

@@ -90,6 +90,13 @@ fn commands_answer_typed_results_and_typed_errors() {
     assert_eq!(bad["kind"], "invalid", "{bad}");
     assert!(bad["message"].as_str().unwrap().contains("http"));
 
+    let bad_queue = invoke(
+        &w,
+        "queue_chart",
+        json!({"id": "production", "queue": "../users", "hours": 1, "width": 400, "height": 200, "dark": false}),
+    )
+    .unwrap_err();
+    assert_eq!(bad_queue["kind"], "invalid", "{bad_queue}");
     let unknown = invoke(&w, "health", json!({"id": "staging"})).unwrap_err();
     assert_eq!(unknown["kind"], "invalid");
     let file = std::fs::read_to_string(dir.path().join("profiles.json")).unwrap();

@@ -255,6 +255,9 @@ async fn the_console_end_to_end() {
     s.wait_text("[data-testid='queue-totals']", "waiting", WAIT)
         .await
         .unwrap();
+    s.wait_for("[data-testid='queue-chart'] svg", WAIT)
+        .await
+        .unwrap();
     shot(&s, &shots, "overview").await;
 
     // Make the queue fail for real: stop its Redis. The view changes without a reload and a
@@ -279,7 +282,9 @@ async fn the_console_end_to_end() {
     )
     .await
     .unwrap();
-    s.find("[data-testid='uptime-chart'] svg").await.unwrap();
+    s.wait_for("[data-testid='uptime-chart'] svg", WAIT)
+        .await
+        .unwrap();
     shot(&s, &shots, "health").await;
 
     // It recovers when Redis is back; that is notified too.

@@ -97,7 +97,7 @@ impl Session {
             .send(
                 reqwest::Method::POST,
                 "/execute/sync",
-                Some(json!({"script": "const e = document.querySelector(arguments[0]); return e ? e.innerText : null", "args": [css]})),
+                Some(json!({"script": "const e = document.querySelector(arguments[0]); return e ? (e.innerText ?? e.textContent) : null", "args": [css]})),
             )
             .await?;
         v.as_str()
@@ -140,6 +140,22 @@ impl Session {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Polls until an element matches `css` (or `timeout` passes).
+    pub async fn wait_for(&self, css: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.text(css).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                let page = self
+                    .script("return document.body.innerText")
+                    .await
+                    .unwrap_or_default();
+                bail!("timed out waiting for {css}; the page: {page}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 
     /// A PNG of the window's content.

@@ -9,3 +9,10 @@ afterEach(() => {
   cleanup();
   vi.clearAllMocks();
 });
+
+// jsdom has no layout, hence no ResizeObserver (Svelte's bind:clientWidth uses it).
+globalThis.ResizeObserver ??= class {
+  observe(): void {}
+  unobserve(): void {}
+  disconnect(): void {}
+};

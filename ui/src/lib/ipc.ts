@@ -78,6 +78,8 @@ export const api = {
     call<string>("history_chart", { id, component, hours, width, height, dark }, 30_000),
   uptimeChart: (id: string, component: string, hours: number, width: number, height: number, dark: boolean) =>
     call<string>("uptime_chart", { id, component, hours, width, height, dark }, 30_000),
+  queueChart: (id: string, queue: string, hours: number, width: number, height: number, dark: boolean) =>
+    call<string>("queue_chart", { id, queue, hours, width, height, dark }, 30_000),
   connect: (id: string) => call<void>("connect", { id }),
   prefs: () => call<Prefs>("prefs"),
   setPrefs: (prefs: Prefs) => call<void>("set_prefs", { prefs }),
