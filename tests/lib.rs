@@ -654,3 +654,23 @@ impl SseStream {
         }
     }
 }
+
+/// A free loopback port (free when asked; bind it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A private `redis-server` on `port` with no persistence and its files in `dir`, for tests that
+/// stop it to make the queue fail for real (stopping it disturbs no other test).
+pub fn spawn_redis(port: u16, dir: &std::path::Path) -> std::io::Result<std::process::Child> {
+    std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+}

@@ -17,7 +17,7 @@ mod webdriver;
 use airwave_api::Role;
 use airwave_console_core::profiles::{Profile, Profiles};
 use airwave_console_core::secrets::{KeyringStore, SecretStore};
-use airwave_tests::{server_bin, TestApp, PASSWORD};
+use airwave_tests::{free_port, server_bin, spawn_redis, TestApp, PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -43,14 +43,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_port(port: u16) {
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -62,22 +54,7 @@ fn wait_port(port: u16) {
 }
 
 fn redis(port: u16, dir: &Path) -> Proc {
-    let p = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/test installs it)");
+    let p = spawn_redis(port, dir).expect("redis-server (scripts/test installs it)");
     wait_port(port);
     Proc(p)
 }

@@ -18,25 +18,9 @@ struct Redis {
 impl Redis {
     /// `None` when redis-server is not installed (only allowed outside scripts/test).
     fn start() -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = airwave_tests::free_port();
         let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn();
+        let child = airwave_tests::spawn_redis(port, dir.path());
         match child {
             Ok(child) => Some(Redis {
                 child,
