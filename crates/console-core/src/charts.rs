@@ -95,7 +95,7 @@ pub fn line_chart(
             .margin(8)
             .caption(title, ("sans-serif", 14).into_font().color(&p.text))
             .x_label_area_size(24)
-            .y_label_area_size(44)
+            .y_label_area_size(56)
             .build_cartesian_2d(x0..x1, 0.0..y_max)
             .map_err(err)?;
         chart
@@ -114,7 +114,15 @@ pub fn line_chart(
                     t.format("%H:%M").to_string()
                 }
             })
-            .y_label_formatter(&|y| format!("{y:.0} {unit}"))
+            .y_desc(unit)
+            .axis_desc_style(("sans-serif", 11).into_font().color(&p.text))
+            .y_label_formatter(&|y| {
+                if y_max < 10.0 {
+                    format!("{y:.1}")
+                } else {
+                    format!("{y:.0}")
+                }
+            })
             .draw()
             .map_err(err)?;
         for (i, s) in series.iter().enumerate() {
