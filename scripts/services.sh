@@ -101,6 +101,8 @@ keychain_start() {
   DBUS_PID=$(echo "$bus" | sed -n 2p)
   echo "airwave-test-keyring" | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
     || { echo "services: gnome-keyring-daemon did not start" >&2; return 1; }
+  # Ours is the newest; stopping only it leaves other sessions' keychains alone.
+  KEYRING_PID=$(pgrep -n -f "gnome-keyring-daemon --unlock --components=secrets" || true)
 }
 
 services_start() {
@@ -153,7 +155,7 @@ services_stop() {
   [ -n "${XVFB_PID:-}" ] && kill "$XVFB_PID" 2>/dev/null
   # GNOME Keyring leaves with its bus.
   [ -n "${DBUS_PID:-}" ] && kill "$DBUS_PID" 2>/dev/null
-  pkill -f "gnome-keyring-daemon --unlock --components=secrets" 2>/dev/null || true
+  [ -n "${KEYRING_PID:-}" ] && kill "$KEYRING_PID" 2>/dev/null
   rm -rf "$SERVICES_DIR"
   SERVICES_DIR=
   return 0
