@@ -351,8 +351,29 @@ fn notify<R: Runtime>(app: &AppHandle<R>, change: &HealthChangedEvent) {
     }
 }
 
+/// Checks and keeps the notification preferences (in memory and in `prefs.json`).
 #[tauri::command]
 pub fn set_prefs(console: State<'_, Console>, prefs: Prefs) -> Result<()> {
+    if !(0..=86_400).contains(&prefs.dedupe_secs) {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            "the de-duplication window is 0 to 86400 seconds",
+        ));
+    }
+    let text = serde_json::to_string_pretty(&prefs)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot encode preferences: {e}")))?;
+    if let Some(dir) = console.prefs_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    let tmp = console.prefs_path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &console.prefs_path))
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot save preferences: {e}")))?;
     *console.prefs.lock().unwrap_or_else(|e| e.into_inner()) = prefs;
     Ok(())
 }

@@ -24,6 +24,8 @@ pub struct Console {
     /// Each component's status, for the tray icon's colour.
     pub board: Mutex<StatusBoard>,
     pub prefs: Mutex<Prefs>,
+    /// Where the notification preferences are kept (`prefs.json` in the config dir).
+    pub prefs_path: PathBuf,
     /// The running stream subscription (one at a time: the active profile's).
     pub stream: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
     /// The local sidecar server, when the console started one.
@@ -40,7 +42,14 @@ impl Console {
             secrets,
             alerter: Mutex::new(Alerter::default()),
             board: Mutex::new(StatusBoard::default()),
-            prefs: Mutex::new(Prefs::default()),
+            // Unreadable or absent preferences are the defaults (nothing in them is secret).
+            prefs: Mutex::new(
+                std::fs::read_to_string(config_dir.join("prefs.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default(),
+            ),
+            prefs_path: config_dir.join("prefs.json"),
             stream: Mutex::new(None),
             local: tokio::sync::Mutex::new(None),
         })

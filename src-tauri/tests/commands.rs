@@ -109,6 +109,13 @@ fn commands_answer_typed_results_and_typed_errors() {
         invoke(&w, "prefs", json!({})).unwrap()["quiet_hours"],
         json!(["22:00:00", "07:00:00"])
     );
+    let saved = std::fs::read_to_string(dir.path().join("prefs.json")).unwrap();
+    assert!(
+        saved.contains("22:00:00"),
+        "preferences outlive the console: {saved}"
+    );
+    let too_long = invoke(&w, "set_prefs", json!({"prefs": {"enabled": true, "warnings": false, "quiet_hours": null, "dedupe_secs": 999999, "paused_until": null}})).unwrap_err();
+    assert_eq!(too_long["kind"], "invalid", "{too_long}");
     let bad_prefs = invoke(&w, "set_prefs", json!({"prefs": {"enabled": "yes"}})).unwrap_err();
     assert!(bad_prefs.to_string().contains("invalid"), "{bad_prefs}");
 
