@@ -100,6 +100,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn shot(s: &Session, dir: &Path, name: &str) {
     // Let transitions settle so the picture shows what a person sees.
     tokio::time::sleep(Duration::from_millis(400)).await;
+    s.settle().await.unwrap();
     let png = s.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     std::fs::write(dir.join(format!("console-{name}.png")), png).unwrap();

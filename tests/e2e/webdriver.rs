@@ -158,6 +158,20 @@ impl Session {
         Ok(())
     }
 
+    /// Waits until the page has painted twice (two animation frames), so a screenshot shows
+    /// what the DOM now holds.
+    pub async fn settle(&self) -> anyhow::Result<()> {
+        let script = "const done = arguments[arguments.length - 1]; \
+                      requestAnimationFrame(() => requestAnimationFrame(() => done(null)));";
+        self.send(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// A PNG of the window's content.
     pub async fn screenshot(&self) -> anyhow::Result<Vec<u8>> {
         use base64::Engine as _;

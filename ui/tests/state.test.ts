@@ -23,7 +23,7 @@ function health(status: "pass" | "fail", ms: number): HealthOut {
     description: "",
     checks: {
       "database:responseTime": [
-        { componentId: "db", componentType: "datastore", observedValue: ms, observedUnit: "ms", status, time: "2026-11-26T10:00:00Z", output: null },
+        { componentId: "db", componentType: "datastore", observedValue: ms, observedUnit: "ms", status, time: "2026-11-26T10:00:00Z", output: null, warnAbove: 250 },
       ],
     },
   };
@@ -41,6 +41,7 @@ describe("the console's state", () => {
     });
     expect(s.overall).toBe("fail");
     expect(s.components["database:responseTime"].recent).toEqual([3, 900]);
+    expect(s.components["database:responseTime"].warnAbove).toBe(250);
     expect(s.asOf).toBe("2026-11-26T10:01:00Z");
   });
 

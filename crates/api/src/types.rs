@@ -525,6 +525,9 @@ pub struct HealthCheckOut {
     pub time: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The check warns when `observedValue` is above this (same unit); an AIrWAVE extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_above: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

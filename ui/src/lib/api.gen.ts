@@ -24,7 +24,11 @@ export type UserOut = { id: string, email: string, name: string, role: Role, cre
 
 export type HealthStatus = "pass" | "warn" | "fail";
 
-export type HealthCheckOut = { componentId: string, componentType: string, observedValue: JsonValue | null, observedUnit: string | null, status: HealthStatus, time: string, output: string | null, };
+export type HealthCheckOut = { componentId: string, componentType: string, observedValue: JsonValue | null, observedUnit: string | null, status: HealthStatus, time: string, output: string | null, 
+/**
+ * The check warns when `observedValue` is above this (same unit); an AIrWAVE extension.
+ */
+warnAbove?: number | null, };
 
 export type HealthOut = { status: HealthStatus, version: string, serviceId: string, description: string, 
 /**

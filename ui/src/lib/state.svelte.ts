@@ -17,6 +17,8 @@ export type Component = {
   value: number | null;
   unit: string | null;
   output: string | null;
+  /** The value above which the check warns (same unit), when the server says. */
+  warnAbove: number | null;
   time: string;
   /** The last observed values, oldest first (for sparklines). */
   recent: number[];
@@ -54,7 +56,7 @@ export class ConsoleState {
       const c = checks[0];
       if (!c) continue;
       const value = typeof c.observedValue === "number" ? c.observedValue : null;
-      this.upsert(key, c.status, value, c.observedUnit ?? null, c.output ?? null, c.time);
+      this.upsert(key, c.status, value, c.observedUnit ?? null, c.output ?? null, c.time, c.warnAbove ?? null);
     }
     this.asOf = now;
   }
@@ -90,11 +92,21 @@ export class ConsoleState {
     unit: string | null,
     output: string | null,
     time: string,
+    warnAbove?: number | null,
   ): void {
     const prev = this.components[key];
     const recent = prev ? [...prev.recent] : [];
     if (value !== null) recent.push(value);
-    this.components[key] = { key, status, value, unit, output, time, recent: recent.slice(-SPARK_POINTS) };
+    this.components[key] = {
+      key,
+      status,
+      value,
+      unit,
+      output,
+      time,
+      warnAbove: warnAbove === undefined ? (prev?.warnAbove ?? null) : warnAbove,
+      recent: recent.slice(-SPARK_POINTS),
+    };
   }
 }
 

@@ -55,6 +55,7 @@ impl HealthRegistry {
                         status: HealthStatus::Fail,
                         time: Utc::now(),
                         output: Some(format!("no answer within {} ms", timeout.as_millis())),
+                        warn_above: None,
                     },
                 };
                 (c.key().to_owned(), out)
@@ -78,6 +79,7 @@ impl HealthRegistry {
                 status: HealthStatus::Pass,
                 time: Utc::now(),
                 output: None,
+                warn_above: None,
             });
         (overall, checks)
     }
@@ -128,6 +130,7 @@ impl HealthCheck for QueueCheck {
             status,
             time: Utc::now(),
             output,
+            warn_above: Some(self.warn_after.as_secs_f64() * 1000.0),
         }
     }
 }
@@ -167,6 +170,7 @@ impl HealthCheck for DatabaseCheck {
             status,
             time: Utc::now(),
             output,
+            warn_above: Some(self.warn_after.as_secs_f64() * 1000.0),
         }
     }
 }
