@@ -230,6 +230,43 @@ pub async fn queue_chart(
     )
 }
 
+/// Queue depth (waiting + delayed + retrying + active jobs) as the console observed it from the
+/// stream's `queue.stats` events: `points` are `[time, depth]` pairs (at most 2 000, the UI keeps
+/// the last hour), drawn like every other chart.
+#[tauri::command]
+pub fn depth_chart(
+    queue: String,
+    points: Vec<(chrono::DateTime<chrono::Utc>, f64)>,
+    width: u32,
+    height: u32,
+    dark: bool,
+) -> Result<String> {
+    if points.len() > 2_000 || queue.len() > 64 {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            "at most 2000 points for a queue name of at most 64 characters",
+        ));
+    }
+    let until = points.last().map(|p| p.0).unwrap_or_else(chrono::Utc::now);
+    let since = points
+        .first()
+        .map(|p| p.0)
+        .filter(|s| *s < until)
+        .unwrap_or(until - chrono::Duration::minutes(5));
+    charts::line_chart(
+        &format!("{queue}: depth"),
+        "jobs",
+        &[charts::Series {
+            name: "depth".into(),
+            points,
+        }],
+        since,
+        until,
+        (width, height),
+        theme(dark),
+    )
+}
+
 /// Forgets a profile: its token is revoked (when logged in) and deleted from the keychain.
 #[tauri::command]
 pub async fn remove_profile(console: State<'_, Console>, id: String) -> Result<()> {

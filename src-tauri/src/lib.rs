@@ -85,6 +85,7 @@ pub fn configure<R: Runtime>(builder: Builder<R>, console: Console) -> Builder<R
             commands::queues,
             commands::uptime_chart,
             commands::queue_chart,
+            commands::depth_chart,
             commands::remove_profile,
             commands::prefs,
             commands::report_error,

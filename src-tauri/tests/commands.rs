@@ -97,6 +97,28 @@ fn commands_answer_typed_results_and_typed_errors() {
     )
     .unwrap_err();
     assert_eq!(bad_queue["kind"], "invalid", "{bad_queue}");
+    let depth = invoke(
+        &w,
+        "depth_chart",
+        json!({"queue": "render", "points": [["2026-11-26T10:00:00Z", 3.0], ["2026-11-26T10:00:05Z", 8.0]], "width": 400, "height": 160, "dark": true}),
+    )
+    .unwrap();
+    assert!(depth.as_str().unwrap().starts_with("<svg"), "{depth}");
+    let many: Vec<_> = (0..2001)
+        .map(|i| {
+            json!([
+                format!("2026-11-26T10:{:02}:{:02}Z", i / 60 % 60, i % 60),
+                1.0
+            ])
+        })
+        .collect();
+    let too_many = invoke(
+        &w,
+        "depth_chart",
+        json!({"queue": "render", "points": many, "width": 400, "height": 160, "dark": false}),
+    )
+    .unwrap_err();
+    assert_eq!(too_many["kind"], "invalid", "{too_many}");
     let unknown = invoke(&w, "health", json!({"id": "staging"})).unwrap_err();
     assert_eq!(unknown["kind"], "invalid");
     let file = std::fs::read_to_string(dir.path().join("profiles.json")).unwrap();

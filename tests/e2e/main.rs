@@ -191,7 +191,9 @@ async fn the_console_end_to_end() {
             .spawn()
             .expect("tauri-driver (scripts/test installs it)"),
     );
+    // tauri-driver listens at once but starts WebKitWebDriver beside it: wait for both.
     wait_port(driver_port);
+    wait_port(native_port);
     let s = Session::start(driver_port, console_bin.to_str().unwrap())
         .await
         .unwrap();
@@ -234,6 +236,9 @@ async fn the_console_end_to_end() {
         .await
         .unwrap();
     s.wait_for("[data-testid='queue-chart'] svg", WAIT)
+        .await
+        .unwrap();
+    s.wait_for("[data-testid='depth-chart'] svg", WAIT)
         .await
         .unwrap();
     shot(&s, &shots, "overview").await;

@@ -22,13 +22,24 @@ impl Session {
             "browserName": "wry",
             "tauri:options": {"application": application}
         }}});
-        let r: Value = http
-            .post(format!("http://127.0.0.1:{port}/session"))
-            .json(&caps)
-            .send()
-            .await?
-            .json()
-            .await?;
+        // A driver that is still starting its native driver may drop the first connection.
+        let mut attempt = 0;
+        let r: Value = loop {
+            attempt += 1;
+            match http
+                .post(format!("http://127.0.0.1:{port}/session"))
+                .json(&caps)
+                .send()
+                .await
+            {
+                Ok(resp) => break resp.json().await?,
+                Err(e) if attempt < 5 => {
+                    eprintln!("webdriver: new session failed ({e}); retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let id = r["value"]["sessionId"]
             .as_str()
             .with_context(|| format!("no session: {r}"))?;

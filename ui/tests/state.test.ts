@@ -47,6 +47,10 @@ describe("the console's state", () => {
 
   it("sums queue counts", () => {
     const counts = { waiting: 2, delayed: 0, active: 1, completed: 5, retrying: 0, dead: 1, cancelled: 0 };
+    const st = new ConsoleState();
+    st.applyEvent({ id: 1, event: "queue.stats", data: { time: "2026-11-26T10:00:00Z", queues: [{ name: "render", paused: false, counts }] } });
+    st.applyEvent({ id: 2, event: "queue.stats", data: { time: "2026-11-26T10:00:05Z", queues: [{ name: "render", paused: false, counts: { ...counts, waiting: 7 } }] } });
+    expect(st.depth.render).toEqual([["2026-11-26T10:00:00Z", 3], ["2026-11-26T10:00:05Z", 8]]);
     expect(queueTotals([{ name: "render", paused: false, counts }, { name: "email", paused: true, counts }]).dead).toBe(2);
   });
 });

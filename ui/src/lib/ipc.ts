@@ -80,6 +80,8 @@ export const api = {
     call<string>("uptime_chart", { id, component, hours, width, height, dark }, 30_000),
   queueChart: (id: string, queue: string, hours: number, width: number, height: number, dark: boolean) =>
     call<string>("queue_chart", { id, queue, hours, width, height, dark }, 30_000),
+  depthChart: (queue: string, points: [string, number][], width: number, height: number, dark: boolean) =>
+    call<string>("depth_chart", { queue, points, width, height, dark }),
   connect: (id: string) => call<void>("connect", { id }),
   prefs: () => call<Prefs>("prefs"),
   setPrefs: (prefs: Prefs) => call<void>("set_prefs", { prefs }),

@@ -25,12 +25,19 @@ export type Component = {
 };
 
 const SPARK_POINTS = 30;
+/** Queue depth samples kept per queue (an hour at the stream's default 5 s). */
+const DEPTH_POINTS = 720;
+
+/** The jobs still to be done in a queue. */
+export const depthOf = (c: QueueCountsOut): number => c.waiting + c.delayed + c.retrying + c.active;
 
 export class ConsoleState {
   profiles = $state<Profile[]>([]);
   activeId = $state<string | null>(null);
   components = $state<Record<string, Component>>({});
   queues = $state<QueueStatsItem[] | null>(null);
+  /** Each queue's depth over time, as observed on the stream: `[time, depth]`, oldest first. */
+  depth = $state<Record<string, [string, number][]>>({});
   conn = $state<ConnState | null>(null);
   /** When the data shown was last known to be current. */
   asOf = $state<string | null>(null);
@@ -43,6 +50,7 @@ export class ConsoleState {
     if (active !== this.activeId) {
       this.components = {};
       this.queues = null;
+      this.depth = {};
       this.conn = null;
       this.asOf = null;
     }
@@ -76,6 +84,10 @@ export class ConsoleState {
     } else if (ev.event === "queue.stats") {
       const d = ev.data as QueueStatsEvent;
       this.queues = d.queues;
+      for (const q of d.queues) {
+        const series = [...(this.depth[q.name] ?? []), [d.time, depthOf(q.counts)] as [string, number]];
+        this.depth[q.name] = series.slice(-DEPTH_POINTS);
+      }
       this.asOf = d.time;
     }
   }
