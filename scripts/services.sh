@@ -63,6 +63,12 @@ e2e_deps() {
   export TAURI_DRIVER="$TOOLS_DIR/bin/tauri-driver"
 }
 
+# Cargo's target dir as an absolute path (CARGO_TARGET_DIR may be relative, or unset: ./target).
+target_dir() {
+  local d="${CARGO_TARGET_DIR:-target}"
+  case "$d" in /*) echo "$d" ;; *) echo "$PWD/$d" ;; esac
+}
+
 # A virtual display (Xvfb) on a free display number; exports DISPLAY, sets XVFB_PID.
 xvfb_start() {
   local n

@@ -107,20 +107,28 @@ async fn history(
     points: u32,
 ) -> Result<(HealthHistoryOut, Range)> {
     let client = client_for(console, id).await?;
-    let until = chrono::Utc::now();
-    let since = until - chrono::Duration::hours(i64::from(hours.clamp(1, 168)));
-    let stamp =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let q = url::form_urlencoded::Serializer::new(String::new())
+    let (range, q) = last_hours(hours, 168);
+    let q = url::form_urlencoded::Serializer::for_suffix(q, 0)
         .append_pair("component", component)
-        .append_pair("since", &stamp(since))
-        .append_pair("until", &stamp(until))
         .append_pair("points", &points.clamp(10, 2000).to_string())
         .finish();
-    Ok((client.health_history(&q).await?, (since, until)))
+    Ok((client.health_history(&q).await?, range))
 }
 
 type Range = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+
+/// The last `hours` (1 to `max`) up to now, and that range as a `since=…&until=…` query.
+fn last_hours(hours: u32, max: u32) -> (Range, String) {
+    let until = chrono::Utc::now();
+    let since = until - chrono::Duration::hours(i64::from(hours.clamp(1, max)));
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("since", &stamp(since))
+        .append_pair("until", &stamp(until))
+        .finish();
+    ((since, until), q)
+}
 
 fn theme(dark: bool) -> Theme {
     if dark {
@@ -180,7 +188,6 @@ pub async fn uptime_chart(
 /// A queue's throughput and failures per minute over the last `hours`: enqueued, completed and
 /// failed attempts as three series (from the server's per-minute queue metrics).
 #[tauri::command]
-#[allow(clippy::too_many_arguments)]
 pub async fn queue_chart(
     console: State<'_, Console>,
     id: String,
@@ -202,14 +209,7 @@ pub async fn queue_chart(
         ));
     }
     let client = client_for(&console, &id).await?;
-    let until = chrono::Utc::now();
-    let since = until - chrono::Duration::hours(i64::from(hours.clamp(1, 48)));
-    let stamp =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let q = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("since", &stamp(since))
-        .append_pair("until", &stamp(until))
-        .finish();
+    let ((since, until), q) = last_hours(hours, 48);
     let m = client.queue_metrics(&queue, &q).await?;
     let series = |name: &str, f: fn(&airwave_api::QueueMinuteOut) -> u64| charts::Series {
         name: name.into(),

@@ -98,8 +98,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn shot(s: &Session, dir: &Path, name: &str) {
-    // Let transitions settle so the picture shows what a person sees.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The picture shows what the DOM holds once the page has painted it.
     s.settle().await.unwrap();
     let png = s.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");

@@ -153,20 +153,9 @@ impl Session {
         }
     }
 
-    /// Polls until an element matches `css` (or `timeout` passes).
+    /// Polls until an element matches `css` (or `timeout` passes): any text contains "".
     pub async fn wait_for(&self, css: &str, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.text(css).await.is_err() {
-            if tokio::time::Instant::now() > deadline {
-                let page = self
-                    .script("return document.body.innerText")
-                    .await
-                    .unwrap_or_default();
-                bail!("timed out waiting for {css}; the page: {page}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(())
+        self.wait_text(css, "", timeout).await.map(|_| ())
     }
 
     /// Waits until the page has painted twice (two animation frames), so a screenshot shows

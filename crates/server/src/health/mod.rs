@@ -112,26 +112,17 @@ impl HealthCheck for QueueCheck {
 
     async fn check(&self) -> HealthCheckOut {
         let start = Instant::now();
-        let (status, value, output) = match self.queue.is_paused("render").await {
-            Ok(_) if start.elapsed() > self.warn_after => (
-                HealthStatus::Warn,
-                Some(start.elapsed()),
-                Some(format!("slower than {} ms", self.warn_after.as_millis())),
-            ),
-            Ok(_) => (HealthStatus::Pass, Some(start.elapsed()), None),
-            Err(e) => (HealthStatus::Fail, None, Some(e.to_string())),
-        };
-        HealthCheckOut {
-            component_id: self.queue.backend().into(),
-            component_type: "component".into(),
-            observed_value: value
-                .map(|d| serde_json::json!((d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0)),
-            observed_unit: Some("ms".into()),
-            status,
-            time: Utc::now(),
-            output,
-            warn_above: Some(self.warn_after.as_secs_f64() * 1000.0),
-        }
+        let took = self
+            .queue
+            .is_paused("render")
+            .await
+            .map(|_| start.elapsed());
+        response_time(
+            self.queue.backend(),
+            self.component_type(),
+            took,
+            self.warn_after,
+        )
     }
 }
 
@@ -152,25 +143,36 @@ impl HealthCheck for DatabaseCheck {
     }
 
     async fn check(&self) -> HealthCheckOut {
-        let (status, value, output) = match self.db.ping().await {
-            Ok(d) if d > self.warn_after => (
-                HealthStatus::Warn,
-                Some(d),
-                Some(format!("slower than {} ms", self.warn_after.as_millis())),
-            ),
-            Ok(d) => (HealthStatus::Pass, Some(d), None),
-            Err(e) => (HealthStatus::Fail, None, Some(format!("{e}"))),
-        };
-        HealthCheckOut {
-            component_id: self.db.kind().into(),
-            component_type: "datastore".into(),
-            observed_value: value
-                .map(|d| serde_json::json!((d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0)),
-            observed_unit: Some("ms".into()),
-            status,
-            time: Utc::now(),
-            output,
-            warn_above: Some(self.warn_after.as_secs_f64() * 1000.0),
-        }
+        let took = self.db.ping().await;
+        response_time(self.db.kind(), self.component_type(), took, self.warn_after)
+    }
+}
+
+/// A response-time check's result: fail on an error, warn above `warn_after`, the time in ms.
+fn response_time(
+    component_id: &str,
+    component_type: &str,
+    took: Result<Duration, impl std::fmt::Display>,
+    warn_after: Duration,
+) -> HealthCheckOut {
+    let (status, value, output) = match took {
+        Ok(d) if d > warn_after => (
+            HealthStatus::Warn,
+            Some(d),
+            Some(format!("slower than {} ms", warn_after.as_millis())),
+        ),
+        Ok(d) => (HealthStatus::Pass, Some(d), None),
+        Err(e) => (HealthStatus::Fail, None, Some(e.to_string())),
+    };
+    HealthCheckOut {
+        component_id: component_id.into(),
+        component_type: component_type.into(),
+        observed_value: value
+            .map(|d| serde_json::json!((d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0)),
+        observed_unit: Some("ms".into()),
+        status,
+        time: Utc::now(),
+        output,
+        warn_above: Some(warn_after.as_secs_f64() * 1000.0),
     }
 }
