@@ -37,7 +37,7 @@ pub fn fill_path_with_ids(path: &str) -> String {
                 (_, Some("approvals")) => "apr",
                 (_, Some("tokens")) => "tok",
                 (_, Some("jobs")) => "job",
-                ("{queue}", _) => {
+                ("{queue}", _) | ("{name}", Some("consumers")) => {
                     out.push("render".to_string());
                     continue;
                 }

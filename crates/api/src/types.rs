@@ -812,3 +812,49 @@ pub struct HealthHistoryOut {
     /// Share of checks that passed or warned, 0–1 (absent with no checks).
     pub uptime: Option<f64>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operations: event consumers
+
+/// An event consumer (render today; e-mail, webhooks, analytics, alerts next) and its backlog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventConsumerOut {
+    pub name: String,
+    pub event_types: Vec<String>,
+    /// Committed events it has not taken yet: new ones plus pending ones.
+    pub undelivered: i64,
+    /// When the oldest undelivered event was written.
+    pub oldest_undelivered_at: Option<DateTime<Utc>>,
+    /// Seconds since then (0 when nothing is owed).
+    pub lag_seconds: f64,
+    /// Failed events being retried, and later events of their subjects waiting behind them.
+    pub pending: i64,
+    /// Events out of attempts: they wait for an operator's retry.
+    pub parked: i64,
+    /// Events delivered since the consumer was registered.
+    pub delivered: i64,
+    /// The instance delivering to it now, if any holds it.
+    pub owner: Option<String>,
+}
+
+/// An event a consumer has not taken yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PendingEventOut {
+    pub event_id: String,
+    pub event_type: String,
+    pub subject_id: String,
+    /// Tries so far (0: waiting behind an earlier event of the same subject).
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Set when it ran out of attempts (or failed permanently).
+    pub parked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Retry a consumer's parked events: one (`event_id`) or all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryParkedIn {
+    pub event_id: Option<String>,
+}

@@ -136,6 +136,13 @@ pub struct Config {
     pub ops_stream_keep: i64,
     /// `AIRWAVE_HEALTH_HISTORY_DAYS` (default 7): how long health samples are kept.
     pub health_history_keep: chrono::Duration,
+    /// `AIRWAVE_EVENTS_LAG_WARN_S` (default 60) and `AIRWAVE_EVENTS_LAG_FAIL_S` (default 900):
+    /// the `events:lag` health check warns, then fails, when a consumer's oldest undelivered
+    /// event is older than this.
+    pub events_lag_warn: Duration,
+    pub events_lag_fail: Duration,
+    /// `AIRWAVE_EVENTS_MAX_ATTEMPTS` (default 8): tries before a failing event is parked.
+    pub events_max_attempts: u32,
     /// `AIRWAVE_RENDER_PROVIDER`: `local` (default) or `creatomate` (needs `CREATOMATE_API_KEY`).
     pub render_provider: RenderProviderKind,
     /// `AIRWAVE_CREATOMATE_URL` (default `https://api.creatomate.com`).
@@ -492,6 +499,28 @@ impl Config {
             ));
         }
 
+        let lag_warn_s: u64 = r.parse("AIRWAVE_EVENTS_LAG_WARN_S", 60, "a whole number of seconds");
+        let lag_fail_s: u64 = r.parse(
+            "AIRWAVE_EVENTS_LAG_FAIL_S",
+            900,
+            "a whole number of seconds",
+        );
+        if !(1..=86_400).contains(&lag_warn_s) || !(1..=86_400).contains(&lag_fail_s) {
+            r.errors.push(format!(
+                "AIRWAVE_EVENTS_LAG_WARN_S and AIRWAVE_EVENTS_LAG_FAIL_S must be between 1 and 86400 (got {lag_warn_s} and {lag_fail_s})"
+            ));
+        } else if lag_fail_s < lag_warn_s {
+            r.errors.push(
+                "AIRWAVE_EVENTS_LAG_FAIL_S must not be below AIRWAVE_EVENTS_LAG_WARN_S".into(),
+            );
+        }
+        let events_max_attempts: u32 = r.parse("AIRWAVE_EVENTS_MAX_ATTEMPTS", 8, "a whole number");
+        if !(1..=100).contains(&events_max_attempts) {
+            r.errors.push(format!(
+                "AIRWAVE_EVENTS_MAX_ATTEMPTS must be between 1 and 100 (got {events_max_attempts})"
+            ));
+        }
+
         let creatomate_api_key = r.secret("CREATOMATE_API_KEY");
         let render_provider = match r.get("AIRWAVE_RENDER_PROVIDER").unwrap_or("local") {
             "local" => RenderProviderKind::Local,
@@ -641,6 +670,9 @@ impl Config {
             ops_stats_interval: r.millis("AIRWAVE_OPS_STATS_INTERVAL_MS", 5_000, 50, 3_600_000),
             ops_stream_keep,
             health_history_keep: chrono::Duration::days(history_days.clamp(1, 90)),
+            events_lag_warn: Duration::from_secs(lag_warn_s),
+            events_lag_fail: Duration::from_secs(lag_fail_s),
+            events_max_attempts,
             render_provider,
             creatomate_url,
             creatomate_poll,
@@ -747,6 +779,18 @@ impl Config {
         line(
             "AIRWAVE_HEALTH_HISTORY_DAYS",
             self.health_history_keep.num_days().to_string(),
+        );
+        line(
+            "AIRWAVE_EVENTS_LAG_WARN_S",
+            self.events_lag_warn.as_secs().to_string(),
+        );
+        line(
+            "AIRWAVE_EVENTS_LAG_FAIL_S",
+            self.events_lag_fail.as_secs().to_string(),
+        );
+        line(
+            "AIRWAVE_EVENTS_MAX_ATTEMPTS",
+            self.events_max_attempts.to_string(),
         );
         line(
             "AIRWAVE_QUEUE_METRICS_FLUSH_MS",

@@ -26,4 +26,14 @@ pub mod render;
 pub mod startup;
 pub mod state;
 pub mod storage;
+pub mod supervise;
 pub mod telemetry;
+
+/// The message of a caught panic (`panic!("…")` payloads are `&str` or `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}

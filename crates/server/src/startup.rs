@@ -5,7 +5,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Environment};
 use crate::db::Db;
-use crate::events::dispatcher::Dispatcher;
+use crate::events::dispatcher::{DispatchPolicy, Dispatcher};
 use crate::health::{DatabaseCheck, HealthRegistry};
 use crate::queue::redis::RedisQueue;
 use crate::queue::retention::{self, RetentionJob};
@@ -74,6 +74,20 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         queue: queue.clone(),
         warn_after: Duration::from_millis(250),
     }));
+    // The features' event consumers.
+    let consumers: Arc<[Arc<dyn crate::events::Consumer>]> =
+        Arc::from(vec![Arc::new(crate::render::job::RenderConsumer {
+            queue: queue.clone(),
+        }) as Arc<dyn crate::events::Consumer>]);
+    health.register(Arc::new(crate::events::health::EventLagCheck {
+        db: db.clone(),
+        clock: clock.clone(),
+        consumers: consumers.to_vec(),
+        warn_after: config.events_lag_warn,
+        fail_after: config.events_lag_fail,
+    }));
+    let supervisor = Arc::new(crate::supervise::Supervisor::default());
+    health.register(Arc::new(crate::supervise::WorkersCheck(supervisor.clone())));
     if config.s3.is_some() {
         tracing::warn!("AWS_S3_BUCKET is set, but this version stores blobs in the data dir; S3 storage arrives with its own release");
     }
@@ -87,6 +101,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         queue,
         blobs,
         ops_appended: Arc::new(tokio::sync::Notify::new()),
+        consumers,
+        supervisor,
     })
 }
 
@@ -192,13 +208,24 @@ impl Application {
     /// (up to a grace period).
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        let supervisor = self.state.supervisor.clone();
         // Queue metrics are written by every role (the API enqueues too), last of all at exit.
         let metrics_stop = CancellationToken::new();
-        let flusher = tokio::spawn(self.state.queue.metrics().clone().run_flusher(
-            db.clone(),
-            metrics_stop.clone(),
-            self.state.config.queue_metrics_flush,
-        ));
+        let mut flusher = tokio::task::JoinSet::new();
+        {
+            let (metrics, db, stop, every) = (
+                self.state.queue.metrics().clone(),
+                db.clone(),
+                metrics_stop.clone(),
+                self.state.config.queue_metrics_flush,
+            );
+            supervisor.spawn(
+                &mut flusher,
+                "queue-metrics",
+                metrics_stop.clone(),
+                move || metrics.clone().run_flusher(db.clone(), stop.clone(), every),
+            );
+        }
         // The health checker and queue stats feed the ops stream; every role runs one (the log
         // is shared, and the previous status comes from the database, so they agree).
         let checker = crate::ops::checker::Checker {
@@ -212,7 +239,13 @@ impl Application {
             keep_history: self.state.config.health_history_keep,
             appended: self.state.ops_appended.clone(),
         };
-        let checker = tokio::spawn(checker.run_until_stopped(cancel.clone()));
+        let mut checkers = tokio::task::JoinSet::new();
+        {
+            let stop = cancel.clone();
+            supervisor.spawn(&mut checkers, "health-checker", cancel.clone(), move || {
+                checker.clone().run_until_stopped(stop.clone())
+            });
+        }
         let workers = if self.role == Role::Api {
             None
         } else {
@@ -238,28 +271,52 @@ impl Application {
         if let Some(mut workers) = workers {
             while workers.join_next().await.is_some() {}
         }
+        while checkers.join_next().await.is_some() {}
         metrics_stop.cancel();
-        let _ = flusher.await;
-        let _ = checker.await;
+        while flusher.join_next().await.is_some() {}
         db.close().await;
         Ok(())
     }
 }
 
-/// Starts the outbox dispatcher and the queue workers; they stop (releasing unfinished jobs) when
-/// `stop` fires.
+/// Starts the event dispatcher, the queue workers and the schedulers, each supervised (restarted
+/// with backoff if it fails); they stop (releasing unfinished jobs) when `stop` fires.
 fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::JoinSet<()> {
     let mut set = tokio::task::JoinSet::new();
+    let sup = state.supervisor.clone();
     let dispatcher = Dispatcher {
         db: state.db.clone(),
         clock: state.clock.clone(),
-        queue: state.queue.clone(),
+        consumers: state.consumers.to_vec(),
+        policy: DispatchPolicy {
+            max_attempts: state.config.events_max_attempts,
+            ..DispatchPolicy::default()
+        },
+        instance: crate::queue::worker::new_worker_id("events"),
     };
-    set.spawn(dispatcher.run_until_stopped(stop.clone(), Duration::from_millis(100)));
+    {
+        let stop = stop.clone();
+        sup.spawn(&mut set, "event-dispatcher", stop.clone(), move || {
+            let (d, stop) = (dispatcher.clone(), stop.clone());
+            async move {
+                if let Err(e) = d.run_until_stopped(stop).await {
+                    tracing::error!(error = %e, "the event dispatcher stopped");
+                }
+            }
+        });
+    }
     // Other processes' "work is ready" signals wake this process's idle workers.
-    let queue = state.queue.clone();
-    let listen_stop = stop.clone();
-    set.spawn(async move { queue.listen_for_work(listen_stop).await });
+    {
+        let (queue, stop) = (state.queue.clone(), stop.clone());
+        sup.spawn(&mut set, "queue-listener", stop.clone(), move || {
+            let (queue, stop) = (queue.clone(), stop.clone());
+            async move {
+                queue.listen_for_work(stop.clone()).await;
+                // Backends without cross-process signals (SQLite) return at once: nothing to do.
+                stop.cancelled().await;
+            }
+        });
+    }
     let c = &state.config;
     let renderer: Arc<dyn crate::render::RenderProvider> =
         match (c.render_provider, &c.creatomate_api_key) {
@@ -293,7 +350,14 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         backend = state.queue.backend(),
         "worker started"
     );
-    set.spawn(worker.run_until_stopped(stop.clone(), SHUTDOWN_GRACE));
+    {
+        let stop = stop.clone();
+        sup.spawn(&mut set, "render-worker", stop.clone(), move || {
+            worker
+                .clone()
+                .run_until_stopped(stop.clone(), SHUTDOWN_GRACE)
+        });
+    }
     // Retention: a cleanup worker, and its job scheduled every ten minutes (unique: one at a time).
     let retention = RetentionJob {
         queue: state.queue.clone(),
@@ -308,19 +372,29 @@ fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::Join
         )
         .handle(retention::KIND, Arc::new(retention)),
     );
-    set.spawn(cleanup.run_until_stopped(stop.clone(), SHUTDOWN_GRACE));
+    {
+        let stop = stop.clone();
+        sup.spawn(&mut set, "cleanup-worker", stop.clone(), move || {
+            cleanup
+                .clone()
+                .run_until_stopped(stop.clone(), SHUTDOWN_GRACE)
+        });
+    }
     let queue = state.queue.clone();
-    set.spawn(async move {
-        while !stop.is_cancelled() {
-            if let Err(e) = queue
-                .enqueue(retention::job(&queue.policy(retention::QUEUE)))
-                .await
-            {
-                tracing::warn!(error = %e, "scheduling the retention job failed");
-            }
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(retention::EVERY) => {}
+    sup.spawn(&mut set, "retention-schedule", stop.clone(), move || {
+        let (queue, stop) = (queue.clone(), stop.clone());
+        async move {
+            while !stop.is_cancelled() {
+                if let Err(e) = queue
+                    .enqueue(retention::job(&queue.policy(retention::QUEUE)))
+                    .await
+                {
+                    tracing::warn!(error = %e, "scheduling the retention job failed");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(retention::EVERY) => {}
+                }
             }
         }
     });

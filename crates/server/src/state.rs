@@ -25,4 +25,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// Woken when this process appends to the ops log, so its streams send at once.
     pub ops_appended: Arc<tokio::sync::Notify>,
+    /// The event consumers the features registered (the dispatcher delivers to them).
+    pub consumers: Arc<[Arc<dyn crate::events::Consumer>]>,
+    /// Runs the background loops and reports them in `/api/health` (`workers`).
+    pub supervisor: Arc<crate::supervise::Supervisor>,
 }

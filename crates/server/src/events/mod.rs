@@ -1,7 +1,8 @@
-//! The transactional outbox. A domain change and the event announcing it are written in one
-//! transaction, so nothing is announced that was not committed and nothing committed is lost.
-//! Consumers (webhooks, analytics, alerts, the live stream) read undispatched rows; they come with
-//! their own issues.
+//! The transactional outbox and its consumers. A domain change and the event announcing it are
+//! written in one transaction, so nothing is announced that was not committed and nothing
+//! committed is lost. Features register [`Consumer`]s with the event types they take; the
+//! [`dispatcher`] hands every committed event to each of them (see its doc for the guarantees),
+//! reading the outbox in commit order ([`outbox`]).
 
 /// Event type names. Webhook subscribers see these, so they never change meaning.
 pub mod types {
@@ -22,6 +23,12 @@ pub mod types {
 }
 
 pub mod dispatcher;
+pub mod health;
+pub mod outbox;
+pub mod routes;
+
+pub use dispatcher::{Consumer, Delivery, DeliveryError, Dispatcher};
+pub use outbox::{Event, Position};
 
 /// Inserts an event into the outbox on the given connection (a transaction's, as a rule).
 /// `$conn` is `&mut *tx`; `$payload` is a `serde_json::Value`.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+#[derive(Clone)]
 pub struct Checker {
     pub db: Db,
     pub clock: Arc<dyn Clock>,

@@ -1,4 +1,10 @@
 //! The replay log: `ops_events`, append-only, pruned to a bound.
+//!
+//! Readers take "events after id N", so an id must never become visible after a higher one. On
+//! PostgreSQL a BIGSERIAL id is drawn at insert time and a transaction can commit after another
+//! that drew a higher one; appends therefore hold a transaction-scoped advisory lock from drawing
+//! the id until the commit, so ids commit in order (appends are a few a second: the lock costs
+//! nothing that matters). On SQLite the one writer at a time gives the same.
 
 use crate::db::Db;
 use crate::with_db;
@@ -22,15 +28,37 @@ pub async fn append(
     data: &impl Serialize,
 ) -> Result<i64, sqlx::Error> {
     let data = serde_json::to_string(data).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    Ok(with_db!(db, pool => {
-        sqlx::query_scalar("INSERT INTO ops_events (type, data, created_at) VALUES ($1, $2, $3) RETURNING id")
-            .bind(kind)
-            .bind(&data)
-            .bind(now)
-            .fetch_one(pool)
-            .await?
-    }))
+    const INSERT: &str =
+        "INSERT INTO ops_events (type, data, created_at) VALUES ($1, $2, $3) RETURNING id";
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(APPEND_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            let id: i64 = sqlx::query_scalar(INSERT)
+                .bind(kind)
+                .bind(&data)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(id)
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar(INSERT)
+                .bind(kind)
+                .bind(&data)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+        }
+    }
 }
+
+/// The advisory lock key that orders appends ("ops_log" in ASCII).
+const APPEND_LOCK: i64 = 0x006f_7073_5f6c_6f67;
 
 /// Events after `id`, oldest first, at most `limit`.
 pub async fn after(db: &Db, id: i64, limit: i64) -> Result<Vec<LoggedEvent>, sqlx::Error> {

@@ -13,7 +13,10 @@
 //!
 //! Times come from the application's clock, not Redis's, so tests move time. Every call runs under
 //! a timeout: during an outage a call fails fast and the `ConnectionManager` reconnects by itself.
-//! A job that dies writes `job.dead` to the database outbox right after its script returns.
+//! A job that dies writes `job.dead` into `P:outbox` in the same script (so a crash cannot lose
+//! it); [`RedisQueue::relay_outbox`] moves it into the database's outbox with an event id fixed
+//! before the insert (`P:outbox:ids`), so a relay that dies half-way is repeated with the same id
+//! and the event is written once.
 //! Redis Cluster is not supported (scripts build key names from the prefix).
 
 use super::{Attempt, DeadGroup, JobFilter};
@@ -24,7 +27,7 @@ use super::{
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::ids::JobId;
-use crate::{emit_event, with_db};
+use crate::with_db;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::ConnectionManager;
@@ -67,6 +70,11 @@ local function fail_job(id, msg, fp, retryable, unit, now)
   redis.call('HSET', j, 'state', 'dead', 'finished_at', now, 'run_at', now)
   redis.call('ZADD', qk(q, 'dead'), now, id)
   unhold(q, id)
+  -- `job.dead` goes into the Redis side of the outbox in the same script, so no crash can lose it;
+  -- `relay_outbox` moves it to the database's outbox.
+  local kind = redis.call('HGET', j, 'kind')
+  local n = redis.call('INCR', P .. ':outbox:seq')
+  redis.call('HSET', P .. ':outbox', n, cjson.encode({job_id = id, queue = q, kind = kind, attempts = attempts, error = msg, fingerprint = fp, at = now}))
   return {'dead', q}
 end
 "#;
@@ -559,14 +567,65 @@ impl RedisQueue {
         format!("{}:q:{queue}:{set}", self.prefix)
     }
 
-    async fn dead_event(&self, id: &str, failure: &JobFailure) -> Result<()> {
-        let job = self
-            .get(&id.to_owned().try_into().map_err(QueueError::Invalid)?)
-            .await?;
-        let now = self.clock.now();
-        let payload = json!({"job_id": id, "queue": job.queue, "kind": job.kind, "attempts": job.attempts, "error": failure.message, "fingerprint": failure.fingerprint(&job.kind)});
-        with_db!(&self.db, pool => { emit_event!(pool, now, "job.dead", id, payload)?; });
-        Ok(())
+    /// Moves `job.dead` events from Redis (`P:outbox`) to the database's outbox. Each entry
+    /// gets its event id in Redis first (`HSETNX`, so concurrent relays agree on it), then is
+    /// inserted (`ON CONFLICT DO NOTHING`: a repeat after a crash writes nothing twice), then
+    /// removed. Returns how many entries it moved.
+    pub async fn relay_outbox(&self) -> Result<u64> {
+        let outbox = format!("{}:outbox", self.prefix);
+        let ids_key = format!("{outbox}:ids");
+        let entries: HashMap<String, String> = self.cmd(redis::cmd("HGETALL").arg(&outbox)).await?;
+        let mut entries: Vec<(i64, String, String)> = entries
+            .into_iter()
+            .map(|(n, v)| (n.parse::<i64>().unwrap_or(0), n, v))
+            .collect();
+        entries.sort();
+        let mut moved = 0;
+        for (_, n, entry) in entries {
+            let fresh = crate::ids::EventId::new(self.clock.now());
+            let _: i64 = self
+                .cmd(
+                    redis::cmd("HSETNX")
+                        .arg(&ids_key)
+                        .arg(&n)
+                        .arg(fresh.as_str()),
+                )
+                .await?;
+            let event_id: String = self.cmd(redis::cmd("HGET").arg(&ids_key).arg(&n)).await?;
+            let v: Value = serde_json::from_str(&entry).unwrap_or(Value::Null);
+            let job_id = v
+                .get("job_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let at = v
+                .get("at")
+                .and_then(Value::as_i64)
+                .and_then(|m| Utc.timestamp_millis_opt(m).single())
+                .unwrap_or_else(|| self.clock.now());
+            let payload = json!({
+                "job_id": job_id,
+                "queue": v.get("queue"),
+                "kind": v.get("kind"),
+                "attempts": v.get("attempts"),
+                "error": v.get("error"),
+                "fingerprint": v.get("fingerprint"),
+            });
+            with_db!(&self.db, pool => {
+                sqlx::query("INSERT INTO events (id, type, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING")
+                    .bind(&event_id)
+                    .bind(crate::events::types::JOB_DEAD)
+                    .bind(&job_id)
+                    .bind(sqlx::types::Json(payload))
+                    .bind(at)
+                    .execute(pool)
+                    .await?;
+            });
+            let _: i64 = self.cmd(redis::cmd("HDEL").arg(&outbox).arg(&n)).await?;
+            let _: i64 = self.cmd(redis::cmd("HDEL").arg(&ids_key).arg(&n)).await?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Enqueues a chunk of jobs in one atomic script call.
@@ -847,7 +906,10 @@ impl JobQueue for RedisQueue {
                 })
             }
             _ => {
-                self.dead_event(id.as_str(), failure).await?;
+                // The event is safe in Redis already; a failed relay is repeated by the next one.
+                if let Err(e) = self.relay_outbox().await {
+                    tracing::warn!(error = %e, "moving job.dead events to the outbox failed; will retry");
+                }
                 Ok(FailOutcome::Dead)
             }
         }
@@ -880,10 +942,13 @@ impl JobQueue for RedisQueue {
         let out: Vec<String> = self.run(inv).await?;
         let mut n = 0;
         for item in out {
-            match item.strip_prefix('#') {
-                Some(count) => n += count.parse::<u64>().unwrap_or(0),
-                None => self.dead_event(&item, &failure).await?,
+            if let Some(count) = item.strip_prefix('#') {
+                n += count.parse::<u64>().unwrap_or(0);
             }
+        }
+        // Also the periodic pass that moves what an earlier relay left behind.
+        if let Err(e) = self.relay_outbox().await {
+            tracing::warn!(error = %e, "moving job.dead events to the outbox failed; will retry");
         }
         Ok(n)
     }

@@ -318,7 +318,19 @@ impl Worker {
         let mut cancelled_by_operator = false;
         let mut lease_lost = false;
         let result = {
-            let run = handler.handle(&job, &ctx);
+            // A panicking handler is a failed attempt with the panic's message (not a lost lease).
+            let run = async {
+                futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                    handler.handle(&job, &ctx),
+                ))
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(JobFailure::retryable(
+                        "queue.panic",
+                        format!("the handler panicked: {}", crate::panic_message(&*panic)),
+                    ))
+                })
+            };
             tokio::pin!(run);
             let mut beat = tokio::time::interval(self.lease / 3);
             beat.tick().await;

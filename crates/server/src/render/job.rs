@@ -154,3 +154,52 @@ impl JobHandler for RenderJob {
         )
     }
 }
+
+/// The render feature's event consumer: `execution.created` becomes a `render` job. The job's
+/// unique key is the execution id, so a redelivered event finds the job already there.
+pub struct RenderConsumer {
+    pub queue: Arc<dyn crate::queue::JobQueue>,
+}
+
+impl RenderConsumer {
+    pub const NAME: &'static str = "render";
+}
+
+#[async_trait]
+impl crate::events::Consumer for RenderConsumer {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn event_types(&self) -> &[&'static str] {
+        &[types::EXECUTION_CREATED]
+    }
+
+    async fn deliver(
+        &self,
+        d: &crate::events::Delivery<'_>,
+    ) -> Result<(), crate::events::DeliveryError> {
+        let Some(execution) = d.event.payload.get("execution_id").and_then(Value::as_str) else {
+            return Err(crate::events::DeliveryError::permanent(
+                "the event has no execution_id",
+            ));
+        };
+        let job = crate::queue::NewJob {
+            unique_key: Some(execution.to_owned()),
+            correlation_id: Some(execution.to_owned()),
+            ..self
+                .queue
+                .policy(QUEUE)
+                .job(QUEUE, KIND, json!({"execution_id": execution}))
+        };
+        match self.queue.enqueue(job).await {
+            Ok(_) => Ok(()),
+            Err(e @ crate::queue::QueueError::Invalid(_)) => {
+                Err(crate::events::DeliveryError::permanent(e.to_string()))
+            }
+            Err(e) => Err(crate::events::DeliveryError::retryable(format!(
+                "enqueueing the render job: {e}"
+            ))),
+        }
+    }
+}

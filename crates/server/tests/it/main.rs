@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod events;
 mod queue;
 mod redis_chaos;
 

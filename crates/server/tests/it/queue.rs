@@ -1107,3 +1107,92 @@ async fn lost_leases_form_one_dead_letter_group_whatever_the_kind() {
         .sample_error
         .contains("stopped renewing its lease"));
 }
+
+/// On Redis `job.dead` is written into Redis in the job's own script, then relayed to the
+/// database's outbox under an id fixed in Redis first: a relay that died after the insert and
+/// before cleaning up is repeated without writing the event twice.
+#[tokio::test]
+async fn a_dead_job_event_survives_a_relay_that_died_half_way() {
+    let f = fixture().await;
+    let Some(prefix) = f.prefix.clone() else {
+        return;
+    };
+    let url = std::env::var("AIRWAVE_TEST_REDIS_URL").unwrap();
+    let redis = RedisQueue::connect(&url, &prefix, f.clock.clone(), f.db.clone(), HashMap::new())
+        .await
+        .unwrap();
+    let mut j = job("doomed");
+    j.max_attempts = 1;
+    let id = enqueue(&f, j).await;
+    fetch_kinds(&f, "w", 1).await;
+    let boom = JobFailure::retryable("test.boom", "boom");
+    assert_eq!(
+        f.queue.fail(&id, "w", &boom, 0.5).await.unwrap(),
+        FailOutcome::Dead
+    );
+    assert_dead_event(&f, &id).await;
+    assert_eq!(
+        redis.relay_outbox().await.unwrap(),
+        0,
+        "nothing left behind"
+    );
+
+    // A relay that inserted the event and died before removing its Redis entry.
+    let event_id: String = airwave_server::with_db!(&f.db, pool => {
+        sqlx::query_scalar("SELECT id FROM events WHERE type = 'job.dead' AND subject_id = $1").bind(id.as_str()).fetch_one(pool).await.unwrap()
+    });
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let entry = json!({"job_id": id.as_str(), "queue": "render", "kind": "doomed", "attempts": 1, "error": "boom", "fingerprint": "x", "at": 0});
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}:outbox"))
+        .arg("999")
+        .arg(entry.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}:outbox:ids"))
+        .arg("999")
+        .arg(&event_id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(redis.relay_outbox().await.unwrap(), 1);
+    assert_dead_event(&f, &id).await;
+}
+
+struct Panics;
+
+#[async_trait]
+impl JobHandler for Panics {
+    async fn handle(&self, _job: &Job, _ctx: &JobContext) -> Result<Value, JobFailure> {
+        panic!("the renderer hit an impossible frame");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_job_is_recorded_as_a_failure_with_the_panic_message() {
+    let f = fixture().await;
+    let worker =
+        Worker::new(f.queue.clone(), "render", 1, LEASE).handle("panics", Arc::new(Panics));
+    let id = enqueue(&f, job("panics")).await;
+    let outcome = worker.run_one().await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, Outcome::Failed(ref got, FailOutcome::WillRetry { .. }) if *got == id),
+        "{outcome:?}"
+    );
+    let j = f.queue.get(&id).await.unwrap();
+    assert_eq!(
+        j.state,
+        JobState::Retrying,
+        "not left active until its lease runs out"
+    );
+    assert_eq!(
+        j.last_error.as_deref(),
+        Some("the handler panicked: the renderer hit an impossible frame")
+    );
+    let attempts = f.queue.attempts(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "failed");
+}
