@@ -68,14 +68,15 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
                 "JWT_SECRET",
                 "a-very-long-secret-that-must-never-print-0123456789",
             ),
-            ("RESEND_API_KEY", "re_secret_key_value"),
+            ("CREATOMATE_API_KEY", "cm_secret_key_value"),
             (
                 "DATABASE_URL",
                 "postgres://app:pg-password-here@db.internal:5432/airwave",
             ),
-            ("AWS_S3_BUCKET", "assets"),
-            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "aws-secret-value"),
+            (
+                "REDIS_URL",
+                "redis://:redis-secret-value@cache.internal:6379",
+            ),
         ],
         &["config", "check"],
     );
@@ -85,14 +86,12 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("db.internal") && text.contains("AKIAEXAMPLE") && text.contains("assets")
-    );
+    assert!(text.contains("db.internal") && text.contains("cache.internal"));
     for secret in [
         "never-print",
-        "re_secret_key_value",
+        "cm_secret_key_value",
         "pg-password-here",
-        "aws-secret-value",
+        "redis-secret-value",
     ] {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
     }

@@ -59,32 +59,6 @@ pub struct DatabaseConfig {
     pub slow_statement: Duration,
 }
 
-#[derive(Clone)]
-pub struct S3Config {
-    /// `AWS_S3_BUCKET`.
-    pub bucket: String,
-    /// `AWS_REGION` (default `us-east-1`).
-    pub region: String,
-    /// `AWS_ENDPOINT_URL`: an S3-compatible endpoint instead of AWS.
-    pub endpoint: Option<Url>,
-    /// `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY`; the default AWS chain when absent.
-    pub credentials: Option<(String, SecretString)>,
-    /// `CDN_DOMAIN`: assets are served from `https://CDN_DOMAIN/<key>` when set.
-    pub cdn_domain: Option<String>,
-}
-
-impl std::fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Config")
-            .field("bucket", &self.bucket)
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint.as_ref().map(Url::as_str))
-            .field("access_key_id", &self.credentials.as_ref().map(|(k, _)| k))
-            .field("cdn_domain", &self.cdn_domain)
-            .finish()
-    }
-}
-
 /// The whole configuration. `Debug` never prints a secret.
 #[derive(Clone)]
 pub struct Config {
@@ -111,8 +85,6 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `AIRWAVE_LOG_FORMAT`: `text` (default) or `json`.
     pub log_json: bool,
-    /// `AIRWAVE_WEBHOOK_ALLOW_HOSTS`: hosts/CIDRs exempt from the webhook SSRF guard.
-    pub webhook_allow_hosts: Vec<String>,
     /// `AIRWAVE_QUEUE_LEASE_MS` (default 60000): how long a worker holds a job without a
     /// heartbeat; a dead worker's jobs run again this long after it died.
     pub queue_lease: Duration,
@@ -153,24 +125,56 @@ pub struct Config {
     pub creatomate_timeout: Duration,
     /// `REDIS_URL`: job queue on Redis instead of the database.
     pub redis_url: Option<SecretUrl>,
-    /// `UPSTASH_REDIS_URL` (+ `UPSTASH_REDIS_TOKEN`): rate limiter on Redis (falls back to `REDIS_URL`).
-    pub upstash_redis_url: Option<SecretUrl>,
-    pub upstash_redis_token: Option<SecretString>,
-    /// Blob storage on S3 when `AWS_S3_BUCKET` is set; a folder in the data dir otherwise.
-    pub s3: Option<S3Config>,
-    /// `RESEND_API_KEY`: send email through Resend.
-    pub resend_api_key: Option<SecretString>,
-    /// `SMTP_URL` (`smtp://` or `smtps://user:pass@host:port`): send email through SMTP.
-    pub smtp_url: Option<SecretUrl>,
     /// `AIRWAVE_EMAIL_FROM` (default `AIrWAVE <notifications@airwave.app>`).
     pub email_from: String,
-    /// `SENTRY_DSN` (or the plan's `NEXT_PUBLIC_SENTRY_DSN`): error reporting.
-    pub sentry_dsn: Option<SecretUrl>,
     /// `CREATOMATE_API_KEY`: render through Creatomate instead of the local renderer.
     pub creatomate_api_key: Option<SecretString>,
-    /// `MIXPANEL_TOKEN`: forward analytics events to Mixpanel.
-    pub mixpanel_token: Option<SecretString>,
 }
+
+/// Variables that select a backend or feature this build does not have yet (the plan's names):
+/// refused at start-up when set, so a deployment learns at once instead of running without it.
+pub const NOT_YET_BUILT: &[(&str, &str)] = &[
+    (
+        "UPSTASH_REDIS_URL",
+        "Redis rate limiter (it comes with rate limiting)",
+    ),
+    (
+        "UPSTASH_REDIS_TOKEN",
+        "Redis rate limiter (it comes with rate limiting)",
+    ),
+    (
+        "AWS_S3_BUCKET",
+        "S3 storage (it comes with storage and backups)",
+    ),
+    (
+        "CDN_DOMAIN",
+        "CDN delivery (it comes with storage and backups)",
+    ),
+    (
+        "RESEND_API_KEY",
+        "Resend e-mail transport (it comes with transactional e-mail)",
+    ),
+    (
+        "SMTP_URL",
+        "SMTP e-mail transport (it comes with transactional e-mail)",
+    ),
+    (
+        "SENTRY_DSN",
+        "server error reporting (it comes with error tracking)",
+    ),
+    (
+        "NEXT_PUBLIC_SENTRY_DSN",
+        "server error reporting (it comes with error tracking)",
+    ),
+    (
+        "MIXPANEL_TOKEN",
+        "analytics forwarding (it comes with analytics)",
+    ),
+    (
+        "AIRWAVE_WEBHOOK_ALLOW_HOSTS",
+        "outgoing webhooks (the SSRF guard's allow-list comes with them)",
+    ),
+];
 
 /// Which renderer draws executions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -601,49 +605,6 @@ impl Config {
         };
 
         let redis_url = r.url("REDIS_URL", &["redis", "rediss"]).map(SecretUrl);
-        let upstash_redis_url = r
-            .url("UPSTASH_REDIS_URL", &["redis", "rediss", "https"])
-            .map(SecretUrl);
-        let upstash_redis_token = r.secret("UPSTASH_REDIS_TOKEN");
-
-        let s3 = match r.get("AWS_S3_BUCKET") {
-            None => None,
-            Some(bucket) => {
-                let key = r.get("AWS_ACCESS_KEY_ID");
-                let secret = r.secret("AWS_SECRET_ACCESS_KEY");
-                let credentials = match (key, secret) {
-                    (Some(k), Some(s)) => Some((k.to_owned(), s)),
-                    (None, None) => None,
-                    (Some(_), None) => {
-                        r.errors.push(
-                            "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into(),
-                        );
-                        None
-                    }
-                    (None, Some(_)) => {
-                        r.errors.push(
-                            "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into(),
-                        );
-                        None
-                    }
-                };
-                Some(S3Config {
-                    bucket: bucket.to_owned(),
-                    region: r.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
-                    endpoint: r.url("AWS_ENDPOINT_URL", &["http", "https"]),
-                    credentials,
-                    cdn_domain: r.get("CDN_DOMAIN").map(String::from),
-                })
-            }
-        };
-
-        let smtp_url = r.url("SMTP_URL", &["smtp", "smtps"]).map(SecretUrl);
-        let sentry_dsn = match r.get("SENTRY_DSN") {
-            Some(_) => r.url("SENTRY_DSN", &["http", "https"]),
-            None => r.url("NEXT_PUBLIC_SENTRY_DSN", &["http", "https"]),
-        }
-        .map(SecretUrl);
-
         let config = Config {
             env,
             bind,
@@ -656,7 +617,6 @@ impl Config {
             max_body_bytes,
             cors_origins,
             log_json,
-            webhook_allow_hosts: r.list("AIRWAVE_WEBHOOK_ALLOW_HOSTS"),
             queue_lease: r.millis("AIRWAVE_QUEUE_LEASE_MS", 60_000, 1_000, 3_600_000),
             retention,
             queues,
@@ -678,19 +638,19 @@ impl Config {
             creatomate_poll,
             creatomate_timeout: Duration::from_secs(creatomate_timeout_s),
             redis_url,
-            upstash_redis_url,
-            upstash_redis_token,
-            s3,
-            resend_api_key: r.secret("RESEND_API_KEY"),
-            smtp_url,
             email_from: r
                 .get("AIRWAVE_EMAIL_FROM")
                 .unwrap_or("AIrWAVE <notifications@airwave.app>")
                 .to_owned(),
-            sentry_dsn,
             creatomate_api_key,
-            mixpanel_token: r.secret("MIXPANEL_TOKEN"),
         };
+        for (name, what) in NOT_YET_BUILT {
+            if r.get(name).is_some() {
+                r.errors.push(format!(
+                    "{name} is set, but this build has no {what} yet; unset it (it is refused rather than silently ignored)"
+                ));
+            }
+        }
         if r.errors.is_empty() {
             Ok(config)
         } else {
@@ -758,10 +718,6 @@ impl Config {
         line(
             "AIRWAVE_LOG_FORMAT",
             if self.log_json { "json" } else { "text" }.into(),
-        );
-        line(
-            "AIRWAVE_WEBHOOK_ALLOW_HOSTS",
-            self.webhook_allow_hosts.join(","),
         );
         line(
             "AIRWAVE_QUEUE_LEASE_MS",
@@ -839,46 +795,7 @@ impl Config {
             (self.retention.dead_age.as_secs() / 86_400).to_string(),
         );
         line("REDIS_URL", opt_url(&self.redis_url));
-        line("UPSTASH_REDIS_URL", opt_url(&self.upstash_redis_url));
-        line("UPSTASH_REDIS_TOKEN", set(&self.upstash_redis_token).into());
-        match &self.s3 {
-            None => line("AWS_S3_BUCKET", "(not set: blobs in the data dir)".into()),
-            Some(s3) => {
-                line("AWS_S3_BUCKET", s3.bucket.clone());
-                line("AWS_REGION", s3.region.clone());
-                line(
-                    "AWS_ENDPOINT_URL",
-                    s3.endpoint
-                        .as_ref()
-                        .map(Url::to_string)
-                        .unwrap_or_else(|| "(AWS)".into()),
-                );
-                line(
-                    "AWS_ACCESS_KEY_ID",
-                    s3.credentials
-                        .as_ref()
-                        .map(|(k, _)| k.clone())
-                        .unwrap_or_else(|| "(default chain)".into()),
-                );
-                line(
-                    "AWS_SECRET_ACCESS_KEY",
-                    if s3.credentials.is_some() {
-                        "[redacted]"
-                    } else {
-                        "(default chain)"
-                    }
-                    .into(),
-                );
-                line(
-                    "CDN_DOMAIN",
-                    s3.cdn_domain.clone().unwrap_or_else(|| "(not set)".into()),
-                );
-            }
-        }
-        line("RESEND_API_KEY", set(&self.resend_api_key).into());
-        line("SMTP_URL", opt_url(&self.smtp_url));
         line("AIRWAVE_EMAIL_FROM", self.email_from.clone());
-        line("SENTRY_DSN", opt_url(&self.sentry_dsn));
         line(
             "AIRWAVE_RENDER_PROVIDER",
             match self.render_provider {
@@ -897,7 +814,6 @@ impl Config {
             "AIRWAVE_CREATOMATE_TIMEOUT_S",
             self.creatomate_timeout.as_secs().to_string(),
         );
-        line("MIXPANEL_TOKEN", set(&self.mixpanel_token).into());
         out
     }
 }
@@ -956,7 +872,7 @@ mod tests {
         assert!(
             matches!(c.database.url, DatabaseUrl::Sqlite(ref p) if p == &PathBuf::from("/tmp/x/airwave.db"))
         );
-        assert!(c.redis_url.is_none() && c.s3.is_none() && c.jwt_secret.is_none());
+        assert!(c.redis_url.is_none() && c.jwt_secret.is_none());
         assert_eq!(c.env, Environment::Development);
     }
 
@@ -1001,14 +917,32 @@ mod tests {
         let c = Config::from_vars(&vars(&[
             ("JWT_SECRET", "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"),
             ("DATABASE_URL", "postgres://u:hunter2@db/a"),
-            ("RESEND_API_KEY", "re_live_key"),
+            ("CREATOMATE_API_KEY", "cm_live_key"),
             ("REDIS_URL", "redis://:redispass@r:6379"),
         ]))
         .unwrap();
         let text = format!("{}{:?}", c.describe(), c);
-        for secret in ["s3cr3t", "hunter2", "re_live_key", "redispass"] {
+        for secret in ["s3cr3t", "hunter2", "cm_live_key", "redispass"] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
+    }
+
+    #[test]
+    fn settings_of_backends_this_build_lacks_are_refused_each_named() {
+        let err = Config::from_vars(&vars(&[
+            ("SMTP_URL", "smtp://mail:25"),
+            ("UPSTASH_REDIS_URL", "rediss://u:p@x:6379"),
+            ("SENTRY_DSN", "https://k@sentry.example/1"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        for name in ["SMTP_URL", "UPSTASH_REDIS_URL", "SENTRY_DSN"] {
+            assert!(
+                err.contains(&format!("{name} is set, but this build has no")),
+                "{name}:\n{err}"
+            );
+        }
+        assert!(!err.contains("u:p@"), "the refused value is not echoed");
     }
 
     #[test]

@@ -88,9 +88,6 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     }));
     let supervisor = Arc::new(crate::supervise::Supervisor::default());
     health.register(Arc::new(crate::supervise::WorkersCheck(supervisor.clone())));
-    if config.s3.is_some() {
-        tracing::warn!("AWS_S3_BUCKET is set, but this version stores blobs in the data dir; S3 storage arrives with its own release");
-    }
     let blobs: Arc<dyn BlobStore> = Arc::new(FolderStore::new(config.data_dir.join("blobs")));
     Ok(AppState {
         db,

@@ -1,6 +1,7 @@
-//! Signed tokens with HMAC-SHA256 under `JWT_SECRET`: session JWTs (HS256, RFC 7519) and
-//! single-purpose links (approval), each bound to its purpose so one can never stand in for the
-//! other. Verification is constant-time (`Mac::verify_slice`).
+//! Signed tokens with HMAC-SHA256 under `JWT_SECRET`: session JWTs (HS256, RFC 7519, through the
+//! `jsonwebtoken` crate with the algorithm pinned: `none` and every other algorithm are refused)
+//! and single-purpose links (approval), each bound to its purpose so one can never stand in for
+//! the other. Verification is constant-time.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -29,34 +30,31 @@ pub struct SessionClaims {
     pub exp: i64,
 }
 
-const JWT_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
-
-/// Signs a session JWT. The MAC covers the header and claims, as RFC 7515 says.
+/// Signs a session JWT (HS256).
 pub fn sign_jwt(key: &SecretSlice<u8>, claims: &SessionClaims) -> String {
-    let body = format!(
-        "{}.{}",
-        B64.encode(JWT_HEADER),
-        B64.encode(serde_json::to_vec(claims).expect("claims serialise"))
-    );
-    let mut m =
-        HmacSha256::new_from_slice(key.expose_secret()).expect("HMAC accepts any key length");
-    m.update(body.as_bytes());
-    format!("{body}.{}", B64.encode(m.finalize().into_bytes()))
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.expose_secret()),
+    )
+    .expect("HS256 signing of serialisable claims cannot fail")
 }
 
-/// Verifies a session JWT's signature and expiry; `None` for anything else.
+/// Verifies a session JWT's signature (HS256 only) and expiry against `now_unix` (the
+/// application's clock, so expiry is tested by moving it); `None` for anything else.
 pub fn verify_jwt(key: &SecretSlice<u8>, token: &str, now_unix: i64) -> Option<SessionClaims> {
-    let (body, sig) = token.rsplit_once('.')?;
-    let (header, claims) = body.split_once('.')?;
-    let mut m = HmacSha256::new_from_slice(key.expose_secret()).ok()?;
-    m.update(body.as_bytes());
-    m.verify_slice(&B64.decode(sig).ok()?).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&B64.decode(header).ok()?).ok()?;
-    if header.get("alg")?.as_str()? != "HS256" {
-        return None;
-    }
-    let claims: SessionClaims = serde_json::from_slice(&B64.decode(claims).ok()?).ok()?;
-    (claims.exp > now_unix).then_some(claims)
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    // Expiry is checked below against our clock, not the system's.
+    validation.validate_exp = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let data = jsonwebtoken::decode::<SessionClaims>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(key.expose_secret()),
+        &validation,
+    )
+    .ok()?;
+    (data.claims.exp > now_unix).then_some(data.claims)
 }
 
 /// Signs a single-purpose payload: `<base64 payload>.<base64 mac>`.
@@ -91,10 +89,7 @@ pub fn random_token(prefix: &str) -> String {
 
 /// What is stored for a random token: its SHA-256, hex. The token itself is never stored.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]
@@ -136,6 +131,40 @@ mod tests {
         );
         let none_alg = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), forged_claims);
         assert_eq!(verify_jwt(&k, &none_alg, 99), None);
+    }
+
+    #[test]
+    fn a_jwt_with_none_or_another_algorithm_is_refused() {
+        let k = key("k1");
+        let body = B64.encode(serde_json::to_vec(&claims(100)).unwrap());
+        for header in [
+            r#"{"alg":"none","typ":"JWT"}"#,
+            r#"{"alg":"None","typ":"JWT"}"#,
+        ] {
+            let t = format!("{}.{body}.", B64.encode(header));
+            assert_eq!(verify_jwt(&k, &t, 99), None, "{header}");
+        }
+        // Correctly signed, but with HS512 or HS384: not the pinned algorithm.
+        for alg in [
+            jsonwebtoken::Algorithm::HS512,
+            jsonwebtoken::Algorithm::HS384,
+        ] {
+            let t = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(alg),
+                &claims(100),
+                &jsonwebtoken::EncodingKey::from_secret(b"k1"),
+            )
+            .unwrap();
+            assert_eq!(verify_jwt(&k, &t, 99), None, "{alg:?}");
+        }
+        // A token missing `exp` is refused too.
+        let t = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": "usr_x", "sid": "ses_y", "iat": 0}),
+            &jsonwebtoken::EncodingKey::from_secret(b"k1"),
+        )
+        .unwrap();
+        assert_eq!(verify_jwt(&k, &t, 99), None);
     }
 
     #[test]

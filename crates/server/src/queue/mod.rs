@@ -316,7 +316,7 @@ impl JobFailure {
         };
         let normalised = normalise_message(&self.message);
         let digest = Sha256::digest(format!("{kind}\0{}\0{normalised}", self.location).as_bytes());
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        hex::encode(&digest[..8])
     }
 }
 
