@@ -563,10 +563,18 @@ impl SseEvent {
 }
 
 /// A Server-Sent Events reader over a streaming response (a plain HTTP client, as the console's
-/// core is one).
+/// core is one), decoded by `eventsource-stream`.
 pub struct SseStream {
-    resp: reqwest::Response,
-    buf: String,
+    events: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = Result<
+                        eventsource_stream::Event,
+                        eventsource_stream::EventStreamError<reqwest::Error>,
+                    >,
+                > + Send,
+        >,
+    >,
 }
 
 impl SseStream {
@@ -577,6 +585,7 @@ impl SseStream {
         token: &str,
         last_event_id: Option<&str>,
     ) -> Result<SseStream, reqwest::Response> {
+        use eventsource_stream::Eventsource as _;
         let mut req = reqwest::Client::new()
             .get(app.url(path))
             .bearer_auth(token)
@@ -589,48 +598,20 @@ impl SseStream {
             return Err(resp);
         }
         Ok(SseStream {
-            resp,
-            buf: String::new(),
+            events: Box::pin(resp.bytes_stream().eventsource()),
         })
     }
 
     /// The next event (comments and keep-alives skipped); `None` after `within` or at the end.
     pub async fn next(&mut self, within: Duration) -> Option<SseEvent> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let frame: String = self.buf.drain(..end + 2).collect();
-                let mut ev = SseEvent {
-                    id: None,
-                    event: "message".into(),
-                    data: String::new(),
-                };
-                let mut any = false;
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        ev.id = Some(v.trim().to_owned());
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        ev.event = v.trim().to_owned();
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        if !ev.data.is_empty() {
-                            ev.data.push('\n');
-                        }
-                        ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                        any = true;
-                    }
-                }
-                if any {
-                    return Some(ev);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk()).await;
-            match chunk {
-                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
-                _ => return None,
-            }
+        use futures_util::StreamExt as _;
+        match tokio::time::timeout(within, self.events.next()).await {
+            Ok(Some(Ok(e))) => Some(SseEvent {
+                id: (!e.id.is_empty()).then_some(e.id),
+                event: e.event,
+                data: e.data,
+            }),
+            _ => None,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Problem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::VariantNames)]
+#[strum(serialize_all = "snake_case", parse_err_ty = UnknownValue, parse_err_fn = unknown_role)]
 pub enum Role {
     /// Everything, including users, roles and tokens of others.
     Admin,
@@ -41,12 +43,7 @@ impl Role {
     pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Support, Role::Member];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Support => "support",
-            Role::Member => "member",
-        }
+        self.into()
     }
 
     /// Privilege rank: lower is more privileged.
@@ -72,16 +69,39 @@ impl std::fmt::Display for Role {
     }
 }
 
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown role `{s}` (expected admin, operator, support or member)")
-            })
+/// A string that names none of an enum's values (`"superuser"` as a role).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{got}` (expected {expected})")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub got: String,
+    pub expected: String,
+}
+
+impl UnknownValue {
+    fn of<T: strum::VariantNames>(what: &'static str, got: &str) -> Self {
+        Self {
+            what,
+            got: got.chars().take(40).collect(),
+            expected: T::VARIANTS.join(", "),
+        }
     }
+}
+
+fn unknown_role(s: &str) -> UnknownValue {
+    UnknownValue::of::<Role>("role", s)
+}
+fn unknown_asset_type(s: &str) -> UnknownValue {
+    UnknownValue::of::<AssetType>("asset type", s)
+}
+fn unknown_execution_status(s: &str) -> UnknownValue {
+    UnknownValue::of::<ExecutionStatus>("execution status", s)
+}
+fn unknown_approval_status(s: &str) -> UnknownValue {
+    UnknownValue::of::<ApprovalStatus>("approval status", s)
+}
+fn unknown_health_status(s: &str) -> UnknownValue {
+    UnknownValue::of::<HealthStatus>("health status", s)
 }
 
 /// A page of a cursor-paginated list. Pass `next_cursor` back as `cursor` for the next page.
@@ -216,6 +236,8 @@ pub struct MemberOut {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::VariantNames)]
+#[strum(serialize_all = "snake_case", parse_err_ty = UnknownValue, parse_err_fn = unknown_asset_type)]
 pub enum AssetType {
     Image,
     Video,
@@ -226,29 +248,7 @@ pub enum AssetType {
 
 impl AssetType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            AssetType::Image => "image",
-            AssetType::Video => "video",
-            AssetType::Audio => "audio",
-            AssetType::Text => "text",
-            AssetType::Font => "font",
-        }
-    }
-}
-
-impl std::str::FromStr for AssetType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Image,
-            Self::Video,
-            Self::Audio,
-            Self::Text,
-            Self::Font,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .ok_or_else(|| format!("unknown asset type `{s}`"))
+        self.into()
     }
 }
 
@@ -345,6 +345,8 @@ pub struct MatrixOut {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::VariantNames)]
+#[strum(serialize_all = "snake_case", parse_err_ty = UnknownValue, parse_err_fn = unknown_execution_status)]
 pub enum ExecutionStatus {
     Queued,
     Rendering,
@@ -355,29 +357,7 @@ pub enum ExecutionStatus {
 
 impl ExecutionStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Rendering => "rendering",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::str::FromStr for ExecutionStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Queued,
-            Self::Rendering,
-            Self::Completed,
-            Self::Failed,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .ok_or_else(|| format!("unknown execution status `{s}`"))
+        self.into()
     }
 }
 
@@ -412,6 +392,8 @@ pub struct ExecutionOut {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::VariantNames)]
+#[strum(serialize_all = "snake_case", parse_err_ty = UnknownValue, parse_err_fn = unknown_approval_status)]
 pub enum ApprovalStatus {
     Pending,
     Approved,
@@ -420,21 +402,7 @@ pub enum ApprovalStatus {
 
 impl ApprovalStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-        }
-    }
-}
-
-impl std::str::FromStr for ApprovalStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Pending, Self::Approved, Self::Rejected]
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown approval status `{s}`"))
+        self.into()
     }
 }
 
@@ -504,6 +472,8 @@ pub struct ApprovalViewOut {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::VariantNames)]
+#[strum(serialize_all = "snake_case", parse_err_ty = UnknownValue, parse_err_fn = unknown_health_status)]
 pub enum HealthStatus {
     Pass,
     Warn,

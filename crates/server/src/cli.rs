@@ -203,11 +203,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .ok_or_else(|| anyhow::anyhow!("no user with e-mail address {email}"))?;
-            let user_id = user
-                .id
-                .clone()
-                .try_into()
-                .map_err(|e: String| anyhow::anyhow!(e))?;
+            let user_id = user.id.clone().try_into().map_err(anyhow::Error::new)?;
             let input = ApiTokenIn {
                 name,
                 role,

@@ -2,56 +2,57 @@
 //! lowercase Crockford base32, so ids sort by creation time and pagination can use them as cursors.
 //! A value of one id type can only be built by parsing, so a `ClientId` is always well formed.
 
-use rand::RngCore;
+use std::sync::{LazyLock, Mutex};
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const BODY_LEN: usize = 26;
 
-const RANDOM_BITS: u32 = 80;
-const RANDOM_MASK: u128 = (1 << RANDOM_BITS) - 1;
-
-/// A new id body for the given time (milliseconds since the Unix epoch). Within one process ids
-/// are strictly increasing: in the same millisecond (or if the clock steps back) the random part
-/// of the previous id is incremented instead of drawn anew, so creation order is id order — which
-/// FIFO queues and cursors rely on.
+/// A new id body for the given time (milliseconds since the Unix epoch): a ULID (the `ulid`
+/// crate's monotonic generator) in lowercase. Within one process ids are strictly increasing: in
+/// the same millisecond (or if the clock steps back) the generator increments the previous one's
+/// random part instead of drawing anew, so creation order is id order — which FIFO queues and
+/// cursors rely on.
 pub fn new_body(millis: u64) -> String {
-    static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
-    let mut random = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut random[6..]);
-    let fresh = ((u128::from(millis) & 0xFFFF_FFFF_FFFF) << RANDOM_BITS)
-        | (u128::from_be_bytes(random) & RANDOM_MASK);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    let mut value = if fresh >> RANDOM_BITS > *last >> RANDOM_BITS {
-        fresh
-    } else {
-        *last + 1
-    };
-    if value >> RANDOM_BITS > 0xFFFF_FFFF_FFFF {
-        value = fresh;
-    }
-    *last = value;
-    drop(last);
-    let mut out = [0u8; BODY_LEN];
-    for i in (0..BODY_LEN).rev() {
-        out[i] = ALPHABET[(value & 31) as usize];
-        value >>= 5;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    static GENERATOR: LazyLock<Mutex<ulid::Generator>> =
+        LazyLock::new(|| Mutex::new(ulid::Generator::new()));
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis & 0xFFFF_FFFF_FFFF);
+    let id = GENERATOR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .generate_from_datetime(at)
+        // 2^80 ids in one millisecond: start a fresh one.
+        .unwrap_or_else(|_| ulid::Ulid::from_datetime(at));
+    id.to_string().to_ascii_lowercase()
+}
+
+/// Why a string is not an id of a kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("`{got}` is not a {prefix}_… id")]
+    WrongKind { prefix: &'static str, got: String },
+    #[error("`{got}` is not a valid {prefix}_… id")]
+    Malformed { prefix: &'static str, got: String },
 }
 
 /// Checks a `prefix_body` id; returns the reason when it is not one.
-pub fn check(prefix: &str, s: &str) -> Result<(), String> {
+pub fn check(prefix: &'static str, s: &str) -> Result<(), IdError> {
     let body = s
         .strip_prefix(prefix)
         .and_then(|r| r.strip_prefix('_'))
-        .ok_or_else(|| format!("`{}` is not a {prefix}_… id", truncate(s)))?;
+        .ok_or_else(|| IdError::WrongKind {
+            prefix,
+            got: truncate(s),
+        })?;
     let valid = body.len() == BODY_LEN
         && body.bytes().all(|b| ALPHABET.contains(&b))
         && body.as_bytes()[0] <= b'7';
     if valid {
         Ok(())
     } else {
-        Err(format!("`{}` is not a valid {prefix}_… id", truncate(s)))
+        Err(IdError::Malformed {
+            prefix,
+            got: truncate(s),
+        })
     }
 }
 
@@ -80,16 +81,16 @@ macro_rules! typed_id {
         }
 
         impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
+            type Error = $crate::ids::IdError;
+            fn try_from(s: String) -> Result<Self, $crate::ids::IdError> {
                 $crate::ids::check($prefix, &s)?;
                 Ok(Self(s))
             }
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = $crate::ids::IdError;
+            fn from_str(s: &str) -> Result<Self, $crate::ids::IdError> {
                 Self::try_from(s.to_owned())
             }
         }

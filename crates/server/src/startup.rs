@@ -5,14 +5,11 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Environment};
 use crate::db::Db;
-use crate::events::dispatcher::{DispatchPolicy, Dispatcher};
-use crate::health::{DatabaseCheck, HealthRegistry};
+use crate::feature::{Backends, Feature, Runs};
+use crate::health::HealthRegistry;
 use crate::queue::redis::RedisQueue;
-use crate::queue::retention::{self, RetentionJob};
 use crate::queue::sql::SqlQueue;
-use crate::queue::worker::Worker;
 use crate::queue::JobQueue;
-use crate::render::job::RenderJob;
 use crate::render::local::LocalRenderer;
 use crate::state::AppState;
 use crate::storage::fs::FolderStore;
@@ -28,7 +25,23 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests may run on after a stop signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+const SHUTDOWN_GRACE: Duration = crate::feature::SHUTDOWN_GRACE;
+
+/// Every feature of the server. Adding one is its folder plus one line here.
+pub fn features() -> Vec<Arc<dyn Feature>> {
+    vec![
+        Arc::new(crate::health::Feature),
+        Arc::new(crate::auth::Feature),
+        Arc::new(crate::clients::Feature),
+        Arc::new(crate::assets::Feature),
+        Arc::new(crate::campaigns::Feature),
+        Arc::new(crate::approvals::Feature),
+        Arc::new(crate::render::Feature),
+        Arc::new(crate::queue::Feature),
+        Arc::new(crate::events::Feature),
+        Arc::new(crate::ops::Feature),
+    ]
+}
 
 /// Connects the database, applies migrations and assembles the shared state.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
@@ -65,41 +78,55 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             config.queues.clone(),
         )),
     };
-    let mut health = HealthRegistry::new(Duration::from_secs(3));
-    health.register(Arc::new(DatabaseCheck {
-        db: db.clone(),
-        warn_after: Duration::from_millis(250),
-    }));
-    health.register(Arc::new(crate::health::QueueCheck {
-        queue: queue.clone(),
-        warn_after: Duration::from_millis(250),
-    }));
-    // The features' event consumers.
-    let consumers: Arc<[Arc<dyn crate::events::Consumer>]> =
-        Arc::from(vec![Arc::new(crate::render::job::RenderConsumer {
-            queue: queue.clone(),
-        }) as Arc<dyn crate::events::Consumer>]);
-    health.register(Arc::new(crate::events::health::EventLagCheck {
+    let blobs: Arc<dyn BlobStore> = Arc::new(FolderStore::new(config.data_dir.join("blobs")));
+    // The render provider, chosen once here like every backend.
+    let renderer: Arc<dyn crate::render::RenderProvider> =
+        match (config.render_provider, &config.creatomate_api_key) {
+            (crate::config::RenderProviderKind::Creatomate, Some(key)) => {
+                Arc::new(crate::render::creatomate::CreatomateRenderer::new(
+                    config.creatomate_url.clone(),
+                    key.clone(),
+                    config.creatomate_poll,
+                    config.creatomate_timeout,
+                ))
+            }
+            _ => Arc::new(LocalRenderer::new(db.clone(), blobs.clone())),
+        };
+    let features = features();
+    let config = Arc::new(config);
+    let mut backends = Backends {
         db: db.clone(),
         clock: clock.clone(),
-        consumers: consumers.to_vec(),
-        warn_after: config.events_lag_warn,
-        fail_after: config.events_lag_fail,
-    }));
+        config: config.clone(),
+        queue: queue.clone(),
+        blobs: blobs.clone(),
+        renderer: renderer.clone(),
+        consumers: Arc::from(Vec::new()),
+    };
+    let consumers: Vec<_> = features
+        .iter()
+        .flat_map(|f| f.consumers(&backends))
+        .collect();
+    backends.consumers = Arc::from(consumers);
     let supervisor = Arc::new(crate::supervise::Supervisor::default());
+    let mut health = HealthRegistry::new(Duration::from_secs(3));
+    for check in features.iter().flat_map(|f| f.health_checks(&backends)) {
+        health.register(check);
+    }
     health.register(Arc::new(crate::supervise::WorkersCheck(supervisor.clone())));
-    let blobs: Arc<dyn BlobStore> = Arc::new(FolderStore::new(config.data_dir.join("blobs")));
     Ok(AppState {
         db,
         clock,
-        config: Arc::new(config),
+        config,
         signing_key: Arc::new(signing_key),
         health: Arc::new(health),
         queue,
         blobs,
         ops_appended: Arc::new(tokio::sync::Notify::new()),
-        consumers,
+        consumers: backends.consumers,
         supervisor,
+        renderer,
+        features: Arc::from(features),
     })
 }
 
@@ -205,49 +232,21 @@ impl Application {
     /// (up to a grace period).
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        // Every feature's tasks, supervised; the worker role's only where this process works.
         let supervisor = self.state.supervisor.clone();
-        // Queue metrics are written by every role (the API enqueues too), last of all at exit.
-        let metrics_stop = CancellationToken::new();
-        let mut flusher = tokio::task::JoinSet::new();
-        {
-            let (metrics, db, stop, every) = (
-                self.state.queue.metrics().clone(),
-                db.clone(),
-                metrics_stop.clone(),
-                self.state.config.queue_metrics_flush,
-            );
-            supervisor.spawn(
-                &mut flusher,
-                "queue-metrics",
-                metrics_stop.clone(),
-                move || metrics.clone().run_flusher(db.clone(), stop.clone(), every),
-            );
+        let late_stop = CancellationToken::new();
+        let (mut tasks, mut late) = (tokio::task::JoinSet::new(), tokio::task::JoinSet::new());
+        for feature in self.state.features.iter() {
+            for task in feature.tasks(&self.state) {
+                let (set, stop) = match task.runs {
+                    Runs::Workers if self.role == Role::Api => continue,
+                    Runs::Workers | Runs::EveryRole => (&mut tasks, cancel.clone()),
+                    Runs::EveryRoleStoppedLast => (&mut late, late_stop.clone()),
+                };
+                let name = task.name.clone();
+                supervisor.spawn(set, &name, stop.clone(), move || task.start(stop.clone()));
+            }
         }
-        // The health checker and queue stats feed the ops stream; every role runs one (the log
-        // is shared, and the previous status comes from the database, so they agree).
-        let checker = crate::ops::checker::Checker {
-            db: db.clone(),
-            clock: self.state.clock.clone(),
-            health: self.state.health.clone(),
-            queue: self.state.queue.clone(),
-            every: self.state.config.health_check_interval,
-            stats_every: self.state.config.ops_stats_interval,
-            keep_events: self.state.config.ops_stream_keep,
-            keep_history: self.state.config.health_history_keep,
-            appended: self.state.ops_appended.clone(),
-        };
-        let mut checkers = tokio::task::JoinSet::new();
-        {
-            let stop = cancel.clone();
-            supervisor.spawn(&mut checkers, "health-checker", cancel.clone(), move || {
-                checker.clone().run_until_stopped(stop.clone())
-            });
-        }
-        let workers = if self.role == Role::Api {
-            None
-        } else {
-            Some(spawn_workers(&self.state, cancel.clone()))
-        };
         if let Some(listener) = self.listener {
             let app = self
                 .router
@@ -265,137 +264,12 @@ impl Application {
         } else {
             cancel.cancelled().await;
         }
-        if let Some(mut workers) = workers {
-            while workers.join_next().await.is_some() {}
-        }
-        while checkers.join_next().await.is_some() {}
-        metrics_stop.cancel();
-        while flusher.join_next().await.is_some() {}
+        while tasks.join_next().await.is_some() {}
+        late_stop.cancel();
+        while late.join_next().await.is_some() {}
         db.close().await;
         Ok(())
     }
-}
-
-/// Starts the event dispatcher, the queue workers and the schedulers, each supervised (restarted
-/// with backoff if it fails); they stop (releasing unfinished jobs) when `stop` fires.
-fn spawn_workers(state: &AppState, stop: CancellationToken) -> tokio::task::JoinSet<()> {
-    let mut set = tokio::task::JoinSet::new();
-    let sup = state.supervisor.clone();
-    let dispatcher = Dispatcher {
-        db: state.db.clone(),
-        clock: state.clock.clone(),
-        consumers: state.consumers.to_vec(),
-        policy: DispatchPolicy {
-            max_attempts: state.config.events_max_attempts,
-            ..DispatchPolicy::default()
-        },
-        instance: crate::queue::worker::new_worker_id("events"),
-    };
-    {
-        let stop = stop.clone();
-        sup.spawn(&mut set, "event-dispatcher", stop.clone(), move || {
-            let (d, stop) = (dispatcher.clone(), stop.clone());
-            async move {
-                if let Err(e) = d.run_until_stopped(stop).await {
-                    tracing::error!(error = %e, "the event dispatcher stopped");
-                }
-            }
-        });
-    }
-    // Other processes' "work is ready" signals wake this process's idle workers.
-    {
-        let (queue, stop) = (state.queue.clone(), stop.clone());
-        sup.spawn(&mut set, "queue-listener", stop.clone(), move || {
-            let (queue, stop) = (queue.clone(), stop.clone());
-            async move {
-                queue.listen_for_work(stop.clone()).await;
-                // Backends without cross-process signals (SQLite) return at once: nothing to do.
-                stop.cancelled().await;
-            }
-        });
-    }
-    let c = &state.config;
-    let renderer: Arc<dyn crate::render::RenderProvider> =
-        match (c.render_provider, &c.creatomate_api_key) {
-            (crate::config::RenderProviderKind::Creatomate, Some(key)) => {
-                Arc::new(crate::render::creatomate::CreatomateRenderer::new(
-                    c.creatomate_url.clone(),
-                    key.clone(),
-                    c.creatomate_poll,
-                    c.creatomate_timeout,
-                ))
-            }
-            _ => Arc::new(LocalRenderer::new(state.db.clone(), state.blobs.clone())),
-        };
-    let render = RenderJob {
-        db: state.db.clone(),
-        clock: state.clock.clone(),
-        blobs: state.blobs.clone(),
-        provider: renderer,
-    };
-    let worker = Arc::new(
-        Worker::for_queue(
-            state.queue.clone(),
-            crate::render::job::QUEUE,
-            state.config.queue_lease,
-        )
-        .handle(crate::render::job::KIND, Arc::new(render)),
-    );
-    tracing::info!(
-        worker = worker.id(),
-        queue = crate::render::job::QUEUE,
-        backend = state.queue.backend(),
-        "worker started"
-    );
-    {
-        let stop = stop.clone();
-        sup.spawn(&mut set, "render-worker", stop.clone(), move || {
-            worker
-                .clone()
-                .run_until_stopped(stop.clone(), SHUTDOWN_GRACE)
-        });
-    }
-    // Retention: a cleanup worker, and its job scheduled every ten minutes (unique: one at a time).
-    let retention = RetentionJob {
-        queue: state.queue.clone(),
-        clock: state.clock.clone(),
-        retention: state.config.retention,
-    };
-    let cleanup = Arc::new(
-        Worker::for_queue(
-            state.queue.clone(),
-            retention::QUEUE,
-            state.config.queue_lease,
-        )
-        .handle(retention::KIND, Arc::new(retention)),
-    );
-    {
-        let stop = stop.clone();
-        sup.spawn(&mut set, "cleanup-worker", stop.clone(), move || {
-            cleanup
-                .clone()
-                .run_until_stopped(stop.clone(), SHUTDOWN_GRACE)
-        });
-    }
-    let queue = state.queue.clone();
-    sup.spawn(&mut set, "retention-schedule", stop.clone(), move || {
-        let (queue, stop) = (queue.clone(), stop.clone());
-        async move {
-            while !stop.is_cancelled() {
-                if let Err(e) = queue
-                    .enqueue(retention::job(&queue.policy(retention::QUEUE)))
-                    .await
-                {
-                    tracing::warn!(error = %e, "scheduling the retention job failed");
-                }
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(retention::EVERY) => {}
-                }
-            }
-        }
-    });
-    set
 }
 
 /// A token cancelled by SIGINT or SIGTERM. The handlers are installed before this returns, so a

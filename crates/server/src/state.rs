@@ -29,4 +29,8 @@ pub struct AppState {
     pub consumers: Arc<[Arc<dyn crate::events::Consumer>]>,
     /// Runs the background loops and reports them in `/api/health` (`workers`).
     pub supervisor: Arc<crate::supervise::Supervisor>,
+    /// The render provider `startup.rs` chose (local renderer or Creatomate).
+    pub renderer: Arc<dyn crate::render::RenderProvider>,
+    /// Every feature, as `startup::features` lists them.
+    pub features: Arc<[Arc<dyn crate::feature::Feature>]>,
 }

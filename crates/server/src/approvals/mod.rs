@@ -13,8 +13,8 @@ use crate::db::BeginWrite as _;
 use crate::domain::{self, Email};
 use crate::error::{Error, Result};
 use crate::events::types;
-use crate::http::paging::{page, PageQuery};
 use crate::ids::{ApprovalId, ClientId, ExecutionId};
+use crate::paging::{page, PageQuery};
 use crate::state::AppState;
 use crate::{emit_event, record_on, with_db};
 use airwave_api::{
@@ -57,7 +57,7 @@ impl ApprovalRow {
             status: self
                 .status
                 .parse()
-                .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+                .map_err(|e| Error::Internal(anyhow::Error::new(e)))?,
             reviewer_email: self.reviewer_email,
             note: self.note,
             comment: self.comment,
@@ -291,4 +291,17 @@ pub async fn decide(
         updated
     });
     updated.into_out()
+}
+
+/// The approvals feature: its routes.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "approvals"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
 }

@@ -15,6 +15,16 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(request_approval))
+        .routes(utoipa_axum::routes!(list_approvals))
+        .routes(utoipa_axum::routes!(view_approval, decide_approval))
+        .routes(utoipa_axum::routes!(get_approval))
+        .routes(utoipa_axum::routes!(approval_page, approval_form))
+}
+
 /// Ask the client to approve an execution; returns the single-purpose link (shown once).
 #[utoipa::path(post, path = "/api/executions/{id}/approvals", tag = "approvals", params(("id" = String, Path, description = "exe_… id")),
     request_body = ApprovalIn,

@@ -16,8 +16,8 @@ use crate::db::BeginWrite as _;
 use crate::db::{json_object, Db};
 use crate::error::{Error, Result};
 use crate::events::types;
-use crate::http::paging::{page, PageQuery};
 use crate::ids::{AssetId, ClientId};
+use crate::paging::{page, PageQuery};
 use crate::state::AppState;
 use crate::{domain, emit_event, record_on, with_db};
 use airwave_api::{AssetIn, AssetOut, AssetPatch, AssetType, Page};
@@ -51,7 +51,7 @@ impl AssetRow {
             type_: self
                 .type_
                 .parse()
-                .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+                .map_err(|e| Error::Internal(anyhow::Error::new(e)))?,
             name: self.name,
             metadata: json_object(self.metadata),
             storage_key: self.storage_key,
@@ -308,6 +308,19 @@ pub async fn list(state: &AppState, who: &Principal, q: &AssetQuery) -> Result<P
         .map(AssetRow::into_out)
         .collect::<Result<Vec<_>>>()?;
     Ok(page(items, limit, |a| a.id.clone()))
+}
+
+/// The assets feature: its routes.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "assets"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,13 @@ use airwave_api::{AssetIn, AssetOut, AssetPatch, Page, Problem};
 use axum::extract::State;
 use axum::http::StatusCode;
 
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(create_asset, list_assets))
+        .routes(utoipa_axum::routes!(get_asset, update_asset, delete_asset))
+}
+
 /// Record an asset's metadata (admin, or a member of its client).
 #[utoipa::path(post, path = "/api/assets", tag = "assets", request_body = AssetIn,
     responses((status = 201, body = AssetOut), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),

@@ -92,7 +92,7 @@ impl UserRow {
 
 fn parse_role(s: &str) -> Result<Role> {
     s.parse()
-        .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))
+        .map_err(|e| Error::Internal(anyhow::Error::new(e)))
 }
 
 const USER_COLUMNS: &str = "id, email, name, role, created_at";
@@ -291,13 +291,13 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Principal> {
         return Ok(Principal {
             user_id: user_id
                 .try_into()
-                .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+                .map_err(|e| Error::Internal(anyhow::Error::new(e)))?,
             email,
             role: token_role,
             via: Via::ApiToken(
                 token_id
                     .try_into()
-                    .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+                    .map_err(|e| Error::Internal(anyhow::Error::new(e)))?,
             ),
         });
     }
@@ -585,7 +585,7 @@ pub async fn list_users(
         .into_iter()
         .map(UserRow::into_out)
         .collect::<Result<Vec<_>>>()?;
-    Ok(crate::http::paging::page(items, limit, |u| u.id.clone()))
+    Ok(crate::paging::page(items, limit, |u| u.id.clone()))
 }
 
 /// Changes a user's role. The last admin cannot be demoted, so the system always has one.
@@ -621,4 +621,17 @@ pub async fn find_by_email(state: &AppState, email: &str) -> Result<Option<UserO
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1")).bind(email.as_str()).fetch_optional(pool).await?
     });
     row.map(UserRow::into_out).transpose()
+}
+
+/// The auth feature: its routes.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
 }

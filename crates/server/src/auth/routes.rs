@@ -4,8 +4,8 @@ use crate::audit::Actor;
 use crate::auth::{self, Principal};
 use crate::error::Result;
 use crate::http::extract::{ClientIp, Json, Path, Query};
-use crate::http::paging::PageQuery;
 use crate::ids::{ApiTokenId, UserId};
+use crate::paging::PageQuery;
 use crate::state::AppState;
 use airwave_api::{
     ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, LoginIn, LoginOut, Page, PasswordResetConfirmIn,
@@ -13,6 +13,21 @@ use airwave_api::{
 };
 use axum::extract::State;
 use axum::http::StatusCode;
+
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(register))
+        .routes(utoipa_axum::routes!(login))
+        .routes(utoipa_axum::routes!(logout))
+        .routes(utoipa_axum::routes!(me))
+        .routes(utoipa_axum::routes!(password_reset))
+        .routes(utoipa_axum::routes!(password_reset_confirm))
+        .routes(utoipa_axum::routes!(create_token, list_tokens))
+        .routes(utoipa_axum::routes!(revoke_token))
+        .routes(utoipa_axum::routes!(list_users))
+        .routes(utoipa_axum::routes!(set_user_role))
+}
 
 /// Create an account (role `member`).
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterIn,

@@ -9,8 +9,8 @@ use crate::db::json_object;
 use crate::db::BeginWrite as _;
 use crate::error::{Error, Result};
 use crate::events::types;
-use crate::http::paging::{page, PageQuery};
 use crate::ids::{CampaignId, ClientId, ExecutionId, MatrixId};
+use crate::paging::{page, PageQuery};
 use crate::state::AppState;
 use crate::{domain, emit_event, with_db};
 use airwave_api::{
@@ -24,7 +24,7 @@ use sqlx::types::Json;
 const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 const MAX_PARAMS_BYTES: usize = 64 * 1024;
 
-fn bad_query(field: &str, e: String) -> Error {
+fn bad_query(field: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid("invalid_query", format!("`{field}`: {e}"))
 }
 
@@ -266,7 +266,7 @@ impl ExecutionRow {
             status: self
                 .status
                 .parse()
-                .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+                .map_err(|e| Error::Internal(anyhow::Error::new(e)))?,
             progress: self.progress,
             params: json_object(self.params),
             output_key: self.output_key,
@@ -391,4 +391,17 @@ pub async fn list_executions(
         .map(ExecutionRow::into_out)
         .collect::<Result<Vec<_>>>()?;
     Ok(page(items, limit, |e| e.id.clone()))
+}
+
+/// The campaigns feature: its routes.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "campaigns"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
 }

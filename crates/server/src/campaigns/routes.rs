@@ -12,6 +12,18 @@ use airwave_api::{
 use axum::extract::State;
 use axum::http::StatusCode;
 
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(create_campaign, list_campaigns))
+        .routes(utoipa_axum::routes!(get_campaign))
+        .routes(utoipa_axum::routes!(create_matrix, list_matrices))
+        .routes(utoipa_axum::routes!(get_matrix))
+        .routes(utoipa_axum::routes!(create_execution))
+        .routes(utoipa_axum::routes!(list_executions))
+        .routes(utoipa_axum::routes!(get_execution))
+}
+
 #[utoipa::path(post, path = "/api/campaigns", tag = "campaigns", request_body = CampaignIn,
     responses((status = 201, body = CampaignOut), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]

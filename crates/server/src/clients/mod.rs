@@ -11,8 +11,8 @@ use crate::auth::{self, Principal};
 use crate::db::BeginWrite as _;
 use crate::error::{Error, Result};
 use crate::events::types;
-use crate::http::paging::{page, PageQuery};
 use crate::ids::{ClientId, UserId};
+use crate::paging::{page, PageQuery};
 use crate::state::AppState;
 use crate::{domain, emit_event, record_on, with_db};
 use airwave_api::{ClientOut, MemberOut, Page, Role};
@@ -235,4 +235,17 @@ pub async fn remove_member(
         tx.commit().await?;
     });
     Ok(())
+}
+
+/// The clients feature: its routes.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "clients"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
 }

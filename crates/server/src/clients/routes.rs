@@ -3,12 +3,21 @@
 use crate::auth::Principal;
 use crate::error::Result;
 use crate::http::extract::{ClientIp, Json, Path, Query};
-use crate::http::paging::PageQuery;
 use crate::ids::{ClientId, UserId};
+use crate::paging::PageQuery;
 use crate::state::AppState;
 use airwave_api::{ClientIn, ClientOut, MemberIn, MemberOut, Page, Problem};
 use axum::extract::State;
 use axum::http::StatusCode;
+
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(create_client, list_clients))
+        .routes(utoipa_axum::routes!(get_client))
+        .routes(utoipa_axum::routes!(list_members, add_member))
+        .routes(utoipa_axum::routes!(remove_member))
+}
 
 /// Create a client; the caller becomes a member (admin, member).
 #[utoipa::path(post, path = "/api/clients", tag = "clients", request_body = ClientIn,

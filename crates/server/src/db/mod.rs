@@ -7,15 +7,65 @@
 //! matches on [`Db`] and says so. Schemas live in `migrations/postgres` and `migrations/sqlite`
 //! and are embedded in the binary.
 
-use crate::config::{DatabaseConfig, DatabaseUrl};
 use anyhow::Context as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::ConnectOptions as _;
+use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
+use url::Url;
+
+/// Which database, chosen by the `DATABASE_URL` scheme.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(Url),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    /// The URL with any password replaced, safe to print.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => redact_url(u),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: `postgres://…` or `sqlite://path`; default a SQLite file in the data dir.
+    pub url: DatabaseUrl,
+    /// `AIRWAVE_DB_MAX_CONNECTIONS` (default 10).
+    pub max_connections: u32,
+    /// `AIRWAVE_DB_ACQUIRE_TIMEOUT_MS` (default 5000): how long a request waits for a connection.
+    pub acquire_timeout: Duration,
+    /// `AIRWAVE_DB_STATEMENT_TIMEOUT_MS` (default 30000): PostgreSQL `statement_timeout`.
+    pub statement_timeout: Duration,
+    /// `AIRWAVE_DB_SLOW_STATEMENT_MS` (default 500): statements slower than this are logged at WARN.
+    pub slow_statement: Duration,
+}
+
+/// The URL with any password (and query) replaced, safe to print.
+pub fn redact_url(u: &Url) -> String {
+    let mut u = u.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("REDACTED"));
+    }
+    if u.query().is_some() {
+        u.set_query(Some("REDACTED"));
+    }
+    u.to_string()
+}
 
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -157,5 +207,63 @@ pub fn json_object(
     match v.0 {
         serde_json::Value::Object(m) => m,
         _ => serde_json::Map::new(),
+    }
+}
+
+/// The database's settings.
+pub mod settings {
+    use crate::config::settings::{Kind, Section, Setting};
+
+    pub const DATABASE_URL: Setting = Setting::new(
+        "DATABASE_URL",
+        Kind::Custom {
+            default: "`sqlite://$AIRWAVE_DATA_DIR/airwave.db`",
+            values: "`postgres://user:pass@host:5432/db` (also `postgresql://`, with libpq options such as `?sslmode=require`) or `sqlite://path` / `sqlite:path`",
+            secret: true,
+        },
+        "Which database. Any other scheme is an error.",
+    );
+    pub const MAX_CONNECTIONS: Setting = Setting::int(
+        "AIRWAVE_DB_MAX_CONNECTIONS",
+        10,
+        1,
+        1000,
+        "",
+        "Pool size per process.",
+    );
+    pub const ACQUIRE_TIMEOUT: Setting = Setting::millis(
+        "AIRWAVE_DB_ACQUIRE_TIMEOUT_MS",
+        5_000,
+        10,
+        600_000,
+        "How long a request waits for a pooled connection; past it the answer is `503` `database_busy` with `Retry-After`.",
+    );
+    pub const STATEMENT_TIMEOUT: Setting = Setting::millis(
+        "AIRWAVE_DB_STATEMENT_TIMEOUT_MS",
+        30_000,
+        10,
+        3_600_000,
+        "PostgreSQL `statement_timeout` on every connection. On SQLite, the busy timeout (capped at 30 s).",
+    );
+    pub const SLOW_STATEMENT: Setting = Setting::millis(
+        "AIRWAVE_DB_SLOW_STATEMENT_MS",
+        500,
+        1,
+        3_600_000,
+        "Statements slower than this are logged at WARN with their SQL (never their parameters).",
+    );
+
+    pub fn section() -> Section {
+        Section {
+            title: "Database",
+            intro: "Migrations are embedded in the binary and run at start-up and by `airwave-server migrate`. SQLite runs in WAL mode with foreign keys on.",
+            settings: vec![
+                DATABASE_URL,
+                MAX_CONNECTIONS,
+                ACQUIRE_TIMEOUT,
+                STATEMENT_TIMEOUT,
+                SLOW_STATEMENT,
+            ],
+        }
     }
 }

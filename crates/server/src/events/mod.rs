@@ -45,3 +45,94 @@ macro_rules! emit_event {
             .await
     };
 }
+
+use crate::feature::{Backends, Routes, Runs, Task};
+use crate::state::AppState;
+use std::sync::Arc;
+
+/// The events feature: the dispatcher that delivers to every feature's consumers, its operator
+/// routes and the `events:lag` health check.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "events"
+    }
+
+    fn settings(&self) -> Option<crate::config::settings::Section> {
+        Some(settings::section())
+    }
+
+    fn routes(&self) -> Routes {
+        routes::routes()
+    }
+
+    fn health_checks(&self, b: &Backends) -> Vec<Arc<dyn crate::health::HealthCheck>> {
+        vec![Arc::new(health::EventLagCheck {
+            db: b.db.clone(),
+            clock: b.clock.clone(),
+            consumers: b.consumers.to_vec(),
+            warn_after: b.config.events_lag_warn,
+            fail_after: b.config.events_lag_fail,
+        })]
+    }
+
+    fn tasks(&self, s: &AppState) -> Vec<Task> {
+        let dispatcher = Dispatcher {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            consumers: s.consumers.to_vec(),
+            policy: dispatcher::DispatchPolicy {
+                max_attempts: s.config.events_max_attempts,
+                ..dispatcher::DispatchPolicy::default()
+            },
+            instance: crate::queue::worker::new_worker_id("events"),
+        };
+        vec![Task::new("event-dispatcher", Runs::Workers, move |stop| {
+            let d = dispatcher.clone();
+            async move {
+                if let Err(e) = d.run_until_stopped(stop).await {
+                    tracing::error!(error = %e, "the event dispatcher stopped");
+                }
+            }
+        })]
+    }
+}
+
+/// The event consumers' settings.
+pub mod settings {
+    use crate::config::settings::{Section, Setting};
+
+    pub const LAG_WARN: Setting = Setting::int(
+        "AIRWAVE_EVENTS_LAG_WARN_S",
+        60,
+        1,
+        86_400,
+        "s",
+        "The `events:lag` health check warns when a consumer's oldest undelivered event is older than this (see [architecture.md](architecture.md#events-and-their-consumers)).",
+    );
+    pub const LAG_FAIL: Setting = Setting::int(
+        "AIRWAVE_EVENTS_LAG_FAIL_S",
+        900,
+        1,
+        86_400,
+        "s",
+        "… and fails above this (not below the warning).",
+    );
+    pub const MAX_ATTEMPTS: Setting = Setting::int(
+        "AIRWAVE_EVENTS_MAX_ATTEMPTS",
+        8,
+        1,
+        100,
+        "",
+        "Tries (with exponential backoff, 1 s doubling to 5 min) before a failing event is parked for an operator.",
+    );
+
+    pub fn section() -> Section {
+        Section {
+            title: "Events",
+            intro: "",
+            settings: vec![LAG_WARN, LAG_FAIL, MAX_ATTEMPTS],
+        }
+    }
+}

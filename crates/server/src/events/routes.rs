@@ -11,6 +11,14 @@ use airwave_api::{CountOut, EventConsumerOut, PendingEventOut, Problem, RetryPar
 use axum::extract::State;
 use serde::Deserialize;
 
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(list_consumers))
+        .routes(utoipa_axum::routes!(list_pending))
+        .routes(utoipa_axum::routes!(retry_parked))
+}
+
 const WATCHERS: &[Role] = &[Role::Admin, Role::Operator, Role::Support];
 const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
 
@@ -115,7 +123,7 @@ pub async fn retry_parked(
     known(&s, &name)?;
     if let Some(id) = &body.event_id {
         crate::ids::check(crate::ids::EventId::PREFIX, id)
-            .map_err(|e| Error::invalid("validation_failed", e))?;
+            .map_err(|e| Error::invalid("validation_failed", e.to_string()))?;
     }
     let n = dispatcher::retry_parked(
         &s.db,

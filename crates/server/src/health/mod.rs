@@ -176,3 +176,23 @@ fn response_time(
         warn_above: Some(warn_after.as_secs_f64() * 1000.0),
     }
 }
+
+/// The health feature: `/api/health/live`, `/api/health` and the database's component.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "health"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
+
+    fn health_checks(&self, b: &crate::feature::Backends) -> Vec<Arc<dyn HealthCheck>> {
+        vec![Arc::new(DatabaseCheck {
+            db: b.db.clone(),
+            warn_after: Duration::from_millis(250),
+        })]
+    }
+}

@@ -6,6 +6,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(live))
+        .routes(utoipa_axum::routes!(health))
+}
+
 pub const HEALTH_JSON: &str = "application/health+json";
 
 fn health_json(status: StatusCode, body: &impl serde::Serialize) -> Response {

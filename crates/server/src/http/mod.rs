@@ -1,16 +1,17 @@
-//! The HTTP surface: every route, the middleware stack, and the OpenAPI document generated from
-//! the handlers' annotations (so a route cannot exist without being documented).
+//! The HTTP surface: the middleware stack, the features' routes merged into one router, and the
+//! OpenAPI document generated from the handlers' annotations (so a route cannot exist without
+//! being documented). The routes themselves live in each feature's `routes.rs`.
 //!
 //! Middleware, outermost first: request id → trace span (method, matched path, request id) →
 //! problem normaliser (any bare 4xx/5xx becomes problem+json, with the request id) → CORS →
 //! timeout → panic catcher → body limit → routes.
 
 pub mod extract;
-pub mod paging;
 pub mod problem;
 
+use crate::feature::Feature;
+use crate::health;
 use crate::state::AppState;
-use crate::{approvals, assets, auth, campaigns, clients, health, queue};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -18,6 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use problem::{default_for, problem, PROBLEM_JSON};
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -69,96 +71,22 @@ async fn openapi_json(
     axum::Json(doc.as_ref().clone())
 }
 
-/// Every route with its OpenAPI description.
-fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(health::routes::live))
-        .routes(routes!(health::routes::health))
-        .routes(routes!(openapi_json))
-        .routes(routes!(auth::routes::register))
-        .routes(routes!(auth::routes::login))
-        .routes(routes!(auth::routes::logout))
-        .routes(routes!(auth::routes::me))
-        .routes(routes!(auth::routes::password_reset))
-        .routes(routes!(auth::routes::password_reset_confirm))
-        .routes(routes!(
-            auth::routes::create_token,
-            auth::routes::list_tokens
-        ))
-        .routes(routes!(auth::routes::revoke_token))
-        .routes(routes!(auth::routes::list_users))
-        .routes(routes!(auth::routes::set_user_role))
-        .routes(routes!(
-            clients::routes::create_client,
-            clients::routes::list_clients
-        ))
-        .routes(routes!(clients::routes::get_client))
-        .routes(routes!(
-            clients::routes::list_members,
-            clients::routes::add_member
-        ))
-        .routes(routes!(clients::routes::remove_member))
-        .routes(routes!(
-            assets::routes::create_asset,
-            assets::routes::list_assets
-        ))
-        .routes(routes!(
-            assets::routes::get_asset,
-            assets::routes::update_asset,
-            assets::routes::delete_asset
-        ))
-        .routes(routes!(
-            campaigns::routes::create_campaign,
-            campaigns::routes::list_campaigns
-        ))
-        .routes(routes!(campaigns::routes::get_campaign))
-        .routes(routes!(
-            campaigns::routes::create_matrix,
-            campaigns::routes::list_matrices
-        ))
-        .routes(routes!(campaigns::routes::get_matrix))
-        .routes(routes!(campaigns::routes::create_execution))
-        .routes(routes!(campaigns::routes::list_executions))
-        .routes(routes!(campaigns::routes::get_execution))
-        .routes(routes!(approvals::routes::request_approval))
-        .routes(routes!(approvals::routes::list_approvals))
-        .routes(routes!(
-            approvals::routes::view_approval,
-            approvals::routes::decide_approval
-        ))
-        .routes(routes!(approvals::routes::get_approval))
-        .routes(routes!(
-            approvals::routes::approval_page,
-            approvals::routes::approval_form
-        ))
-        .routes(routes!(crate::ops::routes::stream))
-        .routes(routes!(crate::ops::routes::history))
-        .routes(routes!(crate::events::routes::list_consumers))
-        .routes(routes!(crate::events::routes::list_pending))
-        .routes(routes!(crate::events::routes::retry_parked))
-        .routes(routes!(queue::routes::list_queues))
-        .routes(routes!(queue::routes::list_jobs))
-        .routes(routes!(queue::routes::retry_jobs))
-        .routes(routes!(queue::routes::queue_metrics))
-        .routes(routes!(queue::routes::get_job, queue::routes::discard_job))
-        .routes(routes!(queue::routes::retry_job))
-        .routes(routes!(queue::routes::promote_job))
-        .routes(routes!(queue::routes::cancel_job))
-        .routes(routes!(queue::routes::dead_groups))
-        .routes(routes!(queue::routes::retry_dead))
-        .routes(routes!(queue::routes::pause_queue))
-        .routes(routes!(queue::routes::resume_queue))
-        .routes(routes!(queue::routes::purge_completed))
+/// Every feature's routes with their OpenAPI descriptions, and this document's own.
+fn api_routes(features: &[Arc<dyn Feature>]) -> OpenApiRouter<AppState> {
+    features.iter().fold(
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(openapi_json)),
+        |router, f| router.merge(f.routes()),
+    )
 }
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    api_routes(&crate::startup::features()).into_openapi()
 }
 
 /// The whole application: routes, documentation and middleware.
 pub fn router(state: AppState) -> Router {
-    let (routes, api) = api_routes().split_for_parts();
+    let (routes, api) = api_routes(&state.features).split_for_parts();
     let api = std::sync::Arc::new(api);
     let config = state.config.clone();
     let routes = routes.layer(axum::Extension(api)).with_state(state);

@@ -10,3 +10,85 @@
 pub mod checker;
 pub mod log;
 pub mod routes;
+
+use crate::feature::{Routes, Runs, Task};
+use crate::state::AppState;
+
+/// The operations feature: the live stream and health history routes, and the background checker
+/// that feeds them (in every role: the log is shared).
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "ops"
+    }
+
+    fn settings(&self) -> Option<crate::config::settings::Section> {
+        Some(settings::section())
+    }
+
+    fn routes(&self) -> Routes {
+        routes::routes()
+    }
+
+    fn tasks(&self, s: &AppState) -> Vec<Task> {
+        let checker = checker::Checker {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            health: s.health.clone(),
+            queue: s.queue.clone(),
+            every: s.config.health_check_interval,
+            stats_every: s.config.ops_stats_interval,
+            keep_events: s.config.ops_stream_keep,
+            keep_history: s.config.health_history_keep,
+            appended: s.ops_appended.clone(),
+        };
+        vec![Task::new("health-checker", Runs::EveryRole, move |stop| {
+            checker.clone().run_until_stopped(stop)
+        })]
+    }
+}
+
+/// The operations stream's and health history's settings.
+pub mod settings {
+    use crate::config::settings::{Section, Setting};
+
+    pub const CHECK_INTERVAL: Setting = Setting::millis(
+        "AIRWAVE_HEALTH_CHECK_INTERVAL_MS",
+        10_000,
+        50,
+        3_600_000,
+        "How often every health check runs in the background (history, `health.changed`; see [ops-stream.md](ops-stream.md)).",
+    );
+    pub const STATS_INTERVAL: Setting = Setting::millis(
+        "AIRWAVE_OPS_STATS_INTERVAL_MS",
+        5_000,
+        50,
+        3_600_000,
+        "How often queue counts go on the operations stream.",
+    );
+    pub const STREAM_KEEP: Setting = Setting::int(
+        "AIRWAVE_OPS_STREAM_KEEP",
+        10_000,
+        100,
+        1_000_000,
+        "events",
+        "Events kept for resuming the stream (and none older than 24 hours).",
+    );
+    pub const HISTORY_DAYS: Setting = Setting::int(
+        "AIRWAVE_HEALTH_HISTORY_DAYS",
+        7,
+        1,
+        90,
+        "days",
+        "How long health check results are kept.",
+    );
+
+    pub fn section() -> Section {
+        Section {
+            title: "Operations stream and health history",
+            intro: "",
+            settings: vec![CHECK_INTERVAL, STATS_INTERVAL, STREAM_KEEP, HISTORY_DAYS],
+        }
+    }
+}

@@ -23,6 +23,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(stream))
+        .routes(utoipa_axum::routes!(history))
+}
+
 const WATCHERS: &[Role] = &[Role::Admin, Role::Operator, Role::Support];
 /// Events read from the log per query.
 const PAGE: i64 = 200;

@@ -51,8 +51,22 @@ pub enum QueueError {
 }
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", parse_err_ty = QueueError, parse_err_fn = unknown_state)]
 pub enum JobState {
     Waiting,
     Delayed,
@@ -66,26 +80,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 7] = [
-        Self::Waiting,
-        Self::Delayed,
-        Self::Active,
-        Self::Completed,
-        Self::Retrying,
-        Self::Dead,
-        Self::Cancelled,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Waiting => "waiting",
-            Self::Delayed => "delayed",
-            Self::Active => "active",
-            Self::Completed => "completed",
-            Self::Retrying => "retrying",
-            Self::Dead => "dead",
-            Self::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// States a job can be fetched from (once its `run_at` has come).
@@ -99,20 +95,11 @@ impl JobState {
     }
 }
 
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for JobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown job state `{s}`"))
-    }
+fn unknown_state(s: &str) -> QueueError {
+    QueueError::Invalid(format!(
+        "unknown job state `{}`",
+        s.chars().take(40).collect::<String>()
+    ))
 }
 
 /// Exponential backoff with full jitter: the n-th retry waits a uniformly random time in
@@ -845,6 +832,99 @@ impl Wakeups {
     }
 }
 
+/// The queue feature: the operator routes, the queue's health component, the listener for other
+/// processes' wake-ups, the metrics flusher and retention (a cleanup worker and its schedule).
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+
+    fn settings(&self) -> Option<crate::config::settings::Section> {
+        Some(settings::section())
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
+
+    fn health_checks(
+        &self,
+        b: &crate::feature::Backends,
+    ) -> Vec<std::sync::Arc<dyn crate::health::HealthCheck>> {
+        vec![std::sync::Arc::new(crate::health::QueueCheck {
+            queue: b.queue.clone(),
+            warn_after: Duration::from_millis(250),
+        })]
+    }
+
+    fn tasks(&self, s: &crate::state::AppState) -> Vec<crate::feature::Task> {
+        use crate::feature::{Runs, Task, SHUTDOWN_GRACE};
+        use std::sync::Arc;
+        let mut tasks = Vec::new();
+        // Queue metrics are written by every role (the API enqueues too), last of all at exit.
+        let (metrics, db, every) = (
+            s.queue.metrics().clone(),
+            s.db.clone(),
+            s.config.queue_metrics_flush,
+        );
+        tasks.push(Task::new(
+            "queue-metrics",
+            Runs::EveryRoleStoppedLast,
+            move |stop| metrics.clone().run_flusher(db.clone(), stop, every),
+        ));
+        // Other processes' "work is ready" signals wake this process's idle workers.
+        let queue = s.queue.clone();
+        tasks.push(Task::new("queue-listener", Runs::Workers, move |stop| {
+            let queue = queue.clone();
+            async move {
+                queue.listen_for_work(stop.clone()).await;
+                // Backends without cross-process signals (SQLite) return at once: nothing to do.
+                stop.cancelled().await;
+            }
+        }));
+        // Retention: a cleanup worker, and its job scheduled every ten minutes (unique: one at a time).
+        let cleanup = Arc::new(
+            worker::Worker::for_queue(s.queue.clone(), retention::QUEUE, s.config.queue_lease)
+                .handle(
+                    retention::KIND,
+                    Arc::new(retention::RetentionJob {
+                        queue: s.queue.clone(),
+                        clock: s.clock.clone(),
+                        retention: s.config.retention,
+                    }),
+                ),
+        );
+        tasks.push(Task::new("cleanup-worker", Runs::Workers, move |stop| {
+            cleanup.clone().run_until_stopped(stop, SHUTDOWN_GRACE)
+        }));
+        let queue = s.queue.clone();
+        tasks.push(Task::new(
+            "retention-schedule",
+            Runs::Workers,
+            move |stop| {
+                let queue = queue.clone();
+                async move {
+                    while !stop.is_cancelled() {
+                        if let Err(e) = queue
+                            .enqueue(retention::job(&queue.policy(retention::QUEUE)))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "scheduling the retention job failed");
+                        }
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(retention::EVERY) => {}
+                        }
+                    }
+                }
+            },
+        ));
+        tasks
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,5 +1007,116 @@ mod tests {
         let mut j = NewJob::new("q", "k", Value::Null);
         j.max_attempts = 0;
         assert!(j.validate().is_err());
+    }
+}
+
+/// The job queue's settings, and the per-queue family.
+pub mod settings {
+    use crate::config::settings::{Kind, Section, Setting};
+    use std::borrow::Cow;
+
+    pub const REDIS_URL: Setting = Setting::new(
+        "REDIS_URL",
+        Kind::Url {
+            schemes: &["redis", "rediss"],
+            default: None,
+            secret: true,
+        },
+        "The job queue on Redis instead of SQL tables in the database (see [queue.md](queue.md)).",
+    );
+    pub const LEASE: Setting = Setting::millis(
+        "AIRWAVE_QUEUE_LEASE_MS",
+        60_000,
+        1_000,
+        3_600_000,
+        "How long a worker holds a job between heartbeats; a dead worker's jobs run again this long after it died.",
+    );
+    pub const KEEP_COMPLETED_HOURS: Setting = Setting::int(
+        "AIRWAVE_QUEUE_KEEP_COMPLETED_HOURS",
+        24,
+        1,
+        8_760,
+        "hours",
+        "Completed and cancelled jobs older than this are deleted (see [queue.md](queue.md#retention)).",
+    );
+    pub const KEEP_COMPLETED_MAX: Setting = Setting::int(
+        "AIRWAVE_QUEUE_KEEP_COMPLETED_MAX",
+        10_000,
+        0,
+        100_000_000,
+        "jobs",
+        "Completed jobs kept per queue at most (the newest).",
+    );
+    pub const KEEP_DEAD_DAYS: Setting = Setting::int(
+        "AIRWAVE_QUEUE_KEEP_DEAD_DAYS",
+        14,
+        1,
+        365,
+        "days",
+        "Dead jobs older than this are deleted.",
+    );
+    pub const METRICS_FLUSH: Setting = Setting::millis(
+        "AIRWAVE_QUEUE_METRICS_FLUSH_MS",
+        5_000,
+        10,
+        600_000,
+        "How often a process writes its per-queue metrics (charts lag by at most this).",
+    );
+
+    /// `AIRWAVE_QUEUE_<QUEUE>_<WHAT>`.
+    pub fn var(queue: &str, what: &str) -> String {
+        format!("AIRWAVE_QUEUE_{}_{what}", queue.to_uppercase())
+    }
+
+    /// The settings of one of the plan's queues, with that queue's defaults.
+    pub fn for_queue(queue: &str) -> Vec<Setting> {
+        let d = super::QueuePolicy::defaults_for(queue);
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let int = |what: &str,
+                   default: i64,
+                   min: i64,
+                   max: i64,
+                   unit: &'static str,
+                   doc: &'static str| Setting {
+            name: Cow::Owned(var(queue, what)),
+            kind: Kind::Int {
+                default,
+                min,
+                max,
+                unit,
+            },
+            doc: Cow::Borrowed(doc),
+        };
+        vec![
+            int("CONCURRENCY", d.concurrency as i64, 1, 256, "", "Jobs one worker process runs at once."),
+            int("MAX_ATTEMPTS", i64::from(d.max_attempts), 1, 100, "", "Attempts of the jobs the server enqueues before they go to the dead-letter queue."),
+            int("BACKOFF_BASE_MS", ms(d.backoff.base), 1, 86_400_000, "ms", "The first retry waits up to this (full jitter), doubling per attempt …"),
+            int("BACKOFF_CAP_MS", ms(d.backoff.cap), 1, 7 * 86_400_000, "ms", "… up to this. Must not be below the base."),
+            Setting {
+                name: Cow::Owned(var(queue, "RATE_PER_S")),
+                kind: Kind::Float { default: 0.0, min: 0.0, max: 1_000_000.0 },
+                doc: Cow::Borrowed("Jobs one worker process starts per second at most (a token bucket, bursts of one second); `0` is unlimited."),
+            },
+            int("MAX_WAITING", i64::try_from(d.max_waiting).unwrap_or(i64::MAX), 1, 100_000_000, "jobs", "Jobs waiting, delayed or retrying before enqueueing answers `503 queue_full` with `Retry-After`."),
+        ]
+    }
+
+    pub fn section() -> Section {
+        let mut settings = vec![
+            REDIS_URL,
+            LEASE,
+            KEEP_COMPLETED_HOURS,
+            KEEP_COMPLETED_MAX,
+            KEEP_DEAD_DAYS,
+            METRICS_FLUSH,
+        ];
+        for q in super::QUEUES {
+            settings.extend(for_queue(q));
+        }
+        Section {
+            title: "Job queue",
+            intro: "Then, for each of the plan's queues (`RENDER`, `EMAIL`, `WEBHOOK`, `CLEANUP`, `ANALYTICS`), its own concurrency, attempts, backoff, rate and backlog.",
+            settings,
+        }
     }
 }

@@ -419,8 +419,11 @@ return #ids
     )
 });
 
-/// How many members of a state's set the operator views read (newest by score) on Redis.
-const LIST_WINDOW: isize = 5000;
+/// How many members of a state's set one `ZRANGE` reads while listing (listing reads them all,
+/// window by window, so dead-letter groups and retries by filter see every job).
+const LIST_WINDOW: isize = 10_000;
+/// Job hashes loaded per pipelined round trip while listing.
+const LOAD_CHUNK: usize = 200;
 
 pub struct RedisQueue {
     conn: ConnectionManager,
@@ -461,17 +464,16 @@ fn job_from_flat(flat: Vec<String>) -> Result<Job> {
     let num = |k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     let json_of = |k: &str| get(k).and_then(|v| serde_json::from_str::<Value>(&v).ok());
     let id = get("id").ok_or(QueueError::NotFound)?;
-    let state: JobState = get("state")
-        .unwrap_or_default()
-        .parse()
-        .map_err(QueueError::Invalid)?;
+    let state: JobState = get("state").unwrap_or_default().parse()?;
     // The hot paths write only what changed; the rest follows from the state (see the scripts).
     let finished_at = from_ms(m.get("finished_at"));
     let started_at = from_ms(m.get("started_at"));
     let held = state == JobState::Active;
     let ms_dur = |k: &str| Duration::from_millis(u64::try_from(num(k)).unwrap_or(0));
     Ok(Job {
-        id: id.try_into().map_err(QueueError::Invalid)?,
+        id: id
+            .try_into()
+            .map_err(|e: crate::ids::IdError| QueueError::Invalid(e.to_string()))?,
         queue: get("queue").unwrap_or_default(),
         kind: get("kind").unwrap_or_default(),
         payload: json_of("payload").unwrap_or(Value::Null),
@@ -659,12 +661,16 @@ impl RedisQueue {
         }
         flat.chunks(2)
             .map(|pair| match pair {
-                [what, id] if what == "ok" => Ok(Enqueued::Created(
-                    id.clone().try_into().map_err(QueueError::Invalid)?,
-                )),
-                [what, id] if what == "dup" => Ok(Enqueued::Duplicate(
-                    id.clone().try_into().map_err(QueueError::Invalid)?,
-                )),
+                [what, id] if what == "ok" => {
+                    Ok(Enqueued::Created(id.clone().try_into().map_err(
+                        |e: crate::ids::IdError| QueueError::Invalid(e.to_string()),
+                    )?))
+                }
+                [what, id] if what == "dup" => {
+                    Ok(Enqueued::Duplicate(id.clone().try_into().map_err(
+                        |e: crate::ids::IdError| QueueError::Invalid(e.to_string()),
+                    )?))
+                }
                 other => Err(QueueError::Backend(format!(
                     "unexpected enqueue answer {other:?}"
                 ))),
@@ -963,9 +969,7 @@ impl JobQueue for RedisQueue {
             "cancelled" => Ok(CancelOutcome::Cancelled),
             "requested" => Ok(CancelOutcome::Requested),
             "missing" => Err(QueueError::NotFound),
-            _ => Err(QueueError::WrongState(
-                state.parse().map_err(QueueError::Invalid)?,
-            )),
+            _ => Err(QueueError::WrongState(state.parse()?)),
         }
     }
 
@@ -1053,16 +1057,34 @@ impl JobQueue for RedisQueue {
             JobState::Waiting => "ready",
             other => other.as_str(),
         };
-        let ids: Vec<String> = self
-            .cmd(
-                redis::cmd("ZREVRANGE")
-                    .arg(self.key(&filter.queue, set))
-                    .arg(0)
-                    .arg(LIST_WINDOW - 1),
-            )
-            .await?;
+        // Every member of the state's set (ids only), window by window; then newest id first,
+        // after the cursor; then their hashes, chunk by chunk, until `limit` pass the filter.
+        let key = self.key(&filter.queue, set);
+        let mut ids: Vec<String> = Vec::new();
+        let mut start: isize = 0;
+        loop {
+            let window: Vec<String> = self
+                .cmd(
+                    redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(start)
+                        .arg(start + LIST_WINDOW - 1),
+                )
+                .await?;
+            let got = window.len();
+            ids.extend(window);
+            if got < LIST_WINDOW as usize {
+                break;
+            }
+            start += LIST_WINDOW;
+        }
+        if let Some(b) = before {
+            ids.retain(|id| id.as_str() < b.as_str());
+        }
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
         let mut jobs = Vec::new();
-        for chunk in ids.chunks(200) {
+        for chunk in ids.chunks(LOAD_CHUNK) {
             let mut pipe = redis::pipe();
             for id in chunk {
                 pipe.cmd("HGETALL").arg(format!("{}:job:{id}", self.prefix));
@@ -1075,14 +1097,14 @@ impl JobQueue for RedisQueue {
                     .map_err(backend_err)?;
             for row in rows.into_iter().filter(|r| !r.is_empty()) {
                 let job = job_from_flat(row)?;
-                let keep = filter.matches(&job) && before.is_none_or(|b| &job.id < b);
-                if keep {
+                if filter.matches(&job) {
                     jobs.push(job);
+                    if jobs.len() >= limit {
+                        return Ok(jobs);
+                    }
                 }
             }
         }
-        jobs.sort_by(|a, b| b.id.cmp(&a.id));
-        jobs.truncate(limit);
         Ok(jobs)
     }
 
@@ -1176,9 +1198,7 @@ impl JobQueue for RedisQueue {
                 "another job with the same unique key is waiting or running".into(),
             )),
             "missing" => Err(QueueError::NotFound),
-            _ => Err(QueueError::WrongState(
-                value.parse().map_err(QueueError::Invalid)?,
-            )),
+            _ => Err(QueueError::WrongState(value.parse()?)),
         }
     }
 
@@ -1194,9 +1214,7 @@ impl JobQueue for RedisQueue {
                 Ok(())
             }
             "missing" => Err(QueueError::NotFound),
-            _ => Err(QueueError::WrongState(
-                value.parse().map_err(QueueError::Invalid)?,
-            )),
+            _ => Err(QueueError::WrongState(value.parse()?)),
         }
     }
 
@@ -1207,9 +1225,7 @@ impl JobQueue for RedisQueue {
         match what.as_str() {
             "ok" => Ok(()),
             "missing" => Err(QueueError::NotFound),
-            _ => Err(QueueError::WrongState(
-                value.parse().map_err(QueueError::Invalid)?,
-            )),
+            _ => Err(QueueError::WrongState(value.parse()?)),
         }
     }
 

@@ -8,8 +8,8 @@ use crate::audit::{self, Entry};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::http::extract::{ClientIp, Json, Path, Query};
-use crate::http::paging::{page, PageQuery};
 use crate::ids::JobId;
+use crate::paging::{page, PageQuery};
 use crate::state::AppState;
 use airwave_api::{
     AttemptOut, CountOut, DeadGroupOut, JobDetailOut, JobOut, JobStateOut, Page, PercentilesOut,
@@ -21,6 +21,24 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
+
+/// This feature's routes with their OpenAPI descriptions.
+pub fn routes() -> crate::feature::Routes {
+    crate::feature::Routes::new()
+        .routes(utoipa_axum::routes!(list_queues))
+        .routes(utoipa_axum::routes!(list_jobs))
+        .routes(utoipa_axum::routes!(retry_jobs))
+        .routes(utoipa_axum::routes!(queue_metrics))
+        .routes(utoipa_axum::routes!(get_job, discard_job))
+        .routes(utoipa_axum::routes!(retry_job))
+        .routes(utoipa_axum::routes!(promote_job))
+        .routes(utoipa_axum::routes!(cancel_job))
+        .routes(utoipa_axum::routes!(dead_groups))
+        .routes(utoipa_axum::routes!(retry_dead))
+        .routes(utoipa_axum::routes!(pause_queue))
+        .routes(utoipa_axum::routes!(resume_queue))
+        .routes(utoipa_axum::routes!(purge_completed))
+}
 
 /// Most jobs one retry-by-filter call touches.
 const RETRY_MAX: u64 = 100_000;

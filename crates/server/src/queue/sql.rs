@@ -120,12 +120,15 @@ impl TryFrom<JobRow> for Job {
     type Error = QueueError;
     fn try_from(r: JobRow) -> Result<Job> {
         Ok(Job {
-            id: r.id.try_into().map_err(QueueError::Invalid)?,
+            id: r
+                .id
+                .try_into()
+                .map_err(|e: crate::ids::IdError| QueueError::Invalid(e.to_string()))?,
             queue: r.queue,
             kind: r.kind,
             payload: r.payload.0,
             priority: r.priority,
-            state: r.state.parse().map_err(QueueError::Invalid)?,
+            state: r.state.parse()?,
             run_at: r.run_at,
             attempts: u32::try_from(r.attempts).unwrap_or(0),
             max_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
@@ -254,9 +257,9 @@ impl SqlQueue {
                 .await?
         });
         match existing {
-            Some(e) => Ok(Enqueued::Duplicate(
-                e.try_into().map_err(QueueError::Invalid)?,
-            )),
+            Some(e) => Ok(Enqueued::Duplicate(e.try_into().map_err(
+                |e: crate::ids::IdError| QueueError::Invalid(e.to_string()),
+            )?)),
             // The holder finished between the two statements: the key is free now.
             None => Box::pin(self.insert(job, now)).await,
         }
@@ -386,9 +389,7 @@ impl SqlQueue {
         let s: Option<String> = with_db!(&self.db, pool => {
             sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1").bind(id.as_str()).fetch_optional(pool).await?
         });
-        s.ok_or(QueueError::NotFound)?
-            .parse()
-            .map_err(QueueError::Invalid)
+        s.ok_or(QueueError::NotFound)?.parse()
     }
 }
 
@@ -706,7 +707,9 @@ impl JobQueue for SqlQueue {
         });
         let mut n = 0;
         for id in expired {
-            let id: JobId = id.try_into().map_err(QueueError::Invalid)?;
+            let id: JobId = id
+                .try_into()
+                .map_err(|e: crate::ids::IdError| QueueError::Invalid(e.to_string()))?;
             let failure = JobFailure::lease_lost();
             // The lease is part of the attempt: retry right away rather than after a backoff.
             if self
@@ -783,10 +786,7 @@ impl JobQueue for SqlQueue {
         });
         let mut c = Counts::default();
         for (state, n) in rows {
-            c.add(
-                state.parse().map_err(QueueError::Invalid)?,
-                u64::try_from(n).unwrap_or(0),
-            );
+            c.add(state.parse()?, u64::try_from(n).unwrap_or(0));
         }
         Ok(c)
     }
@@ -993,7 +993,10 @@ impl JobQueue for SqlQueue {
         let mut n = 0;
         for id in ids {
             if self
-                .retry(&id.try_into().map_err(QueueError::Invalid)?)
+                .retry(
+                    &id.try_into()
+                        .map_err(|e: crate::ids::IdError| QueueError::Invalid(e.to_string()))?,
+                )
                 .await
                 .is_ok()
             {

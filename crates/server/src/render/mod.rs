@@ -14,6 +14,7 @@ pub mod local;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -182,6 +183,54 @@ pub fn fill(text: &str, params: &Map<String, Value>) -> Result<String, RenderErr
     Ok(out)
 }
 
+/// The render feature: `execution.created` becomes a `render` job (its consumer), and the worker
+/// that renders with the provider `startup.rs` chose.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "render"
+    }
+
+    fn settings(&self) -> Option<crate::config::settings::Section> {
+        Some(settings::section())
+    }
+
+    fn consumers(&self, b: &crate::feature::Backends) -> Vec<Arc<dyn crate::events::Consumer>> {
+        vec![Arc::new(job::RenderConsumer {
+            queue: b.queue.clone(),
+        })]
+    }
+
+    fn tasks(&self, s: &crate::state::AppState) -> Vec<crate::feature::Task> {
+        use crate::feature::{Runs, Task, SHUTDOWN_GRACE};
+        let render = job::RenderJob {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            blobs: s.blobs.clone(),
+            provider: s.renderer.clone(),
+        };
+        let worker = Arc::new(
+            crate::queue::worker::Worker::for_queue(
+                s.queue.clone(),
+                job::QUEUE,
+                s.config.queue_lease,
+            )
+            .handle(job::KIND, Arc::new(render)),
+        );
+        tracing::info!(
+            worker = worker.id(),
+            queue = job::QUEUE,
+            backend = s.queue.backend(),
+            provider = s.renderer.name(),
+            "render worker ready"
+        );
+        vec![Task::new("render-worker", Runs::Workers, move |stop| {
+            worker.clone().run_until_stopped(stop, SHUTDOWN_GRACE)
+        })]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +268,62 @@ mod tests {
         assert!(Template::parse(&params(json!({"width": 5}))).is_err());
         assert!(Template::parse(&params(json!({"layers": [{"type": "video"}]}))).is_err());
         assert!(Template::parse(&params(json!({"colour": "#fff"}))).is_err());
+    }
+}
+
+/// The render feature's settings.
+pub mod settings {
+    use crate::config::settings::{Kind, Section, Setting};
+
+    pub const PROVIDER: Setting = Setting::new(
+        "AIRWAVE_RENDER_PROVIDER",
+        Kind::Choice {
+            default: "local",
+            options: &["local", "creatomate"],
+        },
+        "`local` renders in-process (resvg); `creatomate` needs `CREATOMATE_API_KEY`; see [rendering.md](rendering.md).",
+    );
+    pub const CREATOMATE_API_KEY: Setting = Setting::new(
+        "CREATOMATE_API_KEY",
+        Kind::Secret { min_len: 0 },
+        "Creatomate's API key.",
+    );
+    pub const CREATOMATE_URL: Setting = Setting::new(
+        "AIRWAVE_CREATOMATE_URL",
+        Kind::Url {
+            schemes: &["http", "https"],
+            default: Some("https://api.creatomate.com"),
+            secret: false,
+        },
+        "Creatomate's API origin (tests point it at a local stand-in).",
+    );
+    pub const CREATOMATE_POLL: Setting = Setting::millis(
+        "AIRWAVE_CREATOMATE_POLL_MS",
+        2_000,
+        10,
+        600_000,
+        "How often a running Creatomate render is polled.",
+    );
+    pub const CREATOMATE_TIMEOUT: Setting = Setting::int(
+        "AIRWAVE_CREATOMATE_TIMEOUT_S",
+        1_800,
+        1,
+        86_400,
+        "s",
+        "A render not finished by then fails its attempt (and is retried).",
+    );
+
+    pub fn section() -> Section {
+        Section {
+            title: "Rendering",
+            intro: "",
+            settings: vec![
+                PROVIDER,
+                CREATOMATE_API_KEY,
+                CREATOMATE_URL,
+                CREATOMATE_POLL,
+                CREATOMATE_TIMEOUT,
+            ],
+        }
     }
 }

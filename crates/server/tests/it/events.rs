@@ -138,6 +138,23 @@ async fn drain(d: &Dispatcher) {
     panic!("the dispatcher never ran dry");
 }
 
+/// Waits until `n` events of the test type are final (readable): on PostgreSQL an event becomes
+/// readable once every older transaction of the cluster has ended.
+async fn wait_final(db: &Db, n: usize) {
+    for _ in 0..2000 {
+        if outbox::read_after(db, Position::START, &[TYPE], 1000)
+            .await
+            .unwrap()
+            .len()
+            >= n
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the events never became readable");
+}
+
 /// One pass over `c` that reads something (retrying while the events are not final yet).
 async fn pass_reading(d: &Dispatcher, c: &dyn Consumer) -> dispatcher::Pass {
     for _ in 0..2000 {
@@ -216,12 +233,16 @@ async fn two_consumers_of_one_type_both_get_every_event_across_a_killed_dispatch
             assert_eq!(got, want, "{}: {subject} out of order", c.name);
         }
     }
-    assert_eq!(b.got().len(), 60, "b had nothing to redo");
-    assert_eq!(
-        a.got().len(),
-        60,
-        "a redid only the event it hung on (which never completed)"
-    );
+    // At most the event in flight when it was killed comes twice (its delivery may have ended
+    // before its position was written).
+    for c in [&a, &b] {
+        assert!(
+            (60..=61).contains(&c.got().len()),
+            "{}: {}",
+            c.name,
+            c.got().len()
+        );
+    }
     let lags = dispatcher::lag(&db, clock.as_ref(), &second.consumers)
         .await
         .unwrap();
@@ -244,6 +265,7 @@ async fn a_failing_consumer_parks_its_events_and_holds_back_only_their_subjects(
     let x1 = emit(&db, clock.as_ref(), "sub_x", 1).await;
     let x2 = emit(&db, clock.as_ref(), "sub_x", 2).await;
     let y1 = emit(&db, clock.as_ref(), "sub_y", 3).await;
+    wait_final(&db, 3).await;
 
     let pb = pass_reading(&d, b.as_ref()).await;
     assert_eq!((pb.tried, pb.failed), (3, 0));
@@ -439,9 +461,17 @@ async fn an_event_committed_late_is_read_after_one_committed_early() {
         "nothing is final while the older transaction runs: {first:?}"
     );
     late.commit().await.unwrap();
-    let all = outbox::read_after(&db, Position::START, &[TYPE], 10)
-        .await
-        .unwrap();
+    // Once every older transaction of the cluster has ended (other tests run beside this one).
+    let mut all = Vec::new();
+    for _ in 0..2000 {
+        all = outbox::read_after(&db, Position::START, &[TYPE], 10)
+            .await
+            .unwrap();
+        if all.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let subjects: Vec<&str> = all.iter().map(|e| e.subject.as_str()).collect();
     assert_eq!(subjects, vec!["late", "early"]);
 }

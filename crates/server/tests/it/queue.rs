@@ -7,8 +7,8 @@ use airwave_server::queue::redis::RedisQueue;
 use airwave_server::queue::sql::SqlQueue;
 use airwave_server::queue::worker::{JobContext, JobHandler, Outcome, Worker};
 use airwave_server::queue::{
-    CancelOutcome, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState, NewJob, QueueError,
-    QueuePolicy,
+    CancelOutcome, Enqueued, FailOutcome, Job, JobFailure, JobFilter, JobQueue, JobState, NewJob,
+    QueueError, QueuePolicy,
 };
 use async_trait::async_trait;
 use chrono::Duration as CDuration;
@@ -583,8 +583,6 @@ async fn cancelling_a_running_job_reaches_its_handler() {
 }
 
 // --- operator actions -----------------------------------------------------------------------
-
-use airwave_server::queue::JobFilter;
 
 fn filter(state: JobState) -> JobFilter {
     JobFilter::new("render", state)
@@ -1195,4 +1193,78 @@ async fn a_panicking_job_is_recorded_as_a_failure_with_the_panic_message() {
     let attempts = f.queue.attempts(&id).await.unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].outcome, "failed");
+}
+
+/// Dead-letter groups, retry-by-filter and listing see every job, not a window of the newest
+/// (Redis once read only the newest 5,000 of a state).
+#[tokio::test]
+async fn twelve_thousand_dead_jobs_are_all_grouped_counted_and_retried() {
+    const N: usize = 12_000;
+    let f = fixture().await;
+    let jobs: Vec<NewJob> = (0..N)
+        .map(|i| {
+            let mut j = NewJob::new("bulk", if i % 3 == 0 { "a" } else { "b" }, json!({"i": i}));
+            j.max_attempts = 1;
+            j
+        })
+        .collect();
+    for chunk in jobs.chunks(1000) {
+        f.queue.enqueue_bulk(chunk.to_vec()).await.unwrap();
+    }
+    let boom_a = JobFailure::permanent("test.bulk", "boom a");
+    let boom_b = JobFailure::permanent("test.bulk", "boom b");
+    loop {
+        let batch = f.queue.fetch("bulk", "w", 500, LEASE).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let fails = batch.iter().map(|j| {
+            let why = if j.kind == "a" { &boom_a } else { &boom_b };
+            f.queue.fail(&j.id, "w", why, 0.0)
+        });
+        for r in futures_util::future::join_all(fails).await {
+            assert_eq!(r.unwrap(), FailOutcome::Dead);
+        }
+    }
+    assert_eq!(f.queue.counts("bulk").await.unwrap().dead, N as u64);
+    let groups = f.queue.dead_groups("bulk").await.unwrap();
+    let counts: Vec<(String, u64)> = groups.iter().map(|g| (g.kind.clone(), g.count)).collect();
+    assert_eq!(
+        counts,
+        vec![("b".to_string(), 8000), ("a".to_string(), 4000)]
+    );
+    let fp_a = boom_a.fingerprint("a");
+    assert_eq!(
+        f.queue.retry_dead("bulk", Some(&fp_a), true).await.unwrap(),
+        4000
+    );
+    assert_eq!(
+        f.queue.retry_dead("bulk", None, true).await.unwrap(),
+        N as u64
+    );
+    // Listing pages through all of them, newest first.
+    let filter = JobFilter::new("bulk", JobState::Dead);
+    let first = f.queue.list(&filter, 50, None).await.unwrap();
+    assert_eq!(first.len(), 50);
+    assert!(first.windows(2).all(|w| w[0].id > w[1].id));
+    let second = f
+        .queue
+        .list(&filter, 50, first.last().map(|j| &j.id))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 50);
+    assert!(second[0].id < first[49].id);
+    let mut by_fp = JobFilter::new("bulk", JobState::Dead);
+    by_fp.fingerprint = Some(fp_a.clone());
+    assert_eq!(f.queue.list(&by_fp, N, None).await.unwrap().len(), 4000);
+    // Retrying one group brings back exactly its 4,000.
+    assert_eq!(
+        f.queue
+            .retry_dead("bulk", Some(&fp_a), false)
+            .await
+            .unwrap(),
+        4000
+    );
+    let c = f.queue.counts("bulk").await.unwrap();
+    assert_eq!((c.dead, c.waiting), (8000, 4000));
 }

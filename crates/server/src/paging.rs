@@ -1,4 +1,4 @@
-//! Cursor pagination: lists are ordered by id (newest first, ids sort by time) and the cursor is
+//! Cursor pagination (shared by the features; not HTTP: routes parse the query into it): lists are ordered by id (newest first, ids sort by time) and the cursor is
 //! the last id of the page, so pages stay stable while rows are added.
 
 use crate::error::{Error, Result};
@@ -32,7 +32,7 @@ impl PageQuery {
     }
 
     /// The cursor parsed as the list's id type.
-    pub fn cursor<T: TryFrom<String, Error = String>>(&self) -> Result<Option<T>> {
+    pub fn cursor<T: TryFrom<String, Error = crate::ids::IdError>>(&self) -> Result<Option<T>> {
         self.cursor
             .clone()
             .map(|c| {
