@@ -41,10 +41,10 @@ struct Fake {
     seen: Arc<Mutex<Seen>>,
 }
 
-fn check_auth(h: &HeaderMap) -> Result<(), String> {
+fn check_auth(h: &HeaderMap) -> anyhow::Result<()> {
     match h.get("authorization").and_then(|v| v.to_str().ok()) {
         Some(v) if v == format!("Bearer {KEY}") => Ok(()),
-        other => Err(format!("authorization header was {other:?}")),
+        other => Err(anyhow::anyhow!("authorization header was {other:?}")),
     }
 }
 

@@ -700,11 +700,13 @@ pub struct PayloadMatch {
 }
 
 impl std::str::FromStr for PayloadMatch {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (path, value) = s
-            .split_once('=')
-            .ok_or_else(|| format!("`{s}` is not `field=value` (e.g. `execution_id=exe_…`)"))?;
+    type Err = QueueError;
+    fn from_str(s: &str) -> Result<Self, QueueError> {
+        let (path, value) = s.split_once('=').ok_or_else(|| {
+            QueueError::Invalid(format!(
+                "`{s}` is not `field=value` (e.g. `execution_id=exe_…`)"
+            ))
+        })?;
         let path: Vec<String> = path.split('.').map(str::to_owned).collect();
         let key_ok = |k: &String| {
             (1..=64).contains(&k.len())
@@ -712,13 +714,15 @@ impl std::str::FromStr for PayloadMatch {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
         if path.len() > 8 || !path.iter().all(key_ok) {
-            return Err(format!(
+            return Err(QueueError::Invalid(format!(
                 "the payload field must be up to 8 dot-separated keys of [A-Za-z0-9_-] (got `{}`)",
                 path.join(".")
-            ));
+            )));
         }
         if value.len() > 1024 {
-            return Err("the payload value must be at most 1024 characters".into());
+            return Err(QueueError::Invalid(
+                "the payload value must be at most 1024 characters".into(),
+            ));
         }
         Ok(Self {
             path,
