@@ -17,3 +17,4 @@ mod render;
 mod roles;
 mod schema;
 mod search;
+mod startup;

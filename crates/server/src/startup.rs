@@ -43,8 +43,27 @@ pub fn features() -> Vec<Arc<dyn Feature>> {
     ]
 }
 
-/// Connects the database, applies migrations and assembles the shared state.
+/// Connects the database, applies migrations and assembles the shared state; fails when the
+/// database or Redis cannot be reached (the CLI's commands).
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    build(config, clock, Startup::Strict).await
+}
+
+/// Whether start-up waits for the database and Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Startup {
+    /// Connect and migrate now, or fail.
+    Strict,
+    /// Start anyway: the server answers `/api/health/live`, reports the failing component in
+    /// `/api/health`, answers other requests `503 starting`, and keeps retrying in the background.
+    Resilient,
+}
+
+async fn build(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    startup: Startup,
+) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data dir {} (AIRWAVE_DATA_DIR)",
@@ -58,20 +77,43 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         }
         None => anyhow::bail!("JWT_SECRET is required in production"),
     };
-    let db = Db::connect(&config.database).await?;
-    db.migrate().await?;
+    let ready = Arc::new(crate::state::Ready::default());
+    let db = match startup {
+        Startup::Strict => {
+            let db = Db::connect(&config.database).await?;
+            db.migrate().await?;
+            ready.set();
+            db
+        }
+        Startup::Resilient => {
+            let db = Db::connect_lazy(&config.database).await?;
+            match db.migrate().await {
+                Ok(()) => ready.set(),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the database is not reachable yet; serving health and retrying")
+                }
+            }
+            db
+        }
+    };
     let queue: Arc<dyn JobQueue> = match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisQueue::connect(
+        Some(url) => {
+            let redis = RedisQueue::new(
                 url.expose().as_str(),
                 "airwave",
                 clock.clone(),
                 db.clone(),
                 config.queues.clone(),
             )
-            .await
-            .context("cannot connect to Redis (REDIS_URL)")?,
-        ),
+            .context("REDIS_URL is not a usable Redis URL")?;
+            if startup == Startup::Strict {
+                redis
+                    .ping()
+                    .await
+                    .context("cannot connect to Redis (REDIS_URL)")?;
+            }
+            Arc::new(redis)
+        }
         None => Arc::new(SqlQueue::new(
             db.clone(),
             clock.clone(),
@@ -127,6 +169,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         supervisor,
         renderer,
         features: Arc::from(features),
+        ready,
     })
 }
 
@@ -209,7 +252,7 @@ impl Application {
         if let Some(addr) = addr.filter(|_| config.public_url.port() == Some(0)) {
             let _ = config.public_url.set_port(Some(addr.port()));
         }
-        let state = build_state(config, Arc::new(SystemClock)).await?;
+        let state = build(config, Arc::new(SystemClock), Startup::Resilient).await?;
         let router = crate::http::router(state.clone());
         Ok(Self {
             role,
@@ -233,20 +276,34 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let db = self.state.db.clone();
         // Every feature's tasks, supervised; the worker role's only where this process works.
-        let supervisor = self.state.supervisor.clone();
-        let late_stop = CancellationToken::new();
-        let (mut tasks, mut late) = (tokio::task::JoinSet::new(), tokio::task::JoinSet::new());
-        for feature in self.state.features.iter() {
-            for task in feature.tasks(&self.state) {
-                let (set, stop) = match task.runs {
-                    Runs::Workers if self.role == Role::Api => continue,
-                    Runs::Workers | Runs::EveryRole => (&mut tasks, cancel.clone()),
-                    Runs::EveryRoleStoppedLast => (&mut late, late_stop.clone()),
-                };
-                let name = task.name.clone();
-                supervisor.spawn(set, &name, stop.clone(), move || task.start(stop.clone()));
-            }
-        }
+        // They start once the database is migrated (at once, unless it was unreachable).
+        let tasks = {
+            let (state, role, cancel) = (self.state.clone(), self.role, cancel.clone());
+            tokio::spawn(async move {
+                if !state.ready.is_set() && !wait_for_database(&state, &cancel).await {
+                    return;
+                }
+                let supervisor = state.supervisor.clone();
+                let late_stop = CancellationToken::new();
+                let (mut tasks, mut late) =
+                    (tokio::task::JoinSet::new(), tokio::task::JoinSet::new());
+                for feature in state.features.iter() {
+                    for task in feature.tasks(&state) {
+                        let (set, stop) = match task.runs {
+                            Runs::Workers if role == Role::Api => continue,
+                            Runs::Workers | Runs::EveryRole => (&mut tasks, cancel.clone()),
+                            Runs::EveryRoleStoppedLast => (&mut late, late_stop.clone()),
+                        };
+                        let name = task.name.clone();
+                        supervisor
+                            .spawn(set, &name, stop.clone(), move || task.start(stop.clone()));
+                    }
+                }
+                while tasks.join_next().await.is_some() {}
+                late_stop.cancel();
+                while late.join_next().await.is_some() {}
+            })
+        };
         if let Some(listener) = self.listener {
             let app = self
                 .router
@@ -264,11 +321,31 @@ impl Application {
         } else {
             cancel.cancelled().await;
         }
-        while tasks.join_next().await.is_some() {}
-        late_stop.cancel();
-        while late.join_next().await.is_some() {}
+        let _ = tasks.await;
         db.close().await;
         Ok(())
+    }
+}
+
+/// Retries the migrations with backoff until they ran (`true`) or `stop` fires (`false`).
+async fn wait_for_database(state: &AppState, stop: &CancellationToken) -> bool {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match state.db.migrate().await {
+            Ok(()) => {
+                tracing::info!("the database is reachable and migrated; starting the workers");
+                state.ready.set();
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis(), "the database is not reachable yet");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
     }
 }
 

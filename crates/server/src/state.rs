@@ -33,4 +33,21 @@ pub struct AppState {
     pub renderer: Arc<dyn crate::render::RenderProvider>,
     /// Every feature, as `startup::features` lists them.
     pub features: Arc<[Arc<dyn crate::feature::Feature>]>,
+    /// Set once the database is reachable and migrated; until then requests other than health
+    /// get `503 starting`.
+    pub ready: Arc<Ready>,
+}
+
+/// Whether the database is reachable and migrated.
+#[derive(Debug, Default)]
+pub struct Ready(std::sync::atomic::AtomicBool);
+
+impl Ready {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }

@@ -90,14 +90,7 @@ impl Db {
     pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<Db> {
         match &cfg.url {
             DatabaseUrl::Postgres(url) => {
-                let opts = PgConnectOptions::from_str(url.as_str())
-                    .context("DATABASE_URL is not a usable PostgreSQL URL")?
-                    .options([(
-                        "statement_timeout",
-                        cfg.statement_timeout.as_millis().to_string(),
-                    )])
-                    .log_statements(log::LevelFilter::Trace)
-                    .log_slow_statements(log::LevelFilter::Warn, cfg.slow_statement);
+                let opts = Self::pg_options(url, cfg)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(cfg.max_connections)
                     .acquire_timeout(cfg.acquire_timeout)
@@ -134,6 +127,34 @@ impl Db {
                 Ok(Db::Sqlite(pool))
             }
         }
+    }
+
+    /// Like [`Db::connect`], but PostgreSQL connections are made on first use: the server starts
+    /// while the database is briefly unreachable (requests then fail as `503`).
+    pub async fn connect_lazy(cfg: &DatabaseConfig) -> anyhow::Result<Db> {
+        match &cfg.url {
+            DatabaseUrl::Postgres(url) => {
+                let opts = Self::pg_options(url, cfg)?;
+                Ok(Db::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(cfg.max_connections)
+                        .acquire_timeout(cfg.acquire_timeout)
+                        .connect_lazy_with(opts),
+                ))
+            }
+            DatabaseUrl::Sqlite(_) => Self::connect(cfg).await,
+        }
+    }
+
+    fn pg_options(url: &Url, cfg: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
+        Ok(PgConnectOptions::from_str(url.as_str())
+            .context("DATABASE_URL is not a usable PostgreSQL URL")?
+            .options([(
+                "statement_timeout",
+                cfg.statement_timeout.as_millis().to_string(),
+            )])
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Warn, cfg.slow_statement))
     }
 
     /// Applies the embedded migrations that have not run yet.

@@ -4,7 +4,8 @@
 //!
 //! Middleware, outermost first: request id → trace span (method, matched path, request id) →
 //! problem normaliser (any bare 4xx/5xx becomes problem+json, with the request id) → CORS →
-//! timeout → panic catcher → body limit → routes.
+//! timeout → panic catcher → body limit → start-up gate (503 `starting` until the database is
+//! reachable) → routes.
 
 pub mod extract;
 pub mod problem;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, api) = api_routes(&state.features).split_for_parts();
     let api = std::sync::Arc::new(api);
     let config = state.config.clone();
+    let ready = state.ready.clone();
     let routes = routes.layer(axum::Extension(api)).with_state(state);
 
     let cors = if config.cors_origins.is_empty() {
@@ -121,11 +123,32 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a request handler panicked");
             problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
         }))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let ready = ready.clone();
+            async move { require_ready(&ready, req, next).await }
+        }));
 
     routes
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(stack)
+}
+
+/// Until the database is reachable and migrated, only health and the API document are served;
+/// everything else is `503 starting` with `Retry-After` (never a 500 from a missing table).
+async fn require_ready(ready: &crate::state::Ready, req: Request, next: Next) -> Response {
+    const ALWAYS: &[&str] = &["/api/health/live", "/api/health", "/api/openapi.json"];
+    if ready.is_set() || ALWAYS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let mut r = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "starting",
+        "the server is starting: its database is not reachable yet; try again shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 /// Makes every error answer a problem document carrying the request id: bare statuses from the

@@ -105,6 +105,22 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
+            Error::Database(
+                e @ (sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed),
+            ) => {
+                tracing::warn!(error = %e, "the database is unreachable");
+                let mut r = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database cannot be reached; try again shortly",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
             Error::Database(e) => {
                 tracing::error!(error = ?e, "database error");
                 problem(

@@ -426,7 +426,9 @@ const LIST_WINDOW: isize = 10_000;
 const LOAD_CHUNK: usize = 200;
 
 pub struct RedisQueue {
-    conn: ConnectionManager,
+    /// Made on first use and kept (it reconnects by itself): the server starts while Redis is
+    /// down, and every call fails fast as `Backend` until it is reachable.
+    conn: tokio::sync::OnceCell<ConnectionManager>,
     /// For the pub/sub connection that relays wake-ups (`P:wake`, payload: the queue).
     client: redis::Client,
     prefix: String,
@@ -520,20 +522,23 @@ impl RedisQueue {
         db: Db,
         policies: HashMap<String, QueuePolicy>,
     ) -> Result<Self> {
+        let q = Self::new(url, prefix, clock, db, policies)?;
+        q.conn().await?;
+        Ok(q)
+    }
+
+    /// The queue without connecting yet: the first call connects (and reports `Backend` while
+    /// Redis cannot be reached), so a server starts while Redis is briefly down.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+        db: Db,
+        policies: HashMap<String, QueuePolicy>,
+    ) -> Result<Self> {
         let client = redis::Client::open(url).map_err(backend_err)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            .set_number_of_retries(2);
-        let conn = tokio::time::timeout(
-            CALL_TIMEOUT * 2,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| QueueError::Backend("timed out connecting to Redis".into()))?
-        .map_err(backend_err)?;
         Ok(Self {
-            conn,
+            conn: tokio::sync::OnceCell::new(),
             client,
             prefix: prefix.into(),
             metrics: Arc::new(super::metrics::Metrics::new(clock.clone())),
@@ -545,12 +550,37 @@ impl RedisQueue {
         })
     }
 
+    /// One round trip (start-up's check that Redis is reachable).
+    pub async fn ping(&self) -> Result<()> {
+        self.cmd::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+
+    /// The shared connection, made on first use.
+    async fn conn(&self) -> Result<ConnectionManager> {
+        self.conn
+            .get_or_try_init(|| async {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(CALL_TIMEOUT))
+                    .set_number_of_retries(2);
+                tokio::time::timeout(
+                    CALL_TIMEOUT,
+                    self.client.get_connection_manager_with_config(config),
+                )
+                .await
+                .map_err(|_| QueueError::Backend("timed out connecting to Redis".into()))?
+                .map_err(backend_err)
+            })
+            .await
+            .cloned()
+    }
+
     fn policy_of(&self, queue: &str) -> &QueuePolicy {
         self.policies.get(queue).unwrap_or(&self.default_policy)
     }
 
     async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async(&mut conn))
             .await
             .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
@@ -558,7 +588,7 @@ impl RedisQueue {
     }
 
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         tokio::time::timeout(CALL_TIMEOUT, cmd.query_async(&mut conn))
             .await
             .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
@@ -1011,7 +1041,7 @@ impl JobQueue for RedisQueue {
         for (_, set) in sets {
             pipe.cmd("ZCARD").arg(self.key(queue, set));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let n: Vec<u64> = tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
             .await
             .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
@@ -1089,7 +1119,7 @@ impl JobQueue for RedisQueue {
             for id in chunk {
                 pipe.cmd("HGETALL").arg(format!("{}:job:{id}", self.prefix));
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             let rows: Vec<Vec<String>> =
                 tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
                     .await
