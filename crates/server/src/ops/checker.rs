@@ -11,7 +11,7 @@ use super::log;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::health::HealthRegistry;
-use crate::queue::JobQueue;
+use crate::queue::QueueAdmin;
 use crate::with_db;
 use airwave_api::{ops_event, HealthChangedEvent, HealthStatus, QueueStatsEvent, QueueStatsItem};
 use chrono::Duration as ChronoDuration;
@@ -24,7 +24,7 @@ pub struct Checker {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub health: Arc<HealthRegistry>,
-    pub queue: Arc<dyn JobQueue>,
+    pub queue: Arc<dyn QueueAdmin>,
     /// How often the health registry runs.
     pub every: Duration,
     /// How often queue counts go out.

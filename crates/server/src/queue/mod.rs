@@ -455,7 +455,7 @@ impl From<Counts> for airwave_api::QueueCountsOut {
 }
 
 /// The plan's queues (listed even before their first job), then any other the backend has seen.
-pub async fn all_queue_names(queue: &dyn JobQueue) -> Result<Vec<String>> {
+pub async fn all_queue_names(queue: &dyn QueueAdmin) -> Result<Vec<String>> {
     let mut names: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
     for q in queue.queue_names().await? {
         if !names.contains(&q) {
@@ -484,10 +484,10 @@ impl Counts {
     }
 }
 
-/// The job queue seam. Every method takes the current time from the backend's clock, so tests
-/// move time instead of sleeping.
+/// The job queue seam, worker side: what producers and workers use. Every method takes the
+/// current time from the backend's clock, so tests move time instead of sleeping.
 #[async_trait]
-pub trait JobQueue: Send + Sync {
+pub trait WorkQueue: Send + Sync {
     /// `sql` or `redis`.
     fn backend(&self) -> &'static str;
 
@@ -570,11 +570,31 @@ pub trait JobQueue: Send + Sync {
     /// Makes jobs whose lease ran out ready again (or dead when out of attempts). Returns how many.
     async fn recover_expired(&self) -> Result<u64>;
 
-    /// Cancels a waiting job, or asks a running one to stop.
-    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome>;
-
     /// Marks a cancelled running job as finished (its handler stopped).
     async fn finish_cancelled(&self, id: &JobId, worker: &str) -> Result<()>;
+
+    /// Relays other processes' "work is ready" signals to this process's idle workers until
+    /// `stop` (PostgreSQL `LISTEN`, Redis pub/sub), reconnecting by itself. Returns at once on a
+    /// backend without such signals (SQLite: one process owns the file).
+    async fn listen_for_work(&self, stop: tokio_util::sync::CancellationToken) {
+        let _ = stop;
+    }
+
+    /// Waits until work may be ready in `queue` (something was enqueued or released in this
+    /// process, or another process signalled it), or `at_most` passes. Workers call it when idle; the timeout covers other
+    /// processes and delayed jobs coming due.
+    async fn wait_for_work(&self, queue: &str, at_most: Duration) {
+        let _ = queue;
+        tokio::time::sleep(at_most).await;
+    }
+}
+
+/// What operators use: inspect, list and change jobs and queues (the operator API, retention,
+/// the health checker).
+#[async_trait]
+pub trait QueueAdmin: Send + Sync {
+    /// Cancels a waiting job, or asks a running one to stop.
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome>;
 
     async fn get(&self, id: &JobId) -> Result<Job>;
 
@@ -627,22 +647,13 @@ pub trait JobQueue: Send + Sync {
     /// Keeps only the newest `keep` jobs of `queue` in a finished `state`; deletes the rest
     /// (at most 100 000 a call). Returns how many.
     async fn trim(&self, queue: &str, state: JobState, keep: u64) -> Result<u64>;
-
-    /// Relays other processes' "work is ready" signals to this process's idle workers until
-    /// `stop` (PostgreSQL `LISTEN`, Redis pub/sub), reconnecting by itself. Returns at once on a
-    /// backend without such signals (SQLite: one process owns the file).
-    async fn listen_for_work(&self, stop: tokio_util::sync::CancellationToken) {
-        let _ = stop;
-    }
-
-    /// Waits until work may be ready in `queue` (something was enqueued or released in this
-    /// process, or another process signalled it), or `at_most` passes. Workers call it when idle; the timeout covers other
-    /// processes and delayed jobs coming due.
-    async fn wait_for_work(&self, queue: &str, at_most: Duration) {
-        let _ = queue;
-        tokio::time::sleep(at_most).await;
-    }
 }
+
+/// The whole seam: every backend is both. Workers and producers take [`WorkQueue`], the
+/// operator side [`QueueAdmin`].
+pub trait JobQueue: WorkQueue + QueueAdmin {}
+
+impl<T: WorkQueue + QueueAdmin + ?Sized> JobQueue for T {}
 
 /// Which jobs to list.
 #[derive(Debug, Clone)]

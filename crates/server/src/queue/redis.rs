@@ -21,8 +21,8 @@
 
 use super::{Attempt, DeadGroup, JobFilter};
 use super::{
-    Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState,
-    NewJob, QueueError, QueuePolicy, Result,
+    Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobState, NewJob,
+    QueueAdmin, QueueError, QueuePolicy, Result, WorkQueue,
 };
 use crate::clock::Clock;
 use crate::db::Db;
@@ -710,7 +710,7 @@ impl RedisQueue {
 }
 
 #[async_trait]
-impl JobQueue for RedisQueue {
+impl WorkQueue for RedisQueue {
     fn policy(&self, queue: &str) -> QueuePolicy {
         self.policy_of(queue).clone()
     }
@@ -989,20 +989,6 @@ impl JobQueue for RedisQueue {
         Ok(n)
     }
 
-    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome> {
-        let mut inv = CANCEL.prepare_invoke();
-        inv.arg(&self.prefix)
-            .arg(id.as_str())
-            .arg(ms(self.clock.now()));
-        let (what, state): (String, String) = self.run(inv).await?;
-        match what.as_str() {
-            "cancelled" => Ok(CancelOutcome::Cancelled),
-            "requested" => Ok(CancelOutcome::Requested),
-            "missing" => Err(QueueError::NotFound),
-            _ => Err(QueueError::WrongState(state.parse()?)),
-        }
-    }
-
     async fn finish_cancelled(&self, id: &JobId, worker: &str) -> Result<()> {
         let mut inv = FINISH_CANCELLED.prepare_invoke();
         inv.arg(&self.prefix)
@@ -1014,6 +1000,23 @@ impl JobQueue for RedisQueue {
             Ok(())
         } else {
             Err(QueueError::LeaseLost)
+        }
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for RedisQueue {
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome> {
+        let mut inv = CANCEL.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(ms(self.clock.now()));
+        let (what, state): (String, String) = self.run(inv).await?;
+        match what.as_str() {
+            "cancelled" => Ok(CancelOutcome::Cancelled),
+            "requested" => Ok(CancelOutcome::Requested),
+            "missing" => Err(QueueError::NotFound),
+            _ => Err(QueueError::WrongState(state.parse()?)),
         }
     }
 

@@ -4,7 +4,7 @@
 //! ten minutes under one unique key, so however many workers run, one runs at a time.
 
 use super::worker::{JobContext, JobHandler};
-use super::{Job, JobFailure, JobQueue, JobState, NewJob};
+use super::{Job, JobFailure, JobState, NewJob, QueueAdmin};
 use crate::clock::Clock;
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -36,7 +36,7 @@ pub fn job(policy: &super::QueuePolicy) -> NewJob {
 }
 
 pub struct RetentionJob {
-    pub queue: Arc<dyn JobQueue>,
+    pub queue: Arc<dyn QueueAdmin>,
     pub clock: Arc<dyn Clock>,
     pub retention: Retention,
 }

@@ -11,8 +11,8 @@
 
 use super::{Attempt, DeadGroup, JobFilter};
 use super::{
-    Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobQueue, JobState,
-    NewJob, QueueError, QueuePolicy, Result, Wakeups,
+    Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobState, NewJob,
+    QueueAdmin, QueueError, QueuePolicy, Result, Wakeups, WorkQueue,
 };
 use crate::clock::Clock;
 use crate::db::BeginWrite as _;
@@ -394,7 +394,7 @@ impl SqlQueue {
 }
 
 #[async_trait]
-impl JobQueue for SqlQueue {
+impl WorkQueue for SqlQueue {
     fn policy(&self, queue: &str) -> QueuePolicy {
         self.policy_of(queue).clone()
     }
@@ -723,6 +723,31 @@ impl JobQueue for SqlQueue {
         Ok(n)
     }
 
+    async fn finish_cancelled(&self, id: &JobId, worker: &str) -> Result<()> {
+        let _w = self.write_lock().await;
+        let now = self.clock.now();
+        let done = with_db!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', worker_id = NULL, lease_until = NULL, updated_at = $3, finished_at = $3
+                 WHERE id = $1 AND worker_id = $2 AND state = 'active'",
+            )
+            .bind(id.as_str())
+            .bind(worker)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for SqlQueue {
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome> {
         let _w = self.write_lock().await;
         let now = self.clock.now();
@@ -749,28 +774,6 @@ impl JobQueue for SqlQueue {
             return Ok(CancelOutcome::Requested);
         }
         Err(QueueError::WrongState(self.state_of(id).await?))
-    }
-
-    async fn finish_cancelled(&self, id: &JobId, worker: &str) -> Result<()> {
-        let _w = self.write_lock().await;
-        let now = self.clock.now();
-        let done = with_db!(&self.db, pool => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'cancelled', worker_id = NULL, lease_until = NULL, updated_at = $3, finished_at = $3
-                 WHERE id = $1 AND worker_id = $2 AND state = 'active'",
-            )
-            .bind(id.as_str())
-            .bind(worker)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost)
-        }
     }
 
     async fn get(&self, id: &JobId) -> Result<Job> {

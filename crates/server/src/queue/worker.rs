@@ -8,7 +8,7 @@
 //! worker takes them at once and the attempt does not count.
 
 use super::metrics::Finished;
-use super::{FailOutcome, Job, JobFailure, JobQueue, QueueError};
+use super::{FailOutcome, Job, JobFailure, QueueError, WorkQueue};
 use crate::ids::JobId;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -32,7 +32,7 @@ type Ack = (
 /// and when idle a completion goes out at once. A backend error is retried twice (the call is
 /// atomic, so a retry after a lost answer reports those jobs as no longer held, which is harmless).
 async fn acknowledge(
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn WorkQueue>,
     worker: String,
     mut rx: tokio::sync::mpsc::Receiver<Ack>,
 ) {
@@ -68,7 +68,7 @@ async fn acknowledge(
 }
 
 async fn apply_batch(
-    queue: &dyn JobQueue,
+    queue: &dyn WorkQueue,
     worker: &str,
     items: Vec<(JobId, Value)>,
     replies: Vec<tokio::sync::oneshot::Sender<Result<(), QueueError>>>,
@@ -125,7 +125,7 @@ pub trait JobHandler: Send + Sync {
 pub struct JobContext {
     /// Fires when the job is cancelled, its lease is lost, or the worker shuts down past its deadline.
     pub cancel: CancellationToken,
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn WorkQueue>,
     id: JobId,
     worker: String,
 }
@@ -164,7 +164,7 @@ pub fn new_worker_id(queue: &str) -> String {
 }
 
 pub struct Worker {
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn WorkQueue>,
     queue_name: String,
     id: String,
     handlers: HashMap<String, Arc<dyn JobHandler>>,
@@ -209,7 +209,7 @@ impl Bucket {
 
 impl Worker {
     pub fn new(
-        queue: Arc<dyn JobQueue>,
+        queue: Arc<dyn WorkQueue>,
         queue_name: &str,
         concurrency: usize,
         lease: Duration,
@@ -233,7 +233,7 @@ impl Worker {
     }
 
     /// A worker with the queue's configured concurrency and rate.
-    pub fn for_queue(queue: Arc<dyn JobQueue>, queue_name: &str, lease: Duration) -> Self {
+    pub fn for_queue(queue: Arc<dyn WorkQueue>, queue_name: &str, lease: Duration) -> Self {
         let policy = queue.policy(queue_name);
         Self::new(queue, queue_name, policy.concurrency, lease).rate_limit(policy.rate_per_s)
     }
