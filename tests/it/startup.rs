@@ -19,6 +19,21 @@ fn check_status(h: &Value, key: &str) -> String {
         .to_owned()
 }
 
+/// The process answers liveness while `/api/health` fails on `component`.
+async fn assert_up_with_failing(app: &TestApp, component: &str) -> Value {
+    let live = app
+        .http()
+        .get(app.url("/api/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let (status, h) = health(app).await;
+    assert_eq!(status, 503);
+    assert_eq!(check_status(&h, component), "fail", "{h}");
+    h
+}
+
 fn user(email: &str) -> RegisterIn {
     RegisterIn {
         email: email.into(),
@@ -31,16 +46,7 @@ fn user(email: &str) -> RegisterIn {
 async fn the_server_starts_while_redis_is_down_and_recovers_when_it_comes_back() {
     let port = free_port();
     let app = TestApp::spawn_with(&[("REDIS_URL", &format!("redis://127.0.0.1:{port}"))]).await;
-    let live = app
-        .http()
-        .get(app.url("/api/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    let (status, h) = health(&app).await;
-    assert_eq!(status, 503);
-    assert_eq!(check_status(&h, "queue:responseTime"), "fail");
+    let h = assert_up_with_failing(&app, "queue:responseTime").await;
     assert_eq!(check_status(&h, "database:responseTime"), "pass");
     // What does not need Redis works meanwhile.
     app.api
@@ -92,16 +98,7 @@ async fn the_server_starts_while_postgres_is_down_and_serves_once_it_is_up() {
     url.set_path(&name);
     let app = TestApp::spawn_with(&[("DATABASE_URL", url.as_str())]).await;
 
-    let live = app
-        .http()
-        .get(app.url("/api/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    let (status, h) = health(&app).await;
-    assert_eq!(status, 503);
-    assert_eq!(check_status(&h, "database:responseTime"), "fail");
+    assert_up_with_failing(&app, "database:responseTime").await;
     let r = app
         .http()
         .post(app.url("/api/auth/register"))

@@ -110,3 +110,19 @@ pub trait Feature: Send + Sync {
         None
     }
 }
+
+/// A feature that contributes only routes (accounts, clients, assets, campaigns, approvals).
+pub struct RoutesOnly {
+    pub name: &'static str,
+    pub routes: fn() -> Routes,
+}
+
+impl Feature for RoutesOnly {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn routes(&self) -> Routes {
+        (self.routes)()
+    }
+}

@@ -5,7 +5,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Environment};
 use crate::db::Db;
-use crate::feature::{Backends, Feature, Runs};
+use crate::feature::{Backends, Feature, RoutesOnly, Runs};
 use crate::health::HealthRegistry;
 use crate::queue::redis::RedisQueue;
 use crate::queue::sql::SqlQueue;
@@ -31,11 +31,26 @@ const SHUTDOWN_GRACE: Duration = crate::feature::SHUTDOWN_GRACE;
 pub fn features() -> Vec<Arc<dyn Feature>> {
     vec![
         Arc::new(crate::health::Feature),
-        Arc::new(crate::auth::Feature),
-        Arc::new(crate::clients::Feature),
-        Arc::new(crate::assets::Feature),
-        Arc::new(crate::campaigns::Feature),
-        Arc::new(crate::approvals::Feature),
+        Arc::new(RoutesOnly {
+            name: "auth",
+            routes: crate::auth::routes::routes,
+        }),
+        Arc::new(RoutesOnly {
+            name: "clients",
+            routes: crate::clients::routes::routes,
+        }),
+        Arc::new(RoutesOnly {
+            name: "assets",
+            routes: crate::assets::routes::routes,
+        }),
+        Arc::new(RoutesOnly {
+            name: "campaigns",
+            routes: crate::campaigns::routes::routes,
+        }),
+        Arc::new(RoutesOnly {
+            name: "approvals",
+            routes: crate::approvals::routes::routes,
+        }),
         Arc::new(crate::render::Feature),
         Arc::new(crate::queue::Feature),
         Arc::new(crate::events::Feature),

@@ -292,16 +292,3 @@ pub async fn decide(
     });
     updated.into_out()
 }
-
-/// The approvals feature: its routes.
-pub struct Feature;
-
-impl crate::feature::Feature for Feature {
-    fn name(&self) -> &'static str {
-        "approvals"
-    }
-
-    fn routes(&self) -> crate::feature::Routes {
-        routes::routes()
-    }
-}

@@ -310,19 +310,6 @@ pub async fn list(state: &AppState, who: &Principal, q: &AssetQuery) -> Result<P
     Ok(page(items, limit, |a| a.id.clone()))
 }
 
-/// The assets feature: its routes.
-pub struct Feature;
-
-impl crate::feature::Feature for Feature {
-    fn name(&self) -> &'static str {
-        "assets"
-    }
-
-    fn routes(&self) -> crate::feature::Routes {
-        routes::routes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -622,16 +622,3 @@ pub async fn find_by_email(state: &AppState, email: &str) -> Result<Option<UserO
     });
     row.map(UserRow::into_out).transpose()
 }
-
-/// The auth feature: its routes.
-pub struct Feature;
-
-impl crate::feature::Feature for Feature {
-    fn name(&self) -> &'static str {
-        "auth"
-    }
-
-    fn routes(&self) -> crate::feature::Routes {
-        routes::routes()
-    }
-}

@@ -392,16 +392,3 @@ pub async fn list_executions(
         .collect::<Result<Vec<_>>>()?;
     Ok(page(items, limit, |e| e.id.clone()))
 }
-
-/// The campaigns feature: its routes.
-pub struct Feature;
-
-impl crate::feature::Feature for Feature {
-    fn name(&self) -> &'static str {
-        "campaigns"
-    }
-
-    fn routes(&self) -> crate::feature::Routes {
-        routes::routes()
-    }
-}

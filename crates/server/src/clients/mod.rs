@@ -236,16 +236,3 @@ pub async fn remove_member(
     });
     Ok(())
 }
-
-/// The clients feature: its routes.
-pub struct Feature;
-
-impl crate::feature::Feature for Feature {
-    fn name(&self) -> &'static str {
-        "clients"
-    }
-
-    fn routes(&self) -> crate::feature::Routes {
-        routes::routes()
-    }
-}

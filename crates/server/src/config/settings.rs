@@ -75,16 +75,7 @@ impl Setting {
         max: i64,
         doc: &'static str,
     ) -> Self {
-        Self::new(
-            name,
-            Kind::Int {
-                default,
-                min,
-                max,
-                unit: "ms",
-            },
-            doc,
-        )
+        Self::int(name, default, min, max, "ms", doc)
     }
 
     /// A whole number (with a unit word for the docs).
