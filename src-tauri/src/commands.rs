@@ -399,18 +399,7 @@ pub fn set_prefs(console: State<'_, Console>, prefs: Prefs) -> Result<()> {
     }
     let text = serde_json::to_string_pretty(&prefs)
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot encode preferences: {e}")))?;
-    if let Some(dir) = console.prefs_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("cannot create {}: {e}", dir.display()),
-            )
-        })?;
-    }
-    let tmp = console.prefs_path.with_extension("json.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &console.prefs_path))
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot save preferences: {e}")))?;
+    airwave_console_core::files::write_private(&console.prefs_path, text.as_bytes())?;
     *console.prefs.lock().unwrap_or_else(|e| e.into_inner()) = prefs;
     Ok(())
 }

@@ -14,6 +14,7 @@
 pub mod alerts;
 pub mod charts;
 pub mod error;
+pub mod files;
 pub mod local;
 pub mod profiles;
 pub mod secrets;

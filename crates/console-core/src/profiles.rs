@@ -141,19 +141,9 @@ impl Profiles {
 
     /// Writes atomically (a temp file renamed over the old one), readable by the user only.
     pub fn save(&self) -> Result<(), Error> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(&self.file)
             .map_err(|e| io("cannot encode", &self.path, e))?;
-        std::fs::write(&tmp, text).map_err(|e| io("cannot write", &tmp, e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-        }
-        std::fs::rename(&tmp, &self.path).map_err(|e| io("cannot replace", &self.path, e))
+        crate::files::write_private(&self.path, text.as_bytes())
     }
 
     pub fn list(&self) -> &[Profile] {

@@ -210,24 +210,29 @@ fn load_or_create_dev_secret(dir: &Path) -> anyhow::Result<SecretSlice<u8>> {
     }
     let mut bytes = vec![0u8; 64];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(&path) {
-        Ok(mut f) => {
-            use std::io::Write as _;
-            f.write_all(
-                base64::engine::general_purpose::STANDARD
-                    .encode(&bytes)
-                    .as_bytes(),
-            )?;
+    // Written whole to a private temporary file, then put in place only if no other process
+    // did first: a reader never sees half a key.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    {
+        use std::io::Write as _;
+        tmp.write_all(
+            base64::engine::general_purpose::STANDARD
+                .encode(&bytes)
+                .as_bytes(),
+        )?;
+        tmp.as_file().sync_all()?;
+    }
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => {
             tracing::info!(path = %path.display(), "generated a development signing key");
             Ok(SecretSlice::from(bytes))
         }
         // Another process made it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_dev_secret(dir),
-        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_or_create_dev_secret(dir)
+        }
+        Err(e) => Err(e.error).with_context(|| format!("cannot write {}", path.display())),
     }
 }
 
