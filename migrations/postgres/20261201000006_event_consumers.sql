@@ -33,10 +33,11 @@ CREATE TABLE event_consumers (
     updated_at      TIMESTAMPTZ NOT NULL
 );
 
--- The render consumer replaces the single-consumer dispatcher: it starts after the last event
--- that dispatcher handed out.
+-- The render consumer replaces the single-consumer dispatcher: it starts before the first event
+-- that dispatcher had not handed out (a redelivered one finds its render job, or its execution
+-- already rendered, and does nothing), or after the last event when it had handed out all.
 INSERT INTO event_consumers (name, cursor_tx, cursor_seq, created_at, updated_at)
-SELECT 'render', 0, COALESCE(MAX(seq), 0), now(), now() FROM events WHERE dispatched_at IS NOT NULL;
+SELECT 'render', 0, COALESCE((SELECT MIN(seq) - 1 FROM events WHERE dispatched_at IS NULL), (SELECT MAX(seq) FROM events), 0), now(), now();
 
 -- Events a consumer failed (retrying with backoff, or parked with its error once out of attempts)
 -- and the later events of the same subject held behind them, so a subject's events stay in order.
@@ -54,3 +55,4 @@ CREATE TABLE event_pending (
     PRIMARY KEY (consumer, event_id)
 );
 CREATE INDEX idx_event_pending_order ON event_pending (consumer, event_tx, event_seq);
+CREATE INDEX idx_event_pending_subject ON event_pending (consumer, subject_id, event_tx, event_seq);

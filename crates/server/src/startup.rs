@@ -104,6 +104,8 @@ async fn build(
             let db = Db::connect_lazy(&config.database).await?;
             match db.migrate().await {
                 Ok(()) => ready.set(),
+                // A migration that cannot apply (not an unreachable database) stops start-up.
+                Err(e) if !crate::db::is_unreachable(&e) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "the database is not reachable yet; serving health and retrying")
                 }
@@ -297,10 +299,12 @@ impl Application {
         let db = self.state.db.clone();
         // Every feature's tasks, supervised; the worker role's only where this process works.
         // They start once the database is migrated (at once, unless it was unreachable).
+        let fatal = Arc::new(std::sync::Mutex::new(None));
         let tasks = {
-            let (state, role, cancel) = (self.state.clone(), self.role, cancel.clone());
+            let (state, role, cancel, fatal) =
+                (self.state.clone(), self.role, cancel.clone(), fatal.clone());
             tokio::spawn(async move {
-                if !state.ready.is_set() && !wait_for_database(&state, &cancel).await {
+                if !state.ready.is_set() && !wait_for_database(&state, &cancel, &fatal).await {
                     return;
                 }
                 let supervisor = state.supervisor.clone();
@@ -343,12 +347,22 @@ impl Application {
         }
         let _ = tasks.await;
         db.close().await;
+        if let Some(e) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
         Ok(())
     }
 }
 
-/// Retries the migrations with backoff until they ran (`true`) or `stop` fires (`false`).
-async fn wait_for_database(state: &AppState, stop: &CancellationToken) -> bool {
+/// Retries the migrations with backoff until they ran (`true`) or `stop` fires (`false`). A
+/// migration that fails for another reason than an unreachable database (a changed or missing
+/// migration, a failing statement) cannot heal by waiting: it stops the server (`stop` fires,
+/// `fatal` keeps the reason) instead of answering `503 starting` for ever.
+async fn wait_for_database(
+    state: &AppState,
+    stop: &CancellationToken,
+    fatal: &std::sync::Mutex<Option<anyhow::Error>>,
+) -> bool {
     let mut wait = Duration::from_millis(500);
     loop {
         match state.db.migrate().await {
@@ -356,6 +370,12 @@ async fn wait_for_database(state: &AppState, stop: &CancellationToken) -> bool {
                 tracing::info!("the database is reachable and migrated; starting the workers");
                 state.ready.set();
                 return true;
+            }
+            Err(e) if !crate::db::is_unreachable(&e) => {
+                tracing::error!(error = %format!("{e:#}"), "the database's migrations cannot be applied; stopping");
+                *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                stop.cancel();
+                return false;
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis(), "the database is not reachable yet");

@@ -638,10 +638,11 @@ mod tests {
             ("DATABASE_URL", "postgres://u:hunter2@db/a"),
             ("CREATOMATE_API_KEY", "cm_live_key"),
             ("REDIS_URL", "redis://:redispass@r:6379"),
+            ("AIRWAVE_ADMIN_PASSWORD", "Pass:word!"),
         ]))
         .unwrap();
         let text = format!("{}{:?}", c.describe(), c);
-        for secret in ["s3cr3t", "hunter2", "cm_live_key", "redispass"] {
+        for secret in ["s3cr3t", "hunter2", "cm_live_key", "redispass", "Pass:word"] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
     }

@@ -431,10 +431,12 @@ pub fn describe(vars: &BTreeMap<String, String>, sections: &[Section]) -> String
     for s in sections.iter().flat_map(|s| &s.settings) {
         let value = match (reader.raw(&s.name), &s.kind) {
             (None, _) => format!("(default: {})", default_and_values(s).0.trim_matches('`')),
+            // A URL with a host prints with its password redacted; any other secret not at all.
             (Some(v), Kind::Url { secret: true, .. } | Kind::Custom { secret: true, .. }) => {
                 Url::parse(v)
-                    .map(|u| crate::db::redact_url(&u))
-                    .unwrap_or_else(|_| "[redacted]".into())
+                    .ok()
+                    .filter(|u| u.has_host())
+                    .map_or_else(|| "[redacted]".into(), |u| crate::db::redact_url(&u))
             }
             (Some(_), _) if s.is_secret() => "[redacted]".into(),
             (Some(v), _) => v.to_owned(),

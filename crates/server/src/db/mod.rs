@@ -55,6 +55,36 @@ pub struct DatabaseConfig {
     pub slow_statement: Duration,
 }
 
+/// Whether a database error (or an error caused by one) means the server could not be reached —
+/// something waiting can heal — rather than a query or migration that is wrong.
+pub fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let sqlx_error = cause.downcast_ref::<sqlx::Error>().or_else(|| {
+            match cause.downcast_ref::<sqlx::migrate::MigrateError>() {
+                Some(sqlx::migrate::MigrateError::Execute(e)) => Some(e),
+                _ => None,
+            }
+        });
+        sqlx_error.is_some_and(is_unreachable_sqlx)
+    })
+}
+
+/// [`is_unreachable`] for one `sqlx` error: I/O, TLS, an exhausted or closed pool, or PostgreSQL
+/// saying it is shutting down or the connection failed (`57P01`–`57P03`, class `08`).
+pub fn is_unreachable_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// The URL with any password (and query) replaced, safe to print.
 pub fn redact_url(u: &Url) -> String {
     let mut u = u.clone();

@@ -107,6 +107,8 @@ impl Default for DispatchPolicy {
 pub enum DispatchError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error("a consumer's dispatch loop crashed: {0}")]
+    Crashed(String),
 }
 
 /// The dispatcher of one process: the registered consumers and what they need.
@@ -139,10 +141,7 @@ type NewPending = (u32, DateTime<Utc>, String, Option<DateTime<Utc>>);
 #[derive(sqlx::FromRow)]
 struct PendingRow {
     event_id: String,
-    subject_id: String,
     attempts: i32,
-    next_at: DateTime<Utc>,
-    parked_at: Option<DateTime<Utc>>,
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -207,16 +206,21 @@ impl Dispatcher {
             event,
             attempt,
         };
-        // A panicking consumer is a failed delivery, not a dead dispatcher.
-        match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        // A panicking consumer is a failed delivery, not a dead dispatcher; one that hangs is
+        // cut off at half the lease, so the lease never runs out while this instance delivers.
+        let limit = self.policy.lease / 2;
+        let run = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
             consumer.deliver(&delivery),
-        ))
-        .await
-        {
-            Ok(r) => r,
-            Err(panic) => Err(DeliveryError::retryable(format!(
+        ));
+        match tokio::time::timeout(limit, run).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => Err(DeliveryError::retryable(format!(
                 "the consumer panicked: {}",
                 crate::panic_message(&*panic)
+            ))),
+            Err(_) => Err(DeliveryError::retryable(format!(
+                "the consumer did not answer within {} s",
+                limit.as_secs()
             ))),
         }
     }
@@ -230,8 +234,10 @@ impl Dispatcher {
         Some(self.clock.now() + to_chrono(wait))
     }
 
-    /// One pass over `consumer`: retries its due pending events (the first of each subject),
-    /// then delivers up to a batch of new ones.
+    /// One pass over `consumer`: retries its due pending events (the first of each subject, at
+    /// most a batch), then reads up to a batch of new events and delivers those of its types.
+    /// Every write renews the lease and is fenced by it; each delivery is bounded by half the
+    /// lease, so an instance that holds a consumer never outlives its lease while delivering.
     pub async fn run_consumer_once(&self, consumer: &dyn Consumer) -> Result<Pass, DispatchError> {
         let mut pass = Pass::default();
         let Some(position) = self.claim(consumer.name()).await? else {
@@ -240,22 +246,30 @@ impl Dispatcher {
         };
         let name = consumer.name();
 
-        // Pending events, in order; only the first of each subject may go (the rest wait behind it).
-        let pending: Vec<PendingRow> = with_db!(&self.db, pool => {
-            sqlx::query_as("SELECT event_id, subject_id, attempts, next_at, parked_at FROM event_pending WHERE consumer = $1 ORDER BY event_tx, event_seq LIMIT 1000")
+        // Every subject with a pending event: its later events wait behind it.
+        let mut blocked: HashSet<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, String>("SELECT DISTINCT subject_id FROM event_pending WHERE consumer = $1")
                 .bind(name)
                 .fetch_all(pool)
                 .await?
-        });
-        let mut blocked: HashSet<String> = HashSet::new();
+        })
+        .into_iter()
+        .collect();
+        // The due heads: the first pending event of each subject, not parked, whose time came.
         let now = self.clock.now();
-        for row in pending {
-            if !blocked.insert(row.subject_id.clone()) {
-                continue;
-            }
-            if row.parked_at.is_some() || row.next_at > now {
-                continue;
-            }
+        let heads: Vec<PendingRow> = with_db!(&self.db, pool => {
+            sqlx::query_as("SELECT p.event_id, p.attempts FROM event_pending p
+                 WHERE p.consumer = $1 AND p.parked_at IS NULL AND p.next_at <= $2
+                   AND NOT EXISTS (SELECT 1 FROM event_pending q WHERE q.consumer = p.consumer AND q.subject_id = p.subject_id
+                                     AND (q.event_tx, q.event_seq) < (p.event_tx, p.event_seq))
+                 ORDER BY p.event_tx, p.event_seq LIMIT $3")
+                .bind(name)
+                .bind(now)
+                .bind(self.policy.batch)
+                .fetch_all(pool)
+                .await?
+        });
+        for row in heads {
             let Some(event) = outbox::get(&self.db, &row.event_id).await? else {
                 continue;
             };
@@ -263,11 +277,12 @@ impl Dispatcher {
             pass.tried += 1;
             let outcome = self.try_deliver(consumer, &event, attempt).await;
             let now = self.clock.now();
+            let until = now + to_chrono(self.policy.lease);
             let held = match &outcome {
                 Ok(()) => with_db!(&self.db, pool => {
                     let mut tx = pool.begin_write().await?;
-                    let held: Option<i32> = sqlx::query_scalar("UPDATE event_consumers SET delivered = delivered + 1, updated_at = $3 WHERE name = $1 AND owner = $2 RETURNING 1")
-                        .bind(name).bind(&self.instance).bind(now).fetch_optional(&mut *tx).await?;
+                    let held: Option<i32> = sqlx::query_scalar("UPDATE event_consumers SET delivered = delivered + 1, lease_until = $3, updated_at = $4 WHERE name = $1 AND owner = $2 RETURNING 1")
+                        .bind(name).bind(&self.instance).bind(until).bind(now).fetch_optional(&mut *tx).await?;
                     if held.is_some() {
                         sqlx::query("DELETE FROM event_pending WHERE consumer = $1 AND event_id = $2")
                             .bind(name).bind(&event.id).execute(&mut *tx).await?;
@@ -282,14 +297,20 @@ impl Dispatcher {
                         tracing::warn!(consumer = name, event = %event.id, error = %e, "event parked");
                     }
                     with_db!(&self.db, pool => {
-                        sqlx::query("UPDATE event_pending SET attempts = $3, next_at = $4, last_error = $5, parked_at = $6 WHERE consumer = $1 AND event_id = $2 AND EXISTS (SELECT 1 FROM event_consumers WHERE name = $1 AND owner = $7)")
-                            .bind(name).bind(&event.id)
-                            .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
-                            .bind(next.unwrap_or(now))
-                            .bind(&e.message)
-                            .bind(next.is_none().then_some(now))
-                            .bind(&self.instance)
-                            .execute(pool).await?.rows_affected() > 0
+                        let mut tx = pool.begin_write().await?;
+                        let held: Option<i32> = sqlx::query_scalar("UPDATE event_consumers SET lease_until = $3, updated_at = $4 WHERE name = $1 AND owner = $2 RETURNING 1")
+                            .bind(name).bind(&self.instance).bind(until).bind(now).fetch_optional(&mut *tx).await?;
+                        if held.is_some() {
+                            sqlx::query("UPDATE event_pending SET attempts = $3, next_at = $4, last_error = $5, parked_at = $6 WHERE consumer = $1 AND event_id = $2")
+                                .bind(name).bind(&event.id)
+                                .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+                                .bind(next.unwrap_or(now))
+                                .bind(&e.message)
+                                .bind(next.is_none().then_some(now))
+                                .execute(&mut *tx).await?;
+                        }
+                        tx.commit().await?;
+                        held.is_some()
                     })
                 }
             };
@@ -299,16 +320,24 @@ impl Dispatcher {
             }
         }
 
-        // New events. Subjects with pending events keep their order: later events wait behind.
-        let events = outbox::read_after(
-            &self.db,
-            position,
-            consumer.event_types(),
-            self.policy.batch,
-        )
-        .await?;
+        // New events: read in order whatever their type (so the position moves past events this
+        // consumer does not take, and a consumer of rare types does not rescan them), deliver
+        // those of its types. Subjects with pending events keep their order: later ones wait.
+        let events = outbox::read_after_any(&self.db, position, self.policy.batch).await?;
         pass.read = events.len();
-        for event in &events {
+        let types = consumer.event_types();
+        for (i, event) in events.iter().enumerate() {
+            let last = i + 1 == events.len();
+            if !types.contains(&event.event_type.as_str()) {
+                // Nothing to deliver; the position is written with the next delivery or at the end.
+                if !last {
+                    continue;
+                }
+                if !self.advance(name, event.position, None, 0).await? {
+                    pass.not_ours = true;
+                }
+                return Ok(pass);
+            }
             let waiting = blocked.contains(&event.subject);
             let (outcome, attempt) = if waiting {
                 (None, 0)
@@ -317,8 +346,6 @@ impl Dispatcher {
                 (Some(self.try_deliver(consumer, event, 1).await), 1)
             };
             let now = self.clock.now();
-            let until = now + to_chrono(self.policy.lease);
-            // (attempts, next try, error, parked) of the pending row to write, if any.
             let pending: Option<NewPending> = match &outcome {
                 None => Some((
                     0,
@@ -345,31 +372,49 @@ impl Dispatcher {
                 blocked.insert(event.subject.clone());
             }
             let delivered = i64::from(matches!(outcome, Some(Ok(()))));
-            let held = with_db!(&self.db, pool => {
-                let mut tx = pool.begin_write().await?;
-                let held: Option<i32> = sqlx::query_scalar("UPDATE event_consumers SET cursor_tx = $3, cursor_seq = $4, delivered = delivered + $5, lease_until = $6, updated_at = $7 WHERE name = $1 AND owner = $2 RETURNING 1")
-                    .bind(name).bind(&self.instance)
-                    .bind(event.position.tx).bind(event.position.seq)
-                    .bind(delivered).bind(until).bind(now)
-                    .fetch_optional(&mut *tx).await?;
-                if let (Some(_), Some((attempts, next_at, error, parked_at))) = (held, &pending) {
-                    sqlx::query("INSERT INTO event_pending (consumer, event_id, event_tx, event_seq, subject_id, attempts, next_at, last_error, parked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (consumer, event_id) DO NOTHING")
-                        .bind(name).bind(&event.id)
-                        .bind(event.position.tx).bind(event.position.seq)
-                        .bind(&event.subject)
-                        .bind(i32::try_from(*attempts).unwrap_or(i32::MAX))
-                        .bind(*next_at).bind(error).bind(*parked_at).bind(now)
-                        .execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                held.is_some()
-            });
-            if !held {
+            let pending = pending.map(|p| (event, p));
+            if !self
+                .advance(name, event.position, pending, delivered)
+                .await?
+            {
                 pass.not_ours = true;
                 return Ok(pass);
             }
         }
         Ok(pass)
+    }
+
+    /// Moves `consumer`'s position to `to` (with a pending row to write, and how many events were
+    /// delivered), renewing the lease, in one transaction fenced by the lease. `false` when
+    /// another instance holds the consumer now.
+    async fn advance(
+        &self,
+        name: &str,
+        to: Position,
+        pending: Option<(&Event, NewPending)>,
+        delivered: i64,
+    ) -> Result<bool, DispatchError> {
+        let now = self.clock.now();
+        let until = now + to_chrono(self.policy.lease);
+        Ok(with_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            let held: Option<i32> = sqlx::query_scalar("UPDATE event_consumers SET cursor_tx = $3, cursor_seq = $4, delivered = delivered + $5, lease_until = $6, updated_at = $7 WHERE name = $1 AND owner = $2 RETURNING 1")
+                .bind(name).bind(&self.instance)
+                .bind(to.tx).bind(to.seq)
+                .bind(delivered).bind(until).bind(now)
+                .fetch_optional(&mut *tx).await?;
+            if let (Some(_), Some((event, (attempts, next_at, error, parked_at)))) = (held, &pending) {
+                sqlx::query("INSERT INTO event_pending (consumer, event_id, event_tx, event_seq, subject_id, attempts, next_at, last_error, parked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (consumer, event_id) DO NOTHING")
+                    .bind(name).bind(&event.id)
+                    .bind(event.position.tx).bind(event.position.seq)
+                    .bind(&event.subject)
+                    .bind(i32::try_from(*attempts).unwrap_or(i32::MAX))
+                    .bind(*next_at).bind(error).bind(*parked_at).bind(now)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            held.is_some()
+        }))
     }
 
     /// Delivers to one consumer until `stop`: at once while there is more, every `poll` when
@@ -404,7 +449,11 @@ impl Dispatcher {
         }
         while let Some(r) = tasks.join_next().await {
             if let Err(e) = r {
-                tracing::error!(error = %e, "a consumer's dispatch loop ended abnormally");
+                // One consumer's loop died: stop them all and let the supervisor restart the
+                // dispatcher (with backoff, shown in /api/health) rather than leave it stalled.
+                tasks.shutdown().await;
+                let _ = self.release().await;
+                return Err(DispatchError::Crashed(e.to_string()));
             }
         }
         self.release().await

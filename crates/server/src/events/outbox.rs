@@ -110,6 +110,41 @@ pub async fn read_after(
     Ok(rows.into_iter().map(Event::from).collect())
 }
 
+/// Final events of any type after `after`, in reading order, at most `limit` (the dispatcher
+/// moves a consumer's position past the events it does not take).
+pub async fn read_after_any(
+    db: &Db,
+    after: Position,
+    limit: i64,
+) -> Result<Vec<Event>, sqlx::Error> {
+    let rows: Vec<Row> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM events
+                  WHERE (tx_id, seq) > ($1, $2)
+                    AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                  ORDER BY tx_id, seq LIMIT $3"
+            ))
+            .bind(after.tx)
+            .bind(after.seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM events WHERE (tx_id, seq) > ($1, $2) ORDER BY tx_id, seq LIMIT $3"
+            ))
+            .bind(after.tx)
+            .bind(after.seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(Event::from).collect())
+}
+
 /// One event by id.
 pub async fn get(db: &Db, id: &str) -> Result<Option<Event>, sqlx::Error> {
     let row: Option<Row> = crate::with_db!(db, pool => {

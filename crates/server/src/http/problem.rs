@@ -105,12 +105,7 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
-            Error::Database(
-                e @ (sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed),
-            ) => {
+            Error::Database(ref e) if crate::db::is_unreachable_sqlx(e) => {
                 tracing::warn!(error = %e, "the database is unreachable");
                 let mut r = problem(
                     StatusCode::SERVICE_UNAVAILABLE,

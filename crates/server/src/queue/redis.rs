@@ -14,9 +14,8 @@
 //! Times come from the application's clock, not Redis's, so tests move time. Every call runs under
 //! a timeout: during an outage a call fails fast and the `ConnectionManager` reconnects by itself.
 //! A job that dies writes `job.dead` into `P:outbox` in the same script (so a crash cannot lose
-//! it); [`RedisQueue::relay_outbox`] moves it into the database's outbox with an event id fixed
-//! before the insert (`P:outbox:ids`), so a relay that dies half-way is repeated with the same id
-//! and the event is written once.
+//! it); [`RedisQueue::relay_outbox`] moves it into the database's outbox under an event id derived
+//! from the entry, so concurrent or repeated relays write it once.
 //! Redis Cluster is not supported (scripts build key names from the prefix).
 
 use super::{Attempt, DeadGroup, JobFilter};
@@ -33,6 +32,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::ConnectionManager;
 use redis::Script;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -75,7 +75,7 @@ local function fail_job(id, msg, fp, retryable, unit, now)
   local kind = redis.call('HGET', j, 'kind')
   local n = redis.call('INCR', P .. ':outbox:seq')
   redis.call('HSET', P .. ':outbox', n, cjson.encode({job_id = id, queue = q, kind = kind, attempts = attempts, error = msg, fingerprint = fp, at = now}))
-  return {'dead', q}
+  return {'dead', q, tostring(n)}
 end
 "#;
 
@@ -599,65 +599,94 @@ impl RedisQueue {
         format!("{}:q:{queue}:{set}", self.prefix)
     }
 
-    /// Moves `job.dead` events from Redis (`P:outbox`) to the database's outbox. Each entry
-    /// gets its event id in Redis first (`HSETNX`, so concurrent relays agree on it), then is
-    /// inserted (`ON CONFLICT DO NOTHING`: a repeat after a crash writes nothing twice), then
-    /// removed. Returns how many entries it moved.
+    /// Moves `job.dead` events from Redis (`P:outbox`) to the database's outbox, at most 200 a
+    /// call. Each entry's event id is derived from the entry itself (its time and its number,
+    /// unique under this prefix), so concurrent relays, or a relay repeated after a crash between
+    /// the insert and the clean-up, insert the same id (`ON CONFLICT DO NOTHING`): the event is
+    /// written once. Returns how many entries it moved.
     pub async fn relay_outbox(&self) -> Result<u64> {
         let outbox = format!("{}:outbox", self.prefix);
-        let ids_key = format!("{outbox}:ids");
-        let entries: HashMap<String, String> = self.cmd(redis::cmd("HGETALL").arg(&outbox)).await?;
-        let mut entries: Vec<(i64, String, String)> = entries
-            .into_iter()
-            .map(|(n, v)| (n.parse::<i64>().unwrap_or(0), n, v))
-            .collect();
-        entries.sort();
+        let (_, flat): (String, Vec<String>) = self
+            .cmd(
+                redis::cmd("HSCAN")
+                    .arg(&outbox)
+                    .arg(0)
+                    .arg("COUNT")
+                    .arg(200),
+            )
+            .await?;
         let mut moved = 0;
-        for (_, n, entry) in entries {
-            let fresh = crate::ids::EventId::new(self.clock.now());
-            let _: i64 = self
-                .cmd(
-                    redis::cmd("HSETNX")
-                        .arg(&ids_key)
-                        .arg(&n)
-                        .arg(fresh.as_str()),
-                )
-                .await?;
-            let event_id: String = self.cmd(redis::cmd("HGET").arg(&ids_key).arg(&n)).await?;
-            let v: Value = serde_json::from_str(&entry).unwrap_or(Value::Null);
-            let job_id = v
-                .get("job_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let at = v
-                .get("at")
-                .and_then(Value::as_i64)
-                .and_then(|m| Utc.timestamp_millis_opt(m).single())
-                .unwrap_or_else(|| self.clock.now());
-            let payload = json!({
-                "job_id": job_id,
-                "queue": v.get("queue"),
-                "kind": v.get("kind"),
-                "attempts": v.get("attempts"),
-                "error": v.get("error"),
-                "fingerprint": v.get("fingerprint"),
-            });
-            with_db!(&self.db, pool => {
-                sqlx::query("INSERT INTO events (id, type, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING")
-                    .bind(&event_id)
-                    .bind(crate::events::types::JOB_DEAD)
-                    .bind(&job_id)
-                    .bind(sqlx::types::Json(payload))
-                    .bind(at)
-                    .execute(pool)
-                    .await?;
-            });
-            let _: i64 = self.cmd(redis::cmd("HDEL").arg(&outbox).arg(&n)).await?;
-            let _: i64 = self.cmd(redis::cmd("HDEL").arg(&ids_key).arg(&n)).await?;
+        for pair in flat.chunks_exact(2) {
+            self.relay_entry(&pair[0], &pair[1]).await?;
             moved += 1;
         }
         Ok(moved)
+    }
+
+    /// Moves outbox entry `n` (the one a dying job's script just wrote), if it is still there.
+    async fn relay_one(&self, n: &str) -> Result<()> {
+        let outbox = format!("{}:outbox", self.prefix);
+        let entry: Option<String> = self.cmd(redis::cmd("HGET").arg(&outbox).arg(n)).await?;
+        match entry {
+            Some(entry) => self.relay_entry(n, &entry).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Inserts entry `n` into the database's outbox under its derived id, then removes it.
+    async fn relay_entry(&self, n: &str, entry: &str) -> Result<()> {
+        let outbox = format!("{}:outbox", self.prefix);
+        let prefix_bits = u128::from(
+            u64::from_be_bytes(
+                sha2::Sha256::digest(self.prefix.as_bytes())[..8]
+                    .try_into()
+                    .unwrap_or([0; 8]),
+            ) >> 24,
+        );
+
+        let v: Value = serde_json::from_str(entry).unwrap_or(Value::Null);
+        let job_id = v
+            .get("job_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let at = v
+            .get("at")
+            .and_then(Value::as_i64)
+            .and_then(|m| Utc.timestamp_millis_opt(m).single())
+            .unwrap_or_else(|| self.clock.now());
+        // 48 bits of time, then 40 bits of the prefix's hash and 40 of the entry's number.
+        let number = u128::from(n.parse::<u64>().unwrap_or(0) & 0xFF_FFFF_FFFF);
+        let event_id = format!(
+            "{}_{}",
+            crate::ids::EventId::PREFIX,
+            ulid::Ulid::from_parts(
+                u64::try_from(at.timestamp_millis()).unwrap_or(0),
+                (prefix_bits << 40) | number,
+            )
+            .to_string()
+            .to_ascii_lowercase()
+        );
+        let payload = json!({
+            "job_id": job_id,
+            "queue": v.get("queue"),
+            "kind": v.get("kind"),
+            "attempts": v.get("attempts"),
+            "error": v.get("error"),
+            "fingerprint": v.get("fingerprint"),
+        });
+        with_db!(&self.db, pool => {
+            sqlx::query("INSERT INTO events (id, type, subject_id, payload, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING")
+                .bind(&event_id)
+                .bind(crate::events::types::JOB_DEAD)
+                .bind(&job_id)
+                .bind(sqlx::types::Json(payload))
+                .bind(at)
+                .execute(pool)
+                .await?;
+        });
+        let _: i64 = self.cmd(redis::cmd("HDEL").arg(&outbox).arg(n)).await?;
+        Ok(())
     }
 
     /// Enqueues a chunk of jobs in one atomic script call.
@@ -942,9 +971,12 @@ impl WorkQueue for RedisQueue {
                 })
             }
             _ => {
-                // The event is safe in Redis already; a failed relay is repeated by the next one.
-                if let Err(e) = self.relay_outbox().await {
-                    tracing::warn!(error = %e, "moving job.dead events to the outbox failed; will retry");
+                // The event is safe in Redis already; move this one now (a failure is repeated by
+                // the periodic sweep in `recover_expired`).
+                if let Some(n) = parts.get(2) {
+                    if let Err(e) = self.relay_one(n).await {
+                        tracing::warn!(error = %e, "moving a job.dead event to the outbox failed; will retry");
+                    }
                 }
                 Ok(FailOutcome::Dead)
             }

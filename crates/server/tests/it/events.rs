@@ -532,3 +532,37 @@ async fn the_ops_log_reader_never_skips_an_append() {
     appended.sort_unstable();
     assert_eq!(read, appended, "the reader skipped or repeated an append");
 }
+
+/// A consumer's position moves past events it does not take, so a consumer of rare event types
+/// does not read the same others again on every pass.
+#[tokio::test]
+async fn the_position_moves_past_events_of_other_types() {
+    let (db, _dir) = crate::fresh_db().await;
+    let clock = crate::clock();
+    let a = Recorder::new("test-rare");
+    let d = dispatcher(&db, clock.clone(), std::slice::from_ref(&a), "instance-1");
+    d.register().await.unwrap();
+    let now = clock.now();
+    for i in 0..5 {
+        with_db!(&db, pool => {
+            let mut tx = pool.begin_write().await.unwrap();
+            emit_event!(&mut *tx, now, "other.type", &format!("sub_{i}"), json!({})).unwrap();
+            tx.commit().await.unwrap();
+        });
+    }
+    let last: i64 = with_db!(&db, pool => {
+        sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(pool).await.unwrap()
+    });
+    for _ in 0..2000 {
+        let p = d.run_consumer_once(a.as_ref()).await.unwrap();
+        assert_eq!(p.tried, 0, "none of its type");
+        let at: i64 = with_db!(&db, pool => {
+            sqlx::query_scalar("SELECT cursor_seq FROM event_consumers WHERE name = 'test-rare'").fetch_one(pool).await.unwrap()
+        });
+        if at == last {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the position never moved past the other events");
+}

@@ -1106,6 +1106,21 @@ async fn lost_leases_form_one_dead_letter_group_whatever_the_kind() {
         .contains("stopped renewing its lease"));
 }
 
+/// The fixture's queue relays too (a second relay racing the first).
+async fn f_relay(f: &Fixture) -> u64 {
+    let url = std::env::var("AIRWAVE_TEST_REDIS_URL").unwrap();
+    let other = RedisQueue::connect(
+        &url,
+        f.prefix.as_deref().unwrap(),
+        f.clock.clone(),
+        f.db.clone(),
+        HashMap::new(),
+    )
+    .await
+    .unwrap();
+    other.relay_outbox().await.unwrap()
+}
+
 /// On Redis `job.dead` is written into Redis in the job's own script, then relayed to the
 /// database's outbox under an id fixed in Redis first: a relay that died after the insert and
 /// before cleaning up is repeated without writing the event twice.
@@ -1135,13 +1150,22 @@ async fn a_dead_job_event_survives_a_relay_that_died_half_way() {
         "nothing left behind"
     );
 
-    // A relay that inserted the event and died before removing its Redis entry.
-    let event_id: String = airwave_server::with_db!(&f.db, pool => {
-        sqlx::query_scalar("SELECT id FROM events WHERE type = 'job.dead' AND subject_id = $1").bind(id.as_str()).fetch_one(pool).await.unwrap()
-    });
+    // A relay that inserted the event and died before removing its Redis entry, and two relays
+    // racing over the same entries: each event is written once.
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let entry = json!({"job_id": id.as_str(), "queue": "render", "kind": "doomed", "attempts": 1, "error": "boom", "fingerprint": "x", "at": 0});
+    let entry = json!({"job_id": "job_01jz0000000000000000000000", "queue": "render", "kind": "doomed", "attempts": 1, "error": "boom", "fingerprint": "x", "at": 1_700_000_000_000_i64});
+    for n in ["998", "999"] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{prefix}:outbox"))
+            .arg(n)
+            .arg(entry.to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(redis.relay_outbox(), f_relay(&f));
+    assert!(a.unwrap() + b >= 2);
     let _: () = redis::cmd("HSET")
         .arg(format!("{prefix}:outbox"))
         .arg("999")
@@ -1149,15 +1173,15 @@ async fn a_dead_job_event_survives_a_relay_that_died_half_way() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(format!("{prefix}:outbox:ids"))
-        .arg("999")
-        .arg(&event_id)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(redis.relay_outbox().await.unwrap(), 1);
-    assert_dead_event(&f, &id).await;
+    assert_eq!(
+        redis.relay_outbox().await.unwrap(),
+        1,
+        "a repeated entry is moved again…"
+    );
+    let n: i64 = airwave_server::with_db!(&f.db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE type = 'job.dead' AND subject_id = 'job_01jz0000000000000000000000'").fetch_one(pool).await.unwrap()
+    });
+    assert_eq!(n, 2, "… but written once: two entries, two events");
 }
 
 struct Panics;
