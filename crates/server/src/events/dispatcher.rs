@@ -323,7 +323,7 @@ impl Dispatcher {
         // New events: read in order whatever their type (so the position moves past events this
         // consumer does not take, and a consumer of rare types does not rescan them), deliver
         // those of its types. Subjects with pending events keep their order: later ones wait.
-        let events = outbox::read_after_any(&self.db, position, self.policy.batch).await?;
+        let events = outbox::read_after(&self.db, position, self.policy.batch).await?;
         pass.read = events.len();
         let types = consumer.event_types();
         for (i, event) in events.iter().enumerate() {

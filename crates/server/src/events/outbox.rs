@@ -68,55 +68,9 @@ impl From<Row> for Event {
 
 const COLUMNS: &str = "seq, tx_id, id, type, subject_id, payload, created_at";
 
-/// Final events of `types` after `after`, in reading order, at most `limit`.
-pub async fn read_after(
-    db: &Db,
-    after: Position,
-    types: &[&str],
-    limit: i64,
-) -> Result<Vec<Event>, sqlx::Error> {
-    let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
-    let rows: Vec<Row> = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM events
-                  WHERE (tx_id, seq) > ($1, $2)
-                    AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                    AND type = ANY($3)
-                  ORDER BY tx_id, seq LIMIT $4"
-            ))
-            .bind(after.tx)
-            .bind(after.seq)
-            .bind(&types)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        }
-        Db::Sqlite(pool) => {
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM events
-                  WHERE (tx_id, seq) > ($1, $2)
-                    AND type IN (SELECT value FROM json_each($3))
-                  ORDER BY tx_id, seq LIMIT $4"
-            ))
-            .bind(after.tx)
-            .bind(after.seq)
-            .bind(Json(&types))
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        }
-    };
-    Ok(rows.into_iter().map(Event::from).collect())
-}
-
-/// Final events of any type after `after`, in reading order, at most `limit` (the dispatcher
-/// moves a consumer's position past the events it does not take).
-pub async fn read_after_any(
-    db: &Db,
-    after: Position,
-    limit: i64,
-) -> Result<Vec<Event>, sqlx::Error> {
+/// Final events after `after`, in reading order, at most `limit`, whatever their type (the
+/// dispatcher moves a consumer's position past the events it does not take).
+pub async fn read_after(db: &Db, after: Position, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
     let rows: Vec<Row> = match db {
         Db::Postgres(pool) => {
             sqlx::query_as(&format!(

@@ -142,7 +142,7 @@ async fn drain(d: &Dispatcher) {
 /// readable once every older transaction of the cluster has ended.
 async fn wait_final(db: &Db, n: usize) {
     for _ in 0..6000 {
-        if outbox::read_after(db, Position::START, &[TYPE], 1000)
+        if outbox::read_after(db, Position::START, 1000)
             .await
             .unwrap()
             .len()
@@ -412,7 +412,7 @@ async fn the_outbox_reader_never_skips_a_row_that_commits_late() {
             let mut read: Vec<String> = Vec::new();
             loop {
                 let finished = done.is_cancelled();
-                let batch = outbox::read_after(&db, at, &[TYPE], 7).await.unwrap();
+                let batch = outbox::read_after(&db, at, 7).await.unwrap();
                 if let Some(last) = batch.last() {
                     at = last.position;
                 }
@@ -457,9 +457,7 @@ async fn an_event_committed_late_is_read_after_one_committed_early() {
     let mut early = pool.begin().await.unwrap();
     emit_event!(&mut *early, now, TYPE, "early", json!({})).unwrap();
     early.commit().await.unwrap();
-    let first = outbox::read_after(&db, Position::START, &[TYPE], 10)
-        .await
-        .unwrap();
+    let first = outbox::read_after(&db, Position::START, 10).await.unwrap();
     assert!(
         first.is_empty(),
         "nothing is final while the older transaction runs: {first:?}"
@@ -468,9 +466,7 @@ async fn an_event_committed_late_is_read_after_one_committed_early() {
     // Once every older transaction of the cluster has ended (other tests run beside this one).
     let mut all = Vec::new();
     for _ in 0..6000 {
-        all = outbox::read_after(&db, Position::START, &[TYPE], 10)
-            .await
-            .unwrap();
+        all = outbox::read_after(&db, Position::START, 10).await.unwrap();
         if all.len() == 2 {
             break;
         }
