@@ -476,6 +476,15 @@ pub struct ConsumerLag {
     pub owner: Option<String>,
 }
 
+impl ConsumerLag {
+    /// Seconds since the oldest undelivered event was written (0 when nothing is owed).
+    pub fn lag_seconds(&self, now: DateTime<Utc>) -> f64 {
+        self.oldest_undelivered_at
+            .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0)
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct ConsumerRow {
     cursor_tx: i64,

@@ -55,10 +55,7 @@ impl HealthCheck for EventLagCheck {
         let mut worst_name = None;
         let mut notes = Vec::new();
         for l in &lags {
-            let age = l
-                .oldest_undelivered_at
-                .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
+            let age = l.lag_seconds(now);
             if age >= worst_age {
                 worst_age = age;
                 worst_name = Some(l.name.as_str());

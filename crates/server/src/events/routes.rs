@@ -44,10 +44,7 @@ pub async fn list_consumers(
     Ok(axum::Json(
         lags.into_iter()
             .map(|l| EventConsumerOut {
-                lag_seconds: l
-                    .oldest_undelivered_at
-                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0),
+                lag_seconds: l.lag_seconds(now),
                 name: l.name,
                 event_types: l.event_types,
                 undelivered: l.undelivered,
