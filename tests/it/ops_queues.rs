@@ -13,6 +13,29 @@ async fn execution(ada: &airwave_api::ApiClient, template: serde_json::Value) ->
         .id
 }
 
+/// Waits for the bulk job a bulk operation started and returns its result.
+async fn bulk_result(
+    op: &airwave_api::ApiClient,
+    started: &airwave_api::BulkOut,
+) -> serde_json::Value {
+    assert!(!started.dry_run);
+    let id = started
+        .job_id
+        .clone()
+        .expect("a started operation names its job");
+    let job = airwave_tests::eventually("the bulk job to finish", || async {
+        let d = op.get_job(&id).await.unwrap();
+        (d.job.state == JobStateOut::Completed).then_some(d.job)
+    })
+    .await;
+    assert_eq!(
+        (job.queue.as_str(), job.kind.as_str()),
+        ("cleanup", "queue.bulk")
+    );
+    assert_eq!(job.progress, 100);
+    job.result.expect("a finished bulk job has a result")
+}
+
 #[tokio::test]
 async fn only_operators_and_admins_see_the_queues() {
     let app = TestApp::spawn().await;
@@ -105,11 +128,32 @@ async fn a_failing_render_shows_in_the_dead_letters_by_fingerprint_and_can_be_re
         .await
         .unwrap();
     assert_eq!(done.count, 1);
+    // The audit entry was written with the job, before it ran, and names it.
     let actions = app
         .db
         .texts("SELECT action FROM audit_log WHERE action LIKE 'queue.%'")
         .await;
     assert_eq!(actions, ["queue.dead_retry"]);
+    let detail = app
+        .db
+        .texts("SELECT CAST(detail AS TEXT) FROM audit_log WHERE action = 'queue.dead_retry'")
+        .await;
+    assert!(
+        detail[0].contains(done.job_id.as_deref().unwrap()),
+        "{detail:?}"
+    );
+    let result = bulk_result(&op, &done).await;
+    assert_eq!(
+        (result["matched"].as_u64(), result["done"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // A member of staff without the operator role cannot start one.
+    let (_, support) = app.user_with_role("sup@example.com", Role::Support).await;
+    let e = support
+        .retry_dead("render", &RetryDeadIn::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"));
 }
 
 #[tokio::test]
@@ -157,16 +201,30 @@ async fn a_paused_queue_holds_renders_until_resumed() {
     })
     .await;
     assert_eq!(job.state, JobStateOut::Completed);
+    let dry = op
+        .purge_completed(
+            "render",
+            &PurgeIn {
+                older_than_hours: 0,
+                dry_run: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((dry.count, dry.job_id), (1, None));
     let purged = op
         .purge_completed(
             "render",
             &PurgeIn {
                 older_than_hours: 0,
+                dry_run: false,
             },
         )
         .await
         .unwrap();
     assert_eq!(purged.count, 1);
+    let result = bulk_result(&op, &purged).await;
+    assert_eq!(result["done"].as_u64(), Some(1));
     assert!(op
         .list_jobs("render", "state=completed")
         .await
@@ -315,6 +373,7 @@ async fn jobs_are_found_by_payload_field_and_time_range_and_retried_by_filter() 
         .await
         .unwrap();
     assert_eq!((done.count, done.dry_run), (1, false));
+    assert_eq!(bulk_result(&op, &done).await["done"].as_u64(), Some(1));
     let audit = app
         .db
         .texts("SELECT action FROM audit_log WHERE action = 'queue.jobs_retry'")

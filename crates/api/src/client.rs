@@ -319,7 +319,7 @@ impl ApiClient {
         &self,
         queue: &str,
         body: &crate::RetryJobsIn,
-    ) -> Result<crate::CountOut, ClientError> {
+    ) -> Result<crate::BulkOut, ClientError> {
         self.post(&format!("/api/ops/queues/{queue}/jobs/retry"), body)
             .await
     }
@@ -348,7 +348,7 @@ impl ApiClient {
         &self,
         queue: &str,
         body: &RetryDeadIn,
-    ) -> Result<CountOut, ClientError> {
+    ) -> Result<crate::BulkOut, ClientError> {
         self.post(&format!("/api/ops/queues/{queue}/dead/retry"), body)
             .await
     }
@@ -367,7 +367,7 @@ impl ApiClient {
         &self,
         queue: &str,
         body: &PurgeIn,
-    ) -> Result<CountOut, ClientError> {
+    ) -> Result<crate::BulkOut, ClientError> {
         self.post(&format!("/api/ops/queues/{queue}/purge"), body)
             .await
     }

@@ -698,11 +698,27 @@ pub struct CountOut {
 }
 
 /// Delete completed jobs that finished more than `older_than_hours` ago (0: all of them).
+/// `dry_run` only counts them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeIn {
     #[serde(default)]
     pub older_than_hours: u32,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A bulk operation (retry by filter, retry dead letters, purge): how many jobs it matches now
+/// and, unless `dry_run`, the job carrying it out on the `cleanup` queue
+/// (`GET /api/ops/jobs/{job_id}` shows its `progress`, `progress_message` and, when done, its
+/// `result`: `{matched, done, skipped}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BulkOut {
+    pub count: u64,
+    pub dry_run: bool,
+    /// The count stopped at the most one operation touches (100 000): run it again for the rest.
+    pub truncated: bool,
+    pub job_id: Option<String>,
 }
 
 // --- the operations stream (`GET /api/ops/stream`) and health history ---

@@ -124,6 +124,8 @@ typed_id!(AuditId, "aud");
 typed_id!(EmailId, "msg");
 typed_id!(JobId, "job");
 typed_id!(RenderId, "rnd");
+// One operator request carried out by a job (a bulk retry or purge), tying the job to its audit entry.
+typed_id!(OperationId, "opr");
 
 #[cfg(test)]
 mod tests {

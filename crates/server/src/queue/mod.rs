@@ -14,6 +14,7 @@
 //!
 //! This module knows no backend; `sql.rs` is the embedded default (PostgreSQL or SQLite).
 
+pub mod bulk;
 pub mod metrics;
 pub mod redis;
 pub mod retention;
@@ -48,6 +49,9 @@ pub enum QueueError {
     Backend(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A long operation was told to stop (its job cancelled or its worker shutting down).
+    #[error("stopped before the end")]
+    Stopped,
 }
 
 /// Where a job is in its life.
@@ -406,7 +410,8 @@ impl QueuePolicy {
             "email" => (10, 5, secs(2), secs(3600), 100_000),
             // Receivers go down for hours; retry for about a day.
             "webhook" => (10, 8, secs(5), secs(6 * 3600), 100_000),
-            "cleanup" => (1, 3, secs(10), secs(600), 1_000),
+            // Retention and operators' bulk jobs: two at once, so one never waits for the other.
+            "cleanup" => (2, 3, secs(10), secs(600), 1_000),
             "analytics" => (4, 5, secs(1), secs(600), 100_000),
             _ => return Self::default(),
         };
@@ -631,22 +636,42 @@ pub trait QueueAdmin: Send + Sync {
     /// The dead-letter queue grouped by error fingerprint, largest group first.
     async fn dead_groups(&self, queue: &str) -> Result<Vec<DeadGroup>>;
 
-    /// Retries every dead job of `queue` (of one fingerprint, if given); with `dry_run` only
-    /// counts them. Returns how many.
-    async fn retry_dead(
+    /// Deletes at most `at_most` jobs of `queue` in a finished `state` (completed, dead or
+    /// cancelled) that finished before `before`, oldest first. Returns how many
+    /// ([`bulk::purge_all`] deletes them all, batch by batch).
+    async fn purge(
         &self,
         queue: &str,
-        fingerprint: Option<&str>,
-        dry_run: bool,
+        state: JobState,
+        before: DateTime<Utc>,
+        at_most: u64,
     ) -> Result<u64>;
 
-    /// Deletes jobs of `queue` in a finished `state` (completed, dead or cancelled) that finished
-    /// before `before`. Returns how many.
-    async fn purge(&self, queue: &str, state: JobState, before: DateTime<Utc>) -> Result<u64>;
+    /// How many jobs of `queue` in a finished `state` finished before `before`.
+    async fn count_finished(
+        &self,
+        queue: &str,
+        state: JobState,
+        before: DateTime<Utc>,
+    ) -> Result<u64>;
+
+    /// Enqueues an operator's job together with its audit entry: in one transaction where the
+    /// queue lives in the audit log's database (SQL); where it cannot (Redis), the entry is
+    /// written first, so no job ever runs unaudited.
+    async fn enqueue_audited(&self, job: NewJob, audit: Audited<'_>) -> Result<JobId>;
 
     /// Keeps only the newest `keep` jobs of `queue` in a finished `state`; deletes the rest
     /// (at most 100 000 a call). Returns how many.
     async fn trim(&self, queue: &str, state: JobState, keep: u64) -> Result<u64>;
+}
+
+/// The audit entry of an operator's job ([`QueueAdmin::enqueue_audited`]).
+pub struct Audited<'a> {
+    /// The database holding the audit log.
+    pub db: &'a crate::db::Db,
+    pub at: DateTime<Utc>,
+    pub actor: &'a crate::audit::Actor,
+    pub entry: crate::audit::Entry<'a>,
 }
 
 /// The whole seam: every backend is both. Workers and producers take [`WorkQueue`], the
@@ -899,7 +924,8 @@ impl crate::feature::Feature for Feature {
                 stop.cancelled().await;
             }
         }));
-        // Retention: a cleanup worker, and its job scheduled every ten minutes (unique: one at a time).
+        // The cleanup worker runs retention (scheduled every ten minutes, unique: one at a time) and
+        // operators' bulk jobs.
         let cleanup = Arc::new(
             worker::Worker::for_queue(s.queue.clone(), retention::QUEUE, s.config.queue_lease)
                 .handle(
@@ -908,6 +934,12 @@ impl crate::feature::Feature for Feature {
                         queue: s.queue.clone(),
                         clock: s.clock.clone(),
                         retention: s.config.retention,
+                    }),
+                )
+                .handle(
+                    bulk::KIND,
+                    Arc::new(bulk::BulkJob {
+                        queue: s.queue.clone(),
                     }),
                 ),
         );

@@ -18,6 +18,7 @@
 //! from the entry, so concurrent or repeated relays write it once.
 //! Redis Cluster is not supported (scripts build key names from the prefix).
 
+use super::Audited;
 use super::{Attempt, DeadGroup, JobFilter};
 use super::{
     Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobState, NewJob,
@@ -390,9 +391,9 @@ return {'ok', q}
 static PURGE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
--- ARGV: P, queue, state set, before (ms, exclusive). Deletes at most 10000 a call.
+-- ARGV: P, queue, state set, before (ms, exclusive), at most (≤ 10000). Oldest first.
 local q, set = ARGV[2], ARGV[3]
-local ids = redis.call('ZRANGEBYSCORE', qk(q, set), '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)
+local ids = redis.call('ZRANGEBYSCORE', qk(q, set), '-inf', '(' .. ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(ids) do
   redis.call('ZREM', qk(q, set), id)
   redis.call('DEL', jk(id), jk(id) .. ':attempts')
@@ -1330,52 +1331,56 @@ impl QueueAdmin for RedisQueue {
         Ok(out)
     }
 
-    async fn retry_dead(
+    async fn purge(
         &self,
         queue: &str,
-        fingerprint: Option<&str>,
-        dry_run: bool,
+        state: JobState,
+        before: DateTime<Utc>,
+        at_most: u64,
     ) -> Result<u64> {
-        let filter = JobFilter {
-            queue: queue.into(),
-            state: JobState::Dead,
-            kind: None,
-            fingerprint: fingerprint.map(String::from),
-            payload: None,
-            created_after: None,
-            created_before: None,
-        };
-        let dead = self.list(&filter, usize::MAX, None).await?;
-        if dry_run {
-            return Ok(dead.len() as u64);
-        }
-        let mut n = 0;
-        for j in dead {
-            if self.retry(&j.id).await.is_ok() {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    async fn purge(&self, queue: &str, state: JobState, before: DateTime<Utc>) -> Result<u64> {
         if !state.is_finished() {
             return Err(QueueError::Invalid(format!(
                 "only finished jobs are purged, not {state} ones"
             )));
         }
-        let mut total = 0;
-        loop {
-            let mut inv = PURGE.prepare_invoke();
-            inv.arg(&self.prefix)
-                .arg(queue)
-                .arg(state.as_str())
-                .arg(ms(before));
-            let n: u64 = self.run(inv).await?;
-            total += n;
-            if n < 10_000 {
-                return Ok(total);
-            }
+        let mut inv = PURGE.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(queue)
+            .arg(state.as_str())
+            .arg(ms(before))
+            .arg(at_most.clamp(1, 10_000));
+        self.run(inv).await
+    }
+
+    async fn count_finished(
+        &self,
+        queue: &str,
+        state: JobState,
+        before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut cmd = redis::cmd("ZCOUNT");
+        cmd.arg(self.key(queue, state.as_str()))
+            .arg("-inf")
+            .arg(format!("({}", ms(before)));
+        let mut conn = self.conn().await?;
+        tokio::time::timeout(CALL_TIMEOUT, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| QueueError::Backend("Redis did not answer in time".into()))?
+            .map_err(backend_err)
+    }
+
+    async fn enqueue_audited(&self, job: NewJob, audit: Audited<'_>) -> Result<JobId> {
+        job.validate()?;
+        if job.unique_key.is_some() || job.run_at.is_some() {
+            return Err(QueueError::Invalid(
+                "an audited job runs now and has no unique key".into(),
+            ));
+        }
+        // Redis and the audit log's database share no transaction: the entry goes first, with
+        // the request id the job carries, so a job never runs unaudited.
+        crate::with_db!(audit.db, pool => crate::record_on!(pool, audit.at, audit.actor, audit.entry))?;
+        match self.enqueue(job).await? {
+            Enqueued::Created(id) | Enqueued::Duplicate(id) => Ok(id),
         }
     }
 

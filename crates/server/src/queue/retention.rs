@@ -3,6 +3,7 @@
 //! beyond a count, and dead jobs older than a number of days. Worker processes enqueue it every
 //! ten minutes under one unique key, so however many workers run, one runs at a time.
 
+use super::bulk::purge_all;
 use super::worker::{JobContext, JobHandler};
 use super::{Job, JobFailure, JobState, NewJob, QueueAdmin};
 use crate::clock::Clock;
@@ -56,24 +57,29 @@ impl JobHandler for RetentionJob {
         names.sort();
         names.dedup();
         for q in names {
-            let completed = self
-                .queue
-                .purge(&q, JobState::Completed, age(self.retention.finished_age))
-                .await
-                .map_err(failed)?
+            let queue = self.queue.as_ref();
+            let completed = purge_all(
+                queue,
+                &q,
+                JobState::Completed,
+                age(self.retention.finished_age),
+            )
+            .await
+            .map_err(failed)?
                 + self
                     .queue
                     .trim(&q, JobState::Completed, self.retention.finished_max)
                     .await
                     .map_err(failed)?;
-            let cancelled = self
-                .queue
-                .purge(&q, JobState::Cancelled, age(self.retention.finished_age))
-                .await
-                .map_err(failed)?;
-            let dead = self
-                .queue
-                .purge(&q, JobState::Dead, age(self.retention.dead_age))
+            let cancelled = purge_all(
+                queue,
+                &q,
+                JobState::Cancelled,
+                age(self.retention.finished_age),
+            )
+            .await
+            .map_err(failed)?;
+            let dead = purge_all(queue, &q, JobState::Dead, age(self.retention.dead_age))
                 .await
                 .map_err(failed)?;
             if completed + cancelled + dead > 0 {

@@ -1,9 +1,10 @@
 //! `/api/ops/queues…` and `/api/ops/jobs…`: what operators see and do with the job queues.
 //! Admins and operators only; every action that changes something is audited.
 
+use super::bulk::{self, BulkOp};
 use super::metrics::{self, Histogram, MinuteStats};
-use super::PayloadMatch;
 use super::{Attempt, DeadGroup, Job, JobFilter, JobState, QueueError};
+use super::{Audited, PayloadMatch};
 use crate::audit::{self, Entry};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
@@ -12,12 +13,13 @@ use crate::ids::JobId;
 use crate::paging::{page, PageQuery};
 use crate::state::AppState;
 use airwave_api::{
-    AttemptOut, CountOut, DeadGroupOut, JobDetailOut, JobOut, JobStateOut, Page, PercentilesOut,
+    AttemptOut, BulkOut, DeadGroupOut, JobDetailOut, JobOut, JobStateOut, Page, PercentilesOut,
     Problem, PurgeIn, QueueMetricsOut, QueueMinuteOut, QueueOut, QueueRatesOut, RetryDeadIn,
     RetryJobsIn, Role,
 };
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -40,8 +42,6 @@ pub fn routes() -> crate::feature::Routes {
         .routes(utoipa_axum::routes!(purge_completed))
 }
 
-/// Most jobs one retry-by-filter call touches.
-const RETRY_MAX: u64 = 100_000;
 const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
 
 impl From<QueueError> for Error {
@@ -70,6 +70,11 @@ impl From<QueueError> for Error {
                 }
             }
             QueueError::Database(e) => Error::Database(e),
+            QueueError::Stopped => Error::Unavailable {
+                code: "shutting_down",
+                detail: "the server is stopping; try again".into(),
+                retry_after: std::time::Duration::from_secs(5),
+            },
         }
     }
 }
@@ -440,38 +445,74 @@ pub async fn dead_groups(
     ))
 }
 
-/// Retry the dead jobs of a queue, all or one fingerprint's; `dry_run` counts them first.
+/// Retry the dead jobs of a queue, all or one fingerprint's. `dry_run` only counts them;
+/// otherwise a bulk job does it (202, `Location` of the job, whose progress shows how far it got).
 #[utoipa::path(post, path = "/api/ops/queues/{queue}/dead/retry", tag = "operations", params(("queue" = String, Path)), request_body = RetryDeadIn,
-    responses((status = 200, body = CountOut), (status = 403, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, description = "dry run", body = BulkOut), (status = 202, description = "started", body = BulkOut),
+        (status = 403, body = Problem)), security(("bearer" = [])))]
 pub async fn retry_dead(
     State(s): State<AppState>,
     who: Principal,
     ip: ClientIp,
     Path(queue): Path<String>,
     Json(body): Json<RetryDeadIn>,
-) -> Result<axum::Json<CountOut>> {
+) -> Result<(StatusCode, HeaderMap, axum::Json<BulkOut>)> {
     who.require(OPERATORS)?;
     check_queue(&queue)?;
-    let count = s
+    let op = BulkOp::retry_dead(&queue, body.fingerprint.as_deref());
+    start_bulk(&s, &who, ip, op, body.dry_run).await
+}
+
+/// Counts what `op` matches; unless `dry_run`, enqueues its job with the audit entry.
+async fn start_bulk(
+    s: &AppState,
+    who: &Principal,
+    ip: ClientIp,
+    op: BulkOp,
+    dry_run: bool,
+) -> Result<(StatusCode, HeaderMap, axum::Json<BulkOut>)> {
+    let count = op.count(s.queue.as_ref()).await?;
+    let truncated = matches!(op, BulkOp::Retry { .. }) && count >= bulk::RETRY_MAX as u64;
+    if dry_run {
+        let out = BulkOut {
+            count,
+            dry_run,
+            truncated,
+            job_id: None,
+        };
+        return Ok((StatusCode::OK, HeaderMap::new(), axum::Json(out)));
+    }
+    let operation = crate::ids::OperationId::new(s.clock.now());
+    let job = op.job(&s.queue.policy(bulk::QUEUE), operation.as_str());
+    let detail = json!({"op": &op, "operation": operation.as_str(), "matched": count});
+    let id = s
         .queue
-        .retry_dead(&queue, body.fingerprint.as_deref(), body.dry_run)
-        .await?;
-    if !body.dry_run {
-        audit_action(
-            &s,
-            &who,
-            ip,
-            "queue.dead_retry",
-            "queue",
-            &queue,
-            json!({"fingerprint": body.fingerprint, "count": count}),
+        .enqueue_audited(
+            job,
+            Audited {
+                db: &s.db,
+                at: s.clock.now(),
+                actor: &who.actor(ip.0),
+                entry: Entry {
+                    action: op.action(),
+                    target_type: Some("queue"),
+                    target_id: Some(op.queue()),
+                    detail,
+                },
+            },
         )
         .await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/ops/jobs/{id}")) {
+        headers.insert(LOCATION, v);
     }
-    Ok(axum::Json(CountOut {
+    let out = BulkOut {
         count,
-        dry_run: body.dry_run,
-    }))
+        dry_run,
+        truncated,
+        job_id: Some(id.to_string()),
+    };
+    Ok((StatusCode::ACCEPTED, headers, axum::Json(out)))
 }
 
 async fn set_paused(
@@ -517,48 +558,42 @@ pub async fn resume_queue(
     Ok(axum::Json(set_paused(&s, &who, ip, &queue, false).await?))
 }
 
-/// Delete completed jobs older than the given age.
+/// Delete completed jobs older than the given age. `dry_run` only counts them; otherwise a bulk
+/// job does it (202, `Location` of the job).
 #[utoipa::path(post, path = "/api/ops/queues/{queue}/purge", tag = "operations", params(("queue" = String, Path)), request_body = PurgeIn,
-    responses((status = 200, body = CountOut), (status = 403, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, description = "dry run", body = BulkOut), (status = 202, description = "started", body = BulkOut),
+        (status = 403, body = Problem)), security(("bearer" = [])))]
 pub async fn purge_completed(
     State(s): State<AppState>,
     who: Principal,
     ip: ClientIp,
     Path(queue): Path<String>,
     Json(body): Json<PurgeIn>,
-) -> Result<axum::Json<CountOut>> {
+) -> Result<(StatusCode, HeaderMap, axum::Json<BulkOut>)> {
     who.require(OPERATORS)?;
     check_queue(&queue)?;
-    let before = s.clock.now() - chrono::Duration::hours(i64::from(body.older_than_hours));
-    let count = s.queue.purge(&queue, JobState::Completed, before).await?;
-    audit_action(
-        &s,
-        &who,
-        ip,
-        "queue.purge",
-        "queue",
-        &queue,
-        json!({"older_than_hours": body.older_than_hours, "count": count}),
-    )
-    .await?;
-    Ok(axum::Json(CountOut {
-        count,
-        dry_run: false,
-    }))
+    let op = BulkOp::Purge {
+        queue,
+        state: JobState::Completed,
+        before: s.clock.now() - chrono::Duration::hours(i64::from(body.older_than_hours)),
+    };
+    start_bulk(&s, &who, ip, op, body.dry_run).await
 }
 
 /// Retry every dead (or cancelled) job of a queue that matches a filter: kind, error fingerprint,
-/// payload field, creation time. `dry_run` counts them without touching anything. At most
-/// 100 000 jobs a call; jobs that changed state meanwhile are skipped.
+/// payload field, creation time. `dry_run` counts them without touching anything; otherwise a
+/// bulk job retries them (202, `Location` of the job). At most 100 000 jobs an operation; jobs
+/// that changed state meanwhile are skipped.
 #[utoipa::path(post, path = "/api/ops/queues/{queue}/jobs/retry", tag = "operations", params(("queue" = String, Path)), request_body = RetryJobsIn,
-    responses((status = 200, body = CountOut), (status = 400, body = Problem), (status = 403, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, description = "dry run", body = BulkOut), (status = 202, description = "started", body = BulkOut),
+        (status = 400, body = Problem), (status = 403, body = Problem)), security(("bearer" = [])))]
 pub async fn retry_jobs(
     State(s): State<AppState>,
     who: Principal,
     ip: ClientIp,
     Path(queue): Path<String>,
     Json(body): Json<RetryJobsIn>,
-) -> Result<axum::Json<CountOut>> {
+) -> Result<(StatusCode, HeaderMap, axum::Json<BulkOut>)> {
     who.require(OPERATORS)?;
     check_queue(&queue)?;
     let state = state_in(body.state.unwrap_or(JobStateOut::Dead));
@@ -569,55 +604,17 @@ pub async fn retry_jobs(
         ));
     }
     time_range(body.created_after, body.created_before)?;
-    let filter = JobFilter {
-        kind: body.kind.clone(),
-        fingerprint: body.fingerprint.clone(),
-        payload: payload_match(body.payload.as_deref())?,
+    payload_match(body.payload.as_deref())?;
+    let op = BulkOp::Retry {
+        queue,
+        state,
+        kind: body.kind,
+        fingerprint: body.fingerprint,
+        payload: body.payload,
         created_after: body.created_after,
         created_before: body.created_before,
-        ..JobFilter::new(&queue, state)
     };
-    // Collect the matching ids first (newest first, by pages), then retry them: retrying moves a
-    // job out of the listed state, which would otherwise shift the pages under the cursor.
-    let mut ids = Vec::new();
-    let mut cursor: Option<crate::ids::JobId> = None;
-    loop {
-        let batch = s.queue.list(&filter, 500, cursor.as_ref()).await?;
-        let done = batch.len() < 500;
-        cursor = batch.last().map(|j| j.id.clone());
-        ids.extend(batch.into_iter().map(|j| j.id));
-        if done || ids.len() as u64 >= RETRY_MAX {
-            break;
-        }
-    }
-    ids.truncate(RETRY_MAX as usize);
-    let mut count = ids.len() as u64;
-    if !body.dry_run {
-        count = 0;
-        for id in &ids {
-            match s.queue.retry(id).await {
-                Ok(()) => count += 1,
-                Err(QueueError::NotFound | QueueError::WrongState(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        audit_action(
-            &s,
-            &who,
-            ip,
-            "queue.jobs_retry",
-            "queue",
-            &queue,
-            json!({"state": state.as_str(), "kind": body.kind, "fingerprint": body.fingerprint,
-                   "payload": body.payload, "created_after": body.created_after,
-                   "created_before": body.created_before, "count": count}),
-        )
-        .await?;
-    }
-    Ok(axum::Json(CountOut {
-        count,
-        dry_run: body.dry_run,
-    }))
+    start_bulk(&s, &who, ip, op, body.dry_run).await
 }
 
 /// `GET /api/ops/queues/{queue}/metrics` range.

@@ -9,6 +9,7 @@
 //!
 //! A job that dies writes `job.dead` to the events outbox in the same transaction.
 
+use super::Audited;
 use super::{Attempt, DeadGroup, JobFilter};
 use super::{
     Backoff, CancelOutcome, Counts, Enqueued, FailOutcome, Job, JobFailure, JobState, NewJob,
@@ -26,6 +27,34 @@ use sqlx::types::Json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The `INSERT` of one job (`RETURNING id`; nothing when its unique key is held), bound and ready
+/// to run on a pool or a transaction.
+macro_rules! insert_job {
+    ($job:expr, $id:expr, $state:expr, $run_at:expr, $now:expr) => {{
+        let job: &NewJob = $job;
+        let id: &JobId = $id;
+        sqlx::query_scalar::<_, String>(
+            "INSERT INTO jobs (id, queue, kind, payload, priority, state, run_at, attempts, max_attempts, backoff_base_ms,
+                               backoff_cap_ms, unique_key, correlation_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12, $13, $13)
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(id.as_str().to_owned())
+        .bind(job.queue.clone())
+        .bind(job.kind.clone())
+        .bind(Json(job.payload.clone()))
+        .bind(job.priority)
+        .bind(JobState::as_str($state))
+        .bind($run_at)
+        .bind(i32::try_from(job.max_attempts).unwrap_or(1))
+        .bind(duration_ms(job.backoff.base))
+        .bind(duration_ms(job.backoff.cap))
+        .bind(job.unique_key.clone())
+        .bind(job.correlation_id.clone())
+        .bind($now)
+    }};
+}
 
 pub struct SqlQueue {
     db: Db,
@@ -224,27 +253,7 @@ impl SqlQueue {
         };
         let id = JobId::new(now);
         let inserted: Option<String> = with_db!(&self.db, pool => {
-            sqlx::query_scalar(
-                "INSERT INTO jobs (id, queue, kind, payload, priority, state, run_at, attempts, max_attempts, backoff_base_ms,
-                                   backoff_cap_ms, unique_key, correlation_id, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12, $13, $13)
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(id.as_str())
-            .bind(&job.queue)
-            .bind(&job.kind)
-            .bind(Json(&job.payload))
-            .bind(job.priority)
-            .bind(state.as_str())
-            .bind(run_at)
-            .bind(i32::try_from(job.max_attempts).unwrap_or(1))
-            .bind(duration_ms(job.backoff.base))
-            .bind(duration_ms(job.backoff.cap))
-            .bind(&job.unique_key)
-            .bind(&job.correlation_id)
-            .bind(now)
-            .fetch_optional(pool)
-            .await?
+            insert_job!(job, &id, state, run_at, now).fetch_optional(pool).await?
         });
         if inserted.is_some() {
             return Ok(Enqueued::Created(id));
@@ -977,39 +986,13 @@ impl QueueAdmin for SqlQueue {
             .collect())
     }
 
-    async fn retry_dead(
+    async fn purge(
         &self,
         queue: &str,
-        fingerprint: Option<&str>,
-        dry_run: bool,
+        state: JobState,
+        before: DateTime<Utc>,
+        at_most: u64,
     ) -> Result<u64> {
-        let ids: Vec<String> = with_db!(&self.db, pool => {
-            sqlx::query_scalar("SELECT id FROM jobs WHERE queue = $1 AND state = 'dead' AND ($2 IS NULL OR error_fingerprint = $2) ORDER BY id")
-                .bind(queue)
-                .bind(fingerprint)
-                .fetch_all(pool)
-                .await?
-        });
-        if dry_run {
-            return Ok(ids.len() as u64);
-        }
-        let mut n = 0;
-        for id in ids {
-            if self
-                .retry(
-                    &id.try_into()
-                        .map_err(|e: crate::ids::IdError| QueueError::Invalid(e.to_string()))?,
-                )
-                .await
-                .is_ok()
-            {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    async fn purge(&self, queue: &str, state: JobState, before: DateTime<Utc>) -> Result<u64> {
         if !state.is_finished() {
             return Err(QueueError::Invalid(format!(
                 "only finished jobs are purged, not {state} ones"
@@ -1017,14 +1000,63 @@ impl QueueAdmin for SqlQueue {
         }
         let _w = self.write_lock().await;
         Ok(with_db!(&self.db, pool => {
-            sqlx::query("DELETE FROM jobs WHERE queue = $1 AND state = $2 AND finished_at < $3")
+            sqlx::query(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE queue = $1 AND state = $2 AND finished_at < $3
+                 ORDER BY finished_at LIMIT $4)",
+            )
+            .bind(queue)
+            .bind(state.as_str())
+            .bind(before)
+            .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
+    async fn count_finished(
+        &self,
+        queue: &str,
+        state: JobState,
+        before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let n: i64 = with_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = $2 AND finished_at < $3")
                 .bind(queue)
                 .bind(state.as_str())
                 .bind(before)
-                .execute(pool)
+                .fetch_one(pool)
                 .await?
-                .rows_affected()
-        }))
+        });
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn enqueue_audited(&self, job: NewJob, audit: Audited<'_>) -> Result<JobId> {
+        job.validate()?;
+        if job.unique_key.is_some() || job.run_at.is_some() {
+            return Err(QueueError::Invalid(
+                "an audited job runs now and has no unique key".into(),
+            ));
+        }
+        let id = {
+            let _w = self.write_lock().await;
+            let now = self.clock.now();
+            let id = JobId::new(now);
+            let mut entry = audit.entry;
+            entry.detail["job_id"] = serde_json::json!(id.as_str());
+            with_db!(&self.db, pool => {
+                let mut tx = pool.begin_write().await?;
+                insert_job!(&job, &id, JobState::Waiting, now, now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                crate::record_on!(&mut *tx, audit.at, audit.actor, entry)?;
+                tx.commit().await?;
+            });
+            id
+        };
+        self.metrics.enqueued(&job.queue, 1);
+        self.wakeups.wake(&job.queue);
+        Ok(id)
     }
 
     async fn trim(&self, queue: &str, state: JobState, keep: u64) -> Result<u64> {

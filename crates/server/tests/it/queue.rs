@@ -859,22 +859,13 @@ async fn dead_jobs_group_by_fingerprint_and_retry_in_bulk_after_a_dry_run() {
     assert_eq!(groups.iter().map(|g| g.count).collect::<Vec<_>>(), [3, 1]);
     assert!(groups[0].sample_error.starts_with("timeout after"));
     let fp = groups[0].fingerprint.clone();
-    assert_eq!(
-        f.queue.retry_dead("render", Some(&fp), true).await.unwrap(),
-        3
-    );
+    assert_eq!(retry_dead(&f, "render", Some(&fp), true).await, 3);
     assert_eq!(
         f.queue.counts("render").await.unwrap().dead,
         4,
         "a dry run changes nothing"
     );
-    assert_eq!(
-        f.queue
-            .retry_dead("render", Some(&fp), false)
-            .await
-            .unwrap(),
-        3
-    );
+    assert_eq!(retry_dead(&f, "render", Some(&fp), false).await, 3);
     let c = f.queue.counts("render").await.unwrap();
     assert_eq!((c.dead, c.waiting), (1, 3));
     let retried = f
@@ -961,18 +952,185 @@ async fn completed_jobs_older_than_a_time_are_purged() {
     let fresh = enqueue(&f, job("c")).await;
     f.queue.fetch("render", "w", 1, LEASE).await.unwrap();
     f.queue.complete(&fresh, "w", Value::Null).await.unwrap();
+    let op = BulkOp::Purge {
+        queue: "render".into(),
+        state: JobState::Completed,
+        before: f.clock.now() - CDuration::days(7),
+    };
+    assert_eq!(op.count(f.queue.as_ref()).await.unwrap(), 3, "a dry run");
+    assert_eq!(f.queue.counts("render").await.unwrap().completed, 4);
+    let report = run_bulk(&f, &op).await;
+    assert_eq!((report.matched, report.done), (3, 3));
+    assert_eq!(f.queue.counts("render").await.unwrap().completed, 1);
+    // At most `at_most` a call, oldest first.
+    let before = f.clock.now() + CDuration::days(1);
     assert_eq!(
         f.queue
-            .purge(
-                "render",
-                JobState::Completed,
-                f.clock.now() - CDuration::days(7)
-            )
+            .purge("render", JobState::Completed, before, 1)
             .await
             .unwrap(),
-        3
+        1
     );
-    assert_eq!(f.queue.counts("render").await.unwrap().completed, 1);
+    assert_eq!(f.queue.counts("render").await.unwrap().completed, 0);
+    let dead = BulkOp::Purge {
+        queue: "render".into(),
+        state: JobState::Waiting,
+        before,
+    };
+    assert!(matches!(
+        dead.count(f.queue.as_ref()).await,
+        Err(QueueError::Invalid(_))
+    ));
+}
+
+// --- bulk operations ------------------------------------------------------------------------
+
+use airwave_server::queue::bulk::{self, BulkOp, Report};
+
+/// Retries the dead jobs of `queue` (of one fingerprint) as the bulk job does; with `dry_run`
+/// only counts them.
+async fn retry_dead(f: &Fixture, queue: &str, fingerprint: Option<&str>, dry_run: bool) -> u64 {
+    let op = BulkOp::retry_dead(queue, fingerprint);
+    if dry_run {
+        return op.count(f.queue.as_ref()).await.unwrap();
+    }
+    run_bulk(f, &op).await.done
+}
+
+async fn run_bulk(f: &Fixture, op: &BulkOp) -> Report {
+    let stop = tokio_util::sync::CancellationToken::new();
+    bulk::run(f.queue.as_ref(), op, &stop, |_| async { Ok(()) })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_bulk_retry_reports_progress_skips_what_changed_and_stops_when_told() {
+    let f = fixture().await;
+    let kill_all = || async {
+        let fetched = f.queue.fetch("render", "w", 600, LEASE).await.unwrap();
+        for j in &fetched {
+            f.queue
+                .fail(&j.id, "w", &JobFailure::permanent("t", "boom"), 0.0)
+                .await
+                .unwrap();
+        }
+        fetched.into_iter().map(|j| j.id).collect::<Vec<_>>()
+    };
+    let jobs: Vec<NewJob> = (0..600)
+        .map(|i| {
+            let mut j = NewJob::new("render", "p", json!({"i": i}));
+            j.max_attempts = 1;
+            j
+        })
+        .collect();
+    f.queue.enqueue_bulk(jobs).await.unwrap();
+    let ids = kill_all().await;
+    assert_eq!(f.queue.counts("render").await.unwrap().dead, 600);
+    let op = BulkOp::retry_dead("render", None);
+    // Progress after the count and after every batch; a job retried meanwhile is skipped.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (queue, first) = (f.queue.clone(), ids[0].clone());
+    let report = bulk::run(f.queue.as_ref(), &op, &stop, |r| {
+        seen.lock().unwrap().push(r);
+        let (queue, first) = (queue.clone(), first.clone());
+        async move {
+            if r.done == 0 && r.skipped == 0 {
+                queue.retry(&first).await.unwrap();
+            }
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.matched, report.done, report.skipped), (600, 599, 1));
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(
+        seen.len(),
+        1 + 3,
+        "after counting and after each batch of 250"
+    );
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
+    assert_eq!(f.queue.counts("render").await.unwrap().waiting, 600);
+    // A stop between batches ends it early, with an error, having done only whole batches.
+    assert_eq!(kill_all().await.len(), 600);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopper = stop.clone();
+    let err = bulk::run(f.queue.as_ref(), &op, &stop, |r| {
+        if r.done > 0 {
+            stopper.cancel();
+        }
+        async { Ok(()) }
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, QueueError::Stopped), "{err:?}");
+    assert_eq!(f.queue.counts("render").await.unwrap().waiting, 250);
+}
+
+#[tokio::test]
+async fn an_audited_job_is_enqueued_with_its_audit_entry() {
+    use airwave_server::audit::{Actor, Entry};
+    use airwave_server::queue::Audited;
+    let f = fixture().await;
+    let actor = Actor {
+        user_id: Some("usr_x".into()),
+        ..Actor::default()
+    };
+    let op = BulkOp::retry_dead("render", None);
+    let id = f
+        .queue
+        .enqueue_audited(
+            op.job(&QueuePolicy::defaults_for(bulk::QUEUE), "opr_1"),
+            Audited {
+                db: &f.db,
+                at: f.clock.now(),
+                actor: &actor,
+                entry: Entry {
+                    action: op.action(),
+                    target_type: Some("queue"),
+                    target_id: Some("render"),
+                    detail: json!({"operation": "opr_1"}),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    let job = f.queue.get(&id).await.unwrap();
+    assert_eq!(
+        (job.queue.as_str(), job.kind.as_str()),
+        (bulk::QUEUE, bulk::KIND)
+    );
+    assert_eq!(job.correlation_id.as_deref(), Some("opr_1"));
+    let entries: Vec<String> = airwave_server::with_db!(&f.db, pool => {
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE CAST(detail AS TEXT) LIKE '%opr_1%'")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(entries, ["queue.dead_retry"]);
+    // A job that could not run now is refused, and nothing is audited for it.
+    let mut later = op.job(&QueuePolicy::defaults_for(bulk::QUEUE), "opr_2");
+    later.unique_key = Some("k".into());
+    let refused = f
+        .queue
+        .enqueue_audited(
+            later,
+            Audited {
+                db: &f.db,
+                at: f.clock.now(),
+                actor: &actor,
+                entry: Entry {
+                    action: op.action(),
+                    target_type: None,
+                    target_id: None,
+                    detail: json!({"operation": "opr_2"}),
+                },
+            },
+        )
+        .await;
+    assert!(matches!(refused, Err(QueueError::Invalid(_))));
 }
 
 // --- retention ------------------------------------------------------------------------------
@@ -1258,14 +1416,8 @@ async fn twelve_thousand_dead_jobs_are_all_grouped_counted_and_retried() {
         vec![("b".to_string(), 8000), ("a".to_string(), 4000)]
     );
     let fp_a = boom_a.fingerprint("a");
-    assert_eq!(
-        f.queue.retry_dead("bulk", Some(&fp_a), true).await.unwrap(),
-        4000
-    );
-    assert_eq!(
-        f.queue.retry_dead("bulk", None, true).await.unwrap(),
-        N as u64
-    );
+    assert_eq!(retry_dead(&f, "bulk", Some(&fp_a), true).await, 4000);
+    assert_eq!(retry_dead(&f, "bulk", None, true).await, N as u64);
     // Listing pages through all of them, newest first.
     let filter = JobFilter::new("bulk", JobState::Dead);
     let first = f.queue.list(&filter, 50, None).await.unwrap();
@@ -1282,13 +1434,7 @@ async fn twelve_thousand_dead_jobs_are_all_grouped_counted_and_retried() {
     by_fp.fingerprint = Some(fp_a.clone());
     assert_eq!(f.queue.list(&by_fp, N, None).await.unwrap().len(), 4000);
     // Retrying one group brings back exactly its 4,000.
-    assert_eq!(
-        f.queue
-            .retry_dead("bulk", Some(&fp_a), false)
-            .await
-            .unwrap(),
-        4000
-    );
+    assert_eq!(retry_dead(&f, "bulk", Some(&fp_a), false).await, 4000);
     let c = f.queue.counts("bulk").await.unwrap();
     assert_eq!((c.dead, c.waiting), (8000, 4000));
 }
