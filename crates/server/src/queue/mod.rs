@@ -16,6 +16,7 @@
 
 pub mod bulk;
 pub mod metrics;
+pub mod rate;
 pub mod redis;
 pub mod retention;
 pub mod routes;
@@ -1142,7 +1143,7 @@ pub mod settings {
             Setting {
                 name: Cow::Owned(var(queue, "RATE_PER_S")),
                 kind: Kind::Float { default: 0.0, min: 0.0, max: 1_000_000.0 },
-                doc: Cow::Borrowed("Jobs one worker process starts per second at most (a token bucket, bursts of one second); `0` is unlimited."),
+                doc: Cow::Borrowed("Jobs one worker process starts per second at most (GCRA, bursts of one second's worth); `0` is unlimited."),
             },
             int("MAX_WAITING", i64::try_from(d.max_waiting).unwrap_or(i64::MAX), 1, 100_000_000, "jobs", "Jobs waiting, delayed or retrying before enqueueing answers `503 queue_full` with `Retry-After`."),
         ]

@@ -171,40 +171,8 @@ pub struct Worker {
     concurrency: usize,
     lease: Duration,
     poll: Duration,
-    rate: Option<RateLimit>,
-}
-
-/// A token bucket on job starts: `per_s` jobs a second, in bursts of up to one second's worth.
-#[derive(Debug, Clone, Copy)]
-struct RateLimit {
-    per_s: f64,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: tokio::time::Instant,
-}
-
-impl Bucket {
-    /// Whole jobs that may start now, and when the next one may if none can.
-    fn available(&mut self, limit: RateLimit) -> (usize, Duration) {
-        let now = tokio::time::Instant::now();
-        let burst = limit.per_s.max(1.0);
-        self.tokens =
-            (self.tokens + now.duration_since(self.at).as_secs_f64() * limit.per_s).min(burst);
-        self.at = now;
-        let whole = self.tokens.floor();
-        let wait = if whole >= 1.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / limit.per_s)
-        };
-        (whole as usize, wait)
-    }
-
-    fn take(&mut self, n: usize) {
-        self.tokens -= n as f64;
-    }
+    /// Most jobs started a second (see [`super::rate`]).
+    rate: Option<f64>,
 }
 
 impl Worker {
@@ -228,7 +196,7 @@ impl Worker {
 
     /// Starts at most `per_s` jobs a second in this worker (`None` or 0: no limit).
     pub fn rate_limit(mut self, per_s: Option<f64>) -> Self {
-        self.rate = per_s.filter(|r| *r > 0.0).map(|per_s| RateLimit { per_s });
+        self.rate = per_s.filter(|r| *r > 0.0);
         self
     }
 
@@ -423,10 +391,7 @@ impl Worker {
         let freed = Arc::new(tokio::sync::Notify::new());
         let mut last_recovery = tokio::time::Instant::now() - self.lease;
         let mut backoff = Duration::from_millis(100);
-        let mut bucket = Bucket {
-            tokens: self.rate.map_or(0.0, |r| r.per_s.max(1.0)),
-            at: tokio::time::Instant::now(),
-        };
+        let rate = self.rate.and_then(super::rate::StartRate::new);
         while !stop.is_cancelled() {
             while running.try_join_next().is_some() {}
             if last_recovery.elapsed() >= self.lease / 2 {
@@ -443,8 +408,11 @@ impl Worker {
             if backlog_full {
                 free = 0;
             }
-            if let (Some(limit), true) = (self.rate, free > 0) {
-                let (allowed, wait) = bucket.available(limit);
+            let wait_for_slots = free == 0 || (free < refill_at && in_handlers > 0);
+            if let (Some(rate), false) = (&rate, wait_for_slots) {
+                // Starts taken and not used (fewer jobs waiting) are not given back: the rate is
+                // never exceeded, and an idle queue banks at most one burst anyway.
+                let (allowed, wait) = rate.take(free);
                 if allowed == 0 {
                     tokio::select! {
                         () = stop.cancelled() => {}
@@ -452,9 +420,9 @@ impl Worker {
                     }
                     continue;
                 }
-                free = free.min(allowed);
+                free = allowed;
             }
-            let fetched = if free == 0 || (free < refill_at && in_handlers > 0) {
+            let fetched = if wait_for_slots {
                 Ok(Vec::new())
             } else {
                 self.queue
@@ -473,7 +441,6 @@ impl Worker {
                 }
                 Ok(jobs) => {
                     backoff = Duration::from_millis(100);
-                    bucket.take(jobs.len());
                     for job in jobs {
                         let me = self.clone();
                         let shutdown = shutdown.clone();

@@ -526,6 +526,57 @@ async fn a_worker_runs_handlers_and_records_results_and_failures() {
     assert_eq!(worker.run_one().await.unwrap(), None);
 }
 
+/// Records when each job started.
+struct Starts(std::sync::Mutex<Vec<std::time::Instant>>);
+
+#[async_trait]
+impl JobHandler for Starts {
+    async fn handle(&self, _job: &Job, _ctx: &JobContext) -> Result<Value, JobFailure> {
+        self.0.lock().unwrap().push(std::time::Instant::now());
+        Ok(Value::Null)
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_worker_starts_a_burst_then_no_more_than_its_rate() {
+    let f = fixture().await;
+    let jobs: Vec<NewJob> = (0..40)
+        .map(|i| NewJob::new("render", "tick", json!({"i": i})))
+        .collect();
+    f.queue.enqueue_bulk(jobs).await.unwrap();
+    let starts = Arc::new(Starts(std::sync::Mutex::new(Vec::new())));
+    let worker = Arc::new(
+        Worker::new(f.queue.clone(), "render", 64, LEASE)
+            .rate_limit(Some(20.0))
+            .handle("tick", starts.clone()),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    // Before the worker (and its limiter) exists: every bound below holds from here too.
+    let began = std::time::Instant::now();
+    let run = tokio::spawn(worker.run_until_stopped(stop.clone(), Duration::from_secs(1)));
+    for _ in 0..1000 {
+        if starts.0.lock().unwrap().len() == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+    let mut at = starts.0.lock().unwrap().clone();
+    assert_eq!(at.len(), 40);
+    at.sort();
+    // A burst of 20 (one second's worth), then one every 50 ms: job k (from 0) never starts
+    // before (k - 19) × 50 ms. Only a lower bound: a slow machine can be later, never earlier.
+    for (k, t) in at.iter().enumerate().skip(20) {
+        let earliest = Duration::from_millis(50 * (k as u64 - 19));
+        assert!(
+            t.duration_since(began) >= earliest,
+            "job {k} started {:?} in, before {earliest:?}",
+            t.duration_since(began)
+        );
+    }
+}
+
 #[tokio::test]
 async fn shutdown_releases_running_jobs_so_another_worker_takes_them_at_once() {
     let f = fixture().await;
