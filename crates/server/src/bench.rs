@@ -96,6 +96,7 @@ async fn setup(backend: Backend, config: &Config, jobs: usize) -> anyhow::Result
         }
         Backend::Redis => {
             let url = config
+                .queue
                 .redis_url
                 .as_ref()
                 .context("bench --backend redis needs REDIS_URL=redis://…")?;

@@ -113,14 +113,14 @@ async fn build(
             db
         }
     };
-    let queue: Arc<dyn JobQueue> = match &config.redis_url {
+    let queue: Arc<dyn JobQueue> = match &config.queue.redis_url {
         Some(url) => {
             let redis = RedisQueue::new(
                 url.expose().as_str(),
                 "airwave",
                 clock.clone(),
                 db.clone(),
-                config.queues.clone(),
+                config.queue.policies.clone(),
             )
             .context("REDIS_URL is not a usable Redis URL")?;
             if startup == Startup::Strict {
@@ -134,19 +134,19 @@ async fn build(
         None => Arc::new(SqlQueue::new(
             db.clone(),
             clock.clone(),
-            config.queues.clone(),
+            config.queue.policies.clone(),
         )),
     };
     let blobs: Arc<dyn BlobStore> = Arc::new(FolderStore::new(config.data_dir.join("blobs")));
     // The render provider, chosen once here like every backend.
     let renderer: Arc<dyn crate::render::RenderProvider> =
-        match (config.render_provider, &config.creatomate_api_key) {
-            (crate::config::RenderProviderKind::Creatomate, Some(key)) => {
+        match (config.render.provider, &config.render.creatomate_api_key) {
+            (crate::render::settings::Provider::Creatomate, Some(key)) => {
                 Arc::new(crate::render::creatomate::CreatomateRenderer::new(
-                    config.creatomate_url.clone(),
+                    config.render.creatomate_url.clone(),
                     key.clone(),
-                    config.creatomate_poll,
-                    config.creatomate_timeout,
+                    config.render.creatomate_poll,
+                    config.render.creatomate_timeout,
                 ))
             }
             _ => Arc::new(LocalRenderer::new(db.clone(), blobs.clone())),

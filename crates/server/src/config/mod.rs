@@ -12,8 +12,7 @@ pub mod settings;
 use crate::db::redact_url;
 pub use crate::db::{DatabaseConfig, DatabaseUrl};
 use secrecy::SecretString;
-use settings::{Reader, Section, Setting};
-use std::borrow::Cow;
+use settings::{Reader, Section};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,76 +28,31 @@ pub enum Environment {
     Production,
 }
 
-/// The whole configuration. `Debug` never prints a secret.
+/// The whole configuration. `Debug` never prints a secret. Each field's variable, default, bounds
+/// and meaning are in its declaration (the server's own in [`server`], a feature's in
+/// `<feature>::settings`), and in `docs/configuration.md` generated from them.
 #[derive(Clone)]
 pub struct Config {
-    /// `AIRWAVE_ENV`: `development` (default) or `production`.
     pub env: Environment,
-    /// `AIRWAVE_BIND` (default `127.0.0.1:8080`); port 0 picks a free port.
+    /// Port 0 picks a free port.
     pub bind: SocketAddr,
-    /// `AIRWAVE_DATA_DIR` (default the per-user data dir, e.g. `~/.local/share/airwave`).
     pub data_dir: PathBuf,
-    /// `AIRWAVE_PUBLIC_URL`: the URL users reach this server at, used in links (approval, reset).
-    /// Default `http://AIRWAVE_BIND`; required in production.
+    /// The URL users reach this server at, used in links; `http://{bind}` unless set.
     pub public_url: Url,
-    pub database: DatabaseConfig,
-    /// `JWT_SECRET` (at least 32 characters). Required in production; in development a secret is
-    /// generated once and kept in `DATA_DIR/jwt_secret`.
+    /// In development, when unset, a secret is generated once and kept in the data dir.
     pub jwt_secret: Option<SecretString>,
-    /// `AIRWAVE_SESSION_TTL_MINUTES` (default 720): lifetime of a login.
     pub session_ttl: Duration,
-    /// `AIRWAVE_REQUEST_TIMEOUT_MS` (default 30000).
     pub request_timeout: Duration,
-    /// `AIRWAVE_MAX_BODY_BYTES` (default 1048576).
     pub max_body_bytes: usize,
-    /// `AIRWAVE_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser.
     pub cors_origins: Vec<String>,
-    /// `AIRWAVE_LOG_FORMAT`: `text` (default) or `json`.
     pub log_json: bool,
-    /// `AIRWAVE_QUEUE_LEASE_MS` (default 60000): how long a worker holds a job without a
-    /// heartbeat; a dead worker's jobs run again this long after it died.
-    pub queue_lease: Duration,
-    /// Retention of finished jobs: `AIRWAVE_QUEUE_KEEP_COMPLETED_HOURS` (default 24),
-    /// `AIRWAVE_QUEUE_KEEP_COMPLETED_MAX` (default 10000 per queue), `AIRWAVE_QUEUE_KEEP_DEAD_DAYS`
-    /// (default 14).
-    pub retention: crate::queue::retention::Retention,
-    /// Per-queue policies: `AIRWAVE_QUEUE_<NAME>_{CONCURRENCY,MAX_ATTEMPTS,BACKOFF_BASE_MS,
-    /// BACKOFF_CAP_MS,RATE_PER_S,MAX_WAITING}` for each of the plan's queues (see
-    /// `queue::QueuePolicy::defaults_for`).
-    pub queues: std::collections::HashMap<String, crate::queue::QueuePolicy>,
-    /// `AIRWAVE_QUEUE_METRICS_FLUSH_MS` (default 5000): how often a process writes its queue
-    /// metrics (the console's charts lag by at most this).
-    pub queue_metrics_flush: Duration,
-    /// `AIRWAVE_HEALTH_CHECK_INTERVAL_MS` (default 10000): how often the background checker runs
-    /// every health check (history and `health.changed` events).
-    pub health_check_interval: Duration,
-    /// `AIRWAVE_OPS_STATS_INTERVAL_MS` (default 5000): how often queue counts go on the stream.
-    pub ops_stats_interval: Duration,
-    /// `AIRWAVE_OPS_STREAM_KEEP` (default 10000): events kept for resuming (at most 24 hours).
-    pub ops_stream_keep: i64,
-    /// `AIRWAVE_HEALTH_HISTORY_DAYS` (default 7): how long health samples are kept.
-    pub health_history_keep: chrono::Duration,
-    /// `AIRWAVE_EVENTS_LAG_WARN_S` (default 60) and `AIRWAVE_EVENTS_LAG_FAIL_S` (default 900):
-    /// the `events:lag` health check warns, then fails, when a consumer's oldest undelivered
-    /// event is older than this.
-    pub events_lag_warn: Duration,
-    pub events_lag_fail: Duration,
-    /// `AIRWAVE_EVENTS_MAX_ATTEMPTS` (default 8): tries before a failing event is parked.
-    pub events_max_attempts: u32,
-    /// `AIRWAVE_RENDER_PROVIDER`: `local` (default) or `creatomate` (needs `CREATOMATE_API_KEY`).
-    pub render_provider: RenderProviderKind,
-    /// `AIRWAVE_CREATOMATE_URL` (default `https://api.creatomate.com`).
-    pub creatomate_url: Url,
-    /// `AIRWAVE_CREATOMATE_POLL_MS` (default 2000): how often a running Creatomate render is polled.
-    pub creatomate_poll: Duration,
-    /// `AIRWAVE_CREATOMATE_TIMEOUT_S` (default 1800): a render not finished by then fails (and retries).
-    pub creatomate_timeout: Duration,
-    /// `REDIS_URL`: job queue on Redis instead of the database.
-    pub redis_url: Option<SecretUrl>,
-    /// `AIRWAVE_EMAIL_FROM` (default `AIrWAVE <notifications@airwave.app>`).
     pub email_from: String,
-    /// `CREATOMATE_API_KEY`: render through Creatomate instead of the local renderer.
-    pub creatomate_api_key: Option<SecretString>,
+    /// Each backend's and feature's own section, declared, read and validated in its folder.
+    pub database: DatabaseConfig,
+    pub queue: crate::queue::settings::QueueConfig,
+    pub ops: crate::ops::settings::OpsConfig,
+    pub events: crate::events::settings::EventsConfig,
+    pub render: crate::render::settings::RenderConfig,
     /// The variables it was read from (for `config check`; only declared ones are ever printed,
     /// secrets redacted).
     vars: BTreeMap<String, String>,
@@ -280,18 +234,15 @@ pub fn reference() -> String {
     settings::reference(PREFACE, &sections())
 }
 
-/// Which renderer draws executions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RenderProviderKind {
-    Local,
-    Creatomate,
-}
-
 /// A URL that may carry credentials: printed with them redacted.
 #[derive(Clone)]
 pub struct SecretUrl(Url);
 
 impl SecretUrl {
+    pub fn new(url: Url) -> Self {
+        Self(url)
+    }
+
     pub fn expose(&self) -> &Url {
         &self.0
     }
@@ -332,8 +283,6 @@ impl Config {
 
     /// Reads the given variables; reports every problem at once.
     pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigErrors> {
-        use crate::{db::settings as db, events::settings as ev, ops::settings as ops};
-        use crate::{queue::settings as q, render::settings as rs};
         let mut r = Reader::new(vars);
 
         let env = match r.choice(&server::ENV) {
@@ -392,74 +341,12 @@ impl Config {
                 .unwrap_or_else(|_| Url::parse("http://127.0.0.1:8080").expect("static url"))
         });
 
-        let db_url = match r.raw(&db::DATABASE_URL.name) {
-            None => DatabaseUrl::Sqlite(data_dir.join("airwave.db")),
-            Some(v) => match parse_database_url(v) {
-                Ok(u) => u,
-                Err(e) => {
-                    r.error(format!("DATABASE_URL {e}"));
-                    DatabaseUrl::Sqlite(data_dir.join("airwave.db"))
-                }
-            },
-        };
-        let database = DatabaseConfig {
-            url: db_url,
-            max_connections: u32::try_from(r.int(&db::MAX_CONNECTIONS)).unwrap_or(10),
-            acquire_timeout: r.millis(&db::ACQUIRE_TIMEOUT),
-            statement_timeout: r.millis(&db::STATEMENT_TIMEOUT),
-            slow_statement: r.millis(&db::SLOW_STATEMENT),
-        };
+        let database = DatabaseConfig::read(&mut r, &data_dir);
 
         let jwt_secret = r.secret(&server::JWT_SECRET);
         if jwt_secret.is_none() && production {
             r.error("JWT_SECRET is required in production (at least 32 characters)");
         }
-
-        let mut queues = std::collections::HashMap::new();
-        for name in crate::queue::QUEUES {
-            let [concurrency, max_attempts, base, cap, rate, max_waiting] =
-                <[Setting; 6]>::try_from(q::for_queue(name))
-                    .unwrap_or_else(|_| unreachable!("six settings per queue"));
-            let base = r.millis(&base);
-            let cap_ms = r.millis(&cap);
-            if cap_ms < base {
-                r.error(format!(
-                    "{} must not be below {}",
-                    cap.name,
-                    q::var(name, "BACKOFF_BASE_MS")
-                ));
-            }
-            let rate = r.float(&rate);
-            queues.insert(
-                (*name).to_owned(),
-                crate::queue::QueuePolicy {
-                    max_waiting: u64::try_from(r.int(&max_waiting)).unwrap_or(1),
-                    concurrency: usize::try_from(r.int(&concurrency)).unwrap_or(1),
-                    max_attempts: u32::try_from(r.int(&max_attempts)).unwrap_or(1),
-                    backoff: crate::queue::Backoff { base, cap: cap_ms },
-                    rate_per_s: (rate > 0.0).then_some(rate),
-                },
-            );
-        }
-
-        let lag_warn = r.secs(&ev::LAG_WARN);
-        let lag_fail = r.secs(&ev::LAG_FAIL);
-        if lag_fail < lag_warn {
-            r.error("AIRWAVE_EVENTS_LAG_FAIL_S must not be below AIRWAVE_EVENTS_LAG_WARN_S");
-        }
-
-        let creatomate_api_key = r.secret(&rs::CREATOMATE_API_KEY);
-        let render_provider = match r.choice(&rs::PROVIDER) {
-            "creatomate" => {
-                if creatomate_api_key.is_none() {
-                    r.error(
-                        "AIRWAVE_RENDER_PROVIDER is `creatomate` but CREATOMATE_API_KEY is not set",
-                    );
-                }
-                RenderProviderKind::Creatomate
-            }
-            _ => RenderProviderKind::Local,
-        };
 
         let cors_origins: Vec<String> = r
             .raw(&server::CORS_ORIGINS.name)
@@ -480,12 +367,6 @@ impl Config {
             }
         }
 
-        let retention = crate::queue::retention::Retention {
-            finished_age: r.secs(&q::KEEP_COMPLETED_HOURS) * 3600,
-            finished_max: u64::try_from(r.int(&q::KEEP_COMPLETED_MAX)).unwrap_or(0),
-            dead_age: r.secs(&q::KEEP_DEAD_DAYS) * 86_400,
-        };
-
         let config = Config {
             env,
             bind,
@@ -498,26 +379,11 @@ impl Config {
             max_body_bytes: usize::try_from(r.int(&server::MAX_BODY_BYTES)).unwrap_or(1 << 20),
             cors_origins,
             log_json: r.choice(&server::LOG_FORMAT) == "json",
-            queue_lease: r.millis(&q::LEASE),
-            retention,
-            queues,
-            queue_metrics_flush: r.millis(&q::METRICS_FLUSH),
-            health_check_interval: r.millis(&ops::CHECK_INTERVAL),
-            ops_stats_interval: r.millis(&ops::STATS_INTERVAL),
-            ops_stream_keep: r.int(&ops::STREAM_KEEP),
-            health_history_keep: chrono::Duration::days(r.int(&ops::HISTORY_DAYS)),
-            events_lag_warn: lag_warn,
-            events_lag_fail: lag_fail,
-            events_max_attempts: u32::try_from(r.int(&ev::MAX_ATTEMPTS)).unwrap_or(8),
-            render_provider,
-            creatomate_url: r
-                .url(&rs::CREATOMATE_URL)
-                .unwrap_or_else(|| Url::parse("https://api.creatomate.com").expect("a valid URL")),
-            creatomate_poll: r.millis(&rs::CREATOMATE_POLL),
-            creatomate_timeout: r.secs(&rs::CREATOMATE_TIMEOUT),
-            redis_url: r.url(&q::REDIS_URL).map(SecretUrl),
+            queue: crate::queue::settings::QueueConfig::read(&mut r),
+            ops: crate::ops::settings::OpsConfig::read(&mut r),
+            events: crate::events::settings::EventsConfig::read(&mut r),
+            render: crate::render::settings::RenderConfig::read(&mut r),
             email_from: r.text(&server::EMAIL_FROM),
-            creatomate_api_key,
             vars: vars.clone(),
         };
         r.refuse_not_yet_built(&server::not_yet_built().settings);
@@ -540,39 +406,6 @@ impl std::fmt::Debug for Config {
     }
 }
 
-fn parse_database_url(v: &str) -> Result<DatabaseUrl, Cow<'static, str>> {
-    if let Some(rest) = v
-        .strip_prefix("sqlite://")
-        .or_else(|| v.strip_prefix("sqlite:"))
-    {
-        let path = rest.split('?').next().unwrap_or_default();
-        if path.is_empty() {
-            return Err(
-                "is `sqlite:` without a file path; expected sqlite://path/to/file.db".into(),
-            );
-        }
-        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
-    }
-    let url = Url::parse(v).map_err(|e| {
-        Cow::Owned(format!(
-            "is not a valid URL ({e}); expected postgres://… or sqlite://…"
-        ))
-    })?;
-    match url.scheme() {
-        "postgres" | "postgresql" => {
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err(
-                    "has no host; expected postgres://user:password@host:5432/database".into(),
-                );
-            }
-            Ok(DatabaseUrl::Postgres(url))
-        }
-        other => Err(Cow::Owned(format!(
-            "has unsupported scheme `{other}`; expected postgres://… or sqlite://…"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,7 +424,7 @@ mod tests {
         assert!(
             matches!(c.database.url, DatabaseUrl::Sqlite(ref p) if p == &PathBuf::from("/tmp/x/airwave.db"))
         );
-        assert!(c.redis_url.is_none() && c.jwt_secret.is_none());
+        assert!(c.queue.redis_url.is_none() && c.jwt_secret.is_none());
         assert_eq!(c.env, Environment::Development);
     }
 

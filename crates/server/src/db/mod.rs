@@ -41,18 +41,35 @@ impl DatabaseUrl {
     }
 }
 
+/// The database's section of the configuration (declared in [`settings`]).
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// `DATABASE_URL`: `postgres://…` or `sqlite://path`; default a SQLite file in the data dir.
     pub url: DatabaseUrl,
-    /// `AIRWAVE_DB_MAX_CONNECTIONS` (default 10).
     pub max_connections: u32,
-    /// `AIRWAVE_DB_ACQUIRE_TIMEOUT_MS` (default 5000): how long a request waits for a connection.
     pub acquire_timeout: Duration,
-    /// `AIRWAVE_DB_STATEMENT_TIMEOUT_MS` (default 30000): PostgreSQL `statement_timeout`.
     pub statement_timeout: Duration,
-    /// `AIRWAVE_DB_SLOW_STATEMENT_MS` (default 500): statements slower than this are logged at WARN.
     pub slow_statement: Duration,
+}
+
+impl DatabaseConfig {
+    /// Reads the section; without `DATABASE_URL`, a SQLite file in `data_dir`.
+    pub fn read(r: &mut crate::config::settings::Reader, data_dir: &std::path::Path) -> Self {
+        let embedded = || DatabaseUrl::Sqlite(data_dir.join("airwave.db"));
+        let url = match r.raw(&settings::DATABASE_URL.name) {
+            None => embedded(),
+            Some(v) => settings::parse_url(v).unwrap_or_else(|e| {
+                r.error(format!("DATABASE_URL {e}"));
+                embedded()
+            }),
+        };
+        Self {
+            url,
+            max_connections: u32::try_from(r.int(&settings::MAX_CONNECTIONS)).unwrap_or(10),
+            acquire_timeout: r.millis(&settings::ACQUIRE_TIMEOUT),
+            statement_timeout: r.millis(&settings::STATEMENT_TIMEOUT),
+            slow_statement: r.millis(&settings::SLOW_STATEMENT),
+        }
+    }
 }
 
 /// Whether a database error (or an error caused by one) means the server could not be reached —
@@ -263,7 +280,46 @@ pub fn json_object(
 
 /// The database's settings.
 pub mod settings {
+    use super::DatabaseUrl;
     use crate::config::settings::{Kind, Section, Setting};
+    use std::borrow::Cow;
+    use std::path::PathBuf;
+    use url::Url;
+
+    /// `DATABASE_URL`'s value: `postgres://…` (or `postgresql://`) with a host, or
+    /// `sqlite://path` / `sqlite:path`. The error completes "DATABASE_URL …".
+    pub fn parse_url(v: &str) -> Result<DatabaseUrl, Cow<'static, str>> {
+        if let Some(rest) = v
+            .strip_prefix("sqlite://")
+            .or_else(|| v.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(
+                    "is `sqlite:` without a file path; expected sqlite://path/to/file.db".into(),
+                );
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        let url = Url::parse(v).map_err(|e| {
+            Cow::Owned(format!(
+                "is not a valid URL ({e}); expected postgres://… or sqlite://…"
+            ))
+        })?;
+        match url.scheme() {
+            "postgres" | "postgresql" => {
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(
+                        "has no host; expected postgres://user:password@host:5432/database".into(),
+                    );
+                }
+                Ok(DatabaseUrl::Postgres(url))
+            }
+            other => Err(Cow::Owned(format!(
+                "has unsupported scheme `{other}`; expected postgres://… or sqlite://…"
+            ))),
+        }
+    }
 
     pub const DATABASE_URL: Setting = Setting::new(
         "DATABASE_URL",

@@ -72,8 +72,8 @@ impl crate::feature::Feature for Feature {
             db: b.db.clone(),
             clock: b.clock.clone(),
             consumers: b.consumers.to_vec(),
-            warn_after: b.config.events_lag_warn,
-            fail_after: b.config.events_lag_fail,
+            warn_after: b.config.events.lag_warn,
+            fail_after: b.config.events.lag_fail,
         })]
     }
 
@@ -83,7 +83,7 @@ impl crate::feature::Feature for Feature {
             clock: s.clock.clone(),
             consumers: s.consumers.to_vec(),
             policy: dispatcher::DispatchPolicy {
-                max_attempts: s.config.events_max_attempts,
+                max_attempts: s.config.events.max_attempts,
                 ..dispatcher::DispatchPolicy::default()
             },
             instance: crate::queue::worker::new_worker_id("events"),
@@ -101,7 +101,34 @@ impl crate::feature::Feature for Feature {
 
 /// The event consumers' settings.
 pub mod settings {
-    use crate::config::settings::{Section, Setting};
+    use crate::config::settings::{Reader, Section, Setting};
+    use std::time::Duration;
+
+    /// The event consumers' section of the configuration.
+    #[derive(Debug, Clone)]
+    pub struct EventsConfig {
+        /// The `events:lag` health check warns, then fails, past these.
+        pub lag_warn: Duration,
+        pub lag_fail: Duration,
+        pub max_attempts: u32,
+    }
+
+    impl EventsConfig {
+        pub fn read(r: &mut Reader) -> Self {
+            let (lag_warn, lag_fail) = (r.secs(&LAG_WARN), r.secs(&LAG_FAIL));
+            if lag_fail < lag_warn {
+                r.error(format!(
+                    "{} must not be below {}",
+                    LAG_FAIL.name, LAG_WARN.name
+                ));
+            }
+            Self {
+                lag_warn,
+                lag_fail,
+                max_attempts: u32::try_from(r.int(&MAX_ATTEMPTS)).unwrap_or(8),
+            }
+        }
+    }
 
     pub const LAG_WARN: Setting = Setting::int(
         "AIRWAVE_EVENTS_LAG_WARN_S",

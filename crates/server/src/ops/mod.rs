@@ -37,10 +37,10 @@ impl crate::feature::Feature for Feature {
             clock: s.clock.clone(),
             health: s.health.clone(),
             queue: s.queue.clone(),
-            every: s.config.health_check_interval,
-            stats_every: s.config.ops_stats_interval,
-            keep_events: s.config.ops_stream_keep,
-            keep_history: s.config.health_history_keep,
+            every: s.config.ops.check_interval,
+            stats_every: s.config.ops.stats_interval,
+            keep_events: s.config.ops.stream_keep,
+            keep_history: s.config.ops.history_keep,
             appended: s.ops_appended.clone(),
         };
         vec![Task::new("health-checker", Runs::EveryRole, move |stop| {
@@ -51,7 +51,28 @@ impl crate::feature::Feature for Feature {
 
 /// The operations stream's and health history's settings.
 pub mod settings {
-    use crate::config::settings::{Section, Setting};
+    use crate::config::settings::{Reader, Section, Setting};
+    use std::time::Duration;
+
+    /// The operations stream's and health history's section of the configuration.
+    #[derive(Debug, Clone)]
+    pub struct OpsConfig {
+        pub check_interval: Duration,
+        pub stats_interval: Duration,
+        pub stream_keep: i64,
+        pub history_keep: chrono::Duration,
+    }
+
+    impl OpsConfig {
+        pub fn read(r: &mut Reader) -> Self {
+            Self {
+                check_interval: r.millis(&CHECK_INTERVAL),
+                stats_interval: r.millis(&STATS_INTERVAL),
+                stream_keep: r.int(&STREAM_KEEP),
+                history_keep: chrono::Duration::days(r.int(&HISTORY_DAYS)),
+            }
+        }
+    }
 
     pub const CHECK_INTERVAL: Setting = Setting::millis(
         "AIRWAVE_HEALTH_CHECK_INTERVAL_MS",

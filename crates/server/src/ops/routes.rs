@@ -265,12 +265,12 @@ pub async fn history(
             "since must be before until",
         ));
     }
-    if until - since > s.config.health_history_keep {
+    if until - since > s.config.ops.history_keep {
         return Err(Error::invalid(
             "invalid_range",
             format!(
                 "the range can be at most {} days (history is kept that long)",
-                s.config.health_history_keep.num_days()
+                s.config.ops.history_keep.num_days()
             ),
         ));
     }

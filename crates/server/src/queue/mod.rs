@@ -908,7 +908,7 @@ impl crate::feature::Feature for Feature {
         let (metrics, db, every) = (
             s.queue.metrics().clone(),
             s.db.clone(),
-            s.config.queue_metrics_flush,
+            s.config.queue.metrics_flush,
         );
         tasks.push(Task::new(
             "queue-metrics",
@@ -928,13 +928,13 @@ impl crate::feature::Feature for Feature {
         // The cleanup worker runs retention (scheduled every ten minutes, unique: one at a time) and
         // operators' bulk jobs.
         let cleanup = Arc::new(
-            worker::Worker::for_queue(s.queue.clone(), retention::QUEUE, s.config.queue_lease)
+            worker::Worker::for_queue(s.queue.clone(), retention::QUEUE, s.config.queue.lease)
                 .handle(
                     retention::KIND,
                     Arc::new(retention::RetentionJob {
                         queue: s.queue.clone(),
                         clock: s.clock.clone(),
-                        retention: s.config.retention,
+                        retention: s.config.queue.retention,
                     }),
                 )
                 .handle(
@@ -1060,8 +1060,64 @@ mod tests {
 
 /// The job queue's settings, and the per-queue family.
 pub mod settings {
-    use crate::config::settings::{Kind, Section, Setting};
+    use crate::config::settings::{Kind, Reader, Section, Setting};
+    use crate::config::SecretUrl;
     use std::borrow::Cow;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    /// The queue's section of the configuration.
+    #[derive(Debug, Clone)]
+    pub struct QueueConfig {
+        /// The job queue on Redis instead of the database.
+        pub redis_url: Option<SecretUrl>,
+        pub lease: Duration,
+        pub retention: super::retention::Retention,
+        /// Each of the plan's queues' policy ([`super::QueuePolicy::defaults_for`] overridden).
+        pub policies: HashMap<String, super::QueuePolicy>,
+        pub metrics_flush: Duration,
+    }
+
+    impl QueueConfig {
+        pub fn read(r: &mut Reader) -> Self {
+            let mut policies = HashMap::new();
+            for name in super::QUEUES {
+                let [concurrency, max_attempts, base, cap, rate, max_waiting] =
+                    <[Setting; 6]>::try_from(for_queue(name))
+                        .unwrap_or_else(|_| unreachable!("six settings per queue"));
+                let base_ms = r.millis(&base);
+                let cap_ms = r.millis(&cap);
+                if cap_ms < base_ms {
+                    r.error(format!("{} must not be below {}", cap.name, base.name));
+                }
+                let rate = r.float(&rate);
+                policies.insert(
+                    (*name).to_owned(),
+                    super::QueuePolicy {
+                        max_waiting: u64::try_from(r.int(&max_waiting)).unwrap_or(1),
+                        concurrency: usize::try_from(r.int(&concurrency)).unwrap_or(1),
+                        max_attempts: u32::try_from(r.int(&max_attempts)).unwrap_or(1),
+                        backoff: super::Backoff {
+                            base: base_ms,
+                            cap: cap_ms,
+                        },
+                        rate_per_s: (rate > 0.0).then_some(rate),
+                    },
+                );
+            }
+            Self {
+                redis_url: r.url(&REDIS_URL).map(SecretUrl::new),
+                lease: r.millis(&LEASE),
+                retention: super::retention::Retention {
+                    finished_age: r.secs(&KEEP_COMPLETED_HOURS) * 3600,
+                    finished_max: u64::try_from(r.int(&KEEP_COMPLETED_MAX)).unwrap_or(0),
+                    dead_age: r.secs(&KEEP_DEAD_DAYS) * 86_400,
+                },
+                policies,
+                metrics_flush: r.millis(&METRICS_FLUSH),
+            }
+        }
+    }
 
     pub const REDIS_URL: Setting = Setting::new(
         "REDIS_URL",

@@ -214,7 +214,7 @@ impl crate::feature::Feature for Feature {
             crate::queue::worker::Worker::for_queue(
                 s.queue.clone(),
                 job::QUEUE,
-                s.config.queue_lease,
+                s.config.queue.lease,
             )
             .handle(job::KIND, Arc::new(render)),
         );
@@ -273,7 +273,64 @@ mod tests {
 
 /// The render feature's settings.
 pub mod settings {
-    use crate::config::settings::{Kind, Section, Setting};
+    use crate::config::settings::{Kind, Reader, Section, Setting};
+    use secrecy::SecretString;
+    use std::time::Duration;
+    use url::Url;
+
+    /// Which renderer draws executions.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Provider {
+        Local,
+        /// Creatomate, with its API key.
+        Creatomate,
+    }
+
+    /// The render feature's section of the configuration. `Debug` never prints the key.
+    #[derive(Clone)]
+    pub struct RenderConfig {
+        pub provider: Provider,
+        pub creatomate_api_key: Option<SecretString>,
+        pub creatomate_url: Url,
+        pub creatomate_poll: Duration,
+        pub creatomate_timeout: Duration,
+    }
+
+    impl std::fmt::Debug for RenderConfig {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RenderConfig")
+                .field("provider", &self.provider)
+                .field("creatomate_url", &self.creatomate_url.as_str())
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl RenderConfig {
+        pub fn read(r: &mut Reader) -> Self {
+            let creatomate_api_key = r.secret(&CREATOMATE_API_KEY);
+            let provider = match r.choice(&PROVIDER) {
+                "creatomate" => {
+                    if creatomate_api_key.is_none() {
+                        r.error(format!(
+                            "{} is `creatomate` but {} is not set",
+                            PROVIDER.name, CREATOMATE_API_KEY.name
+                        ));
+                    }
+                    Provider::Creatomate
+                }
+                _ => Provider::Local,
+            };
+            Self {
+                provider,
+                creatomate_api_key,
+                creatomate_url: r.url(&CREATOMATE_URL).unwrap_or_else(|| {
+                    Url::parse("https://api.creatomate.com").expect("a valid URL")
+                }),
+                creatomate_poll: r.millis(&CREATOMATE_POLL),
+                creatomate_timeout: r.secs(&CREATOMATE_TIMEOUT),
+            }
+        }
+    }
 
     pub const PROVIDER: Setting = Setting::new(
         "AIRWAVE_RENDER_PROVIDER",
