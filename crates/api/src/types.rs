@@ -111,10 +111,25 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// `Debug` for a type that carries a password or a token: the secret fields print `[redacted]`,
+/// so a logged or panicked value never shows them.
+macro_rules! debug_redacting {
+    ($t:ident { $($plain:ident),* } secrets { $($secret:ident),* }) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    $(.field(stringify!($plain), &self.$plain))*
+                    $(.field(stringify!($secret), &"[redacted]"))*
+                    .finish()
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Auth
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
     pub email: String,
@@ -123,14 +138,14 @@ pub struct RegisterIn {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoginOut {
     /// A bearer token (a JWT signed with `JWT_SECRET`, bound to a revocable session).
     pub token: String,
@@ -155,7 +170,7 @@ pub struct PasswordResetIn {
     pub email: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordResetConfirmIn {
     pub token: String,
@@ -194,7 +209,7 @@ pub struct ApiTokenOut {
 }
 
 /// The one answer that carries a token's secret. It is never shown again.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApiTokenCreatedOut {
     pub token: String,
     #[serde(flatten)]
@@ -434,7 +449,7 @@ pub struct ApprovalOut {
 }
 
 /// The approval and the single-purpose link the client uses to decide. The token is shown once.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApprovalCreatedOut {
     pub approval: ApprovalOut,
     pub token: String,
@@ -448,7 +463,7 @@ pub enum Decision {
     Reject,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalDecisionIn {
     pub token: String,
@@ -843,4 +858,56 @@ pub struct PendingEventOut {
 #[serde(deny_unknown_fields)]
 pub struct RetryParkedIn {
     pub event_id: Option<String>,
+}
+debug_redacting!(RegisterIn { email, name } secrets { password });
+debug_redacting!(LoginIn { email } secrets { password });
+debug_redacting!(LoginOut { token_type, expires_at, user } secrets { token });
+debug_redacting!(PasswordResetConfirmIn {  } secrets { token, password });
+debug_redacting!(ApiTokenCreatedOut { info } secrets { token });
+debug_redacting!(ApprovalCreatedOut { approval } secrets { token, url });
+debug_redacting!(ApprovalDecisionIn { decision, comment } secrets { token });
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn types_that_carry_secrets_never_print_them() {
+        let texts = [
+            format!(
+                "{:?}",
+                LoginIn {
+                    email: "a@b.c".into(),
+                    password: "hunter2-secret".into()
+                }
+            ),
+            format!(
+                "{:?}",
+                RegisterIn {
+                    email: "a@b.c".into(),
+                    password: "hunter2-secret".into(),
+                    name: "A".into()
+                }
+            ),
+            format!(
+                "{:?}",
+                PasswordResetConfirmIn {
+                    token: "hunter2-secret".into(),
+                    password: "hunter2-secret".into()
+                }
+            ),
+            format!(
+                "{:?}",
+                ApprovalDecisionIn {
+                    token: "hunter2-secret".into(),
+                    decision: Decision::Approve,
+                    comment: None
+                }
+            ),
+        ];
+        for t in texts {
+            assert!(!t.contains("hunter2"), "{t}");
+            assert!(t.contains("[redacted]"), "{t}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 pub mod password;
 pub mod routes;
 pub mod signing;
+pub mod throttle;
 
 use crate::audit::{self, Actor, Entry};
 use crate::db::BeginWrite as _;
@@ -18,9 +19,6 @@ use airwave_api::{ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, LoginOut, Page, R
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
-/// Failed logins allowed per address in [`THROTTLE_WINDOW_MINUTES`] before it is locked.
-pub const MAX_FAILURES: i32 = 5;
-const THROTTLE_WINDOW_MINUTES: i64 = 15;
 /// Reset links live this long.
 const RESET_TTL_MINUTES: i64 = 60;
 /// Prefix of API tokens, so they are recognisable (and findable by secret scanners).
@@ -136,45 +134,6 @@ pub async fn create_user(
     row.into_out()
 }
 
-/// Seconds left on a lockout of this address, if it is locked.
-async fn locked_for(state: &AppState, email: &str, now: DateTime<Utc>) -> Result<Option<i64>> {
-    let until: Option<Option<DateTime<Utc>>> = with_db!(&state.db, pool => {
-        sqlx::query_scalar("SELECT locked_until FROM login_throttle WHERE email = $1").bind(email).fetch_optional(pool).await?
-    });
-    Ok(until
-        .flatten()
-        .filter(|t| *t > now)
-        .map(|t| (t - now).num_seconds().max(1)))
-}
-
-/// Counts a failed login; locks the address after [`MAX_FAILURES`], for 1, 2, 4… up to 60 minutes.
-async fn record_failure(state: &AppState, email: &str, now: DateTime<Utc>) -> Result<()> {
-    let window_start = now - Duration::minutes(THROTTLE_WINDOW_MINUTES);
-    with_db!(&state.db, pool => {
-        let failures: i32 = sqlx::query_scalar(
-            "INSERT INTO login_throttle (email, failures, window_start) VALUES ($1, 1, $2)
-             ON CONFLICT (email) DO UPDATE SET
-               failures = CASE WHEN login_throttle.window_start < $3 THEN 1 ELSE login_throttle.failures + 1 END,
-               window_start = CASE WHEN login_throttle.window_start < $3 THEN $2 ELSE login_throttle.window_start END
-             RETURNING failures",
-        )
-        .bind(email)
-        .bind(now)
-        .bind(window_start)
-        .fetch_one(pool)
-        .await?;
-        if failures >= MAX_FAILURES {
-            let minutes = 1i64 << (failures - MAX_FAILURES).clamp(0, 6);
-            sqlx::query("UPDATE login_throttle SET locked_until = $2 WHERE email = $1")
-                .bind(email)
-                .bind(now + Duration::minutes(minutes.min(60)))
-                .execute(pool)
-                .await?;
-        }
-    });
-    Ok(())
-}
-
 /// Logs a user in: a session row plus a JWT naming it. Unknown addresses and wrong passwords get
 /// the same answer in about the same time; too many failures lock the address for a while.
 pub async fn login(
@@ -188,13 +147,9 @@ pub async fn login(
     let Ok(email) = Email::parse(email) else {
         return Err(invalid());
     };
-    if let Some(secs) = locked_for(state, email.as_str(), now).await? {
-        return Err(Error::TooMany {
-            code: "too_many_attempts",
-            detail: format!("too many failed logins for this address; try again in {secs} s"),
-            retry_after: std::time::Duration::from_secs(secs.unsigned_abs()),
-        });
-    }
+    // Counted before the password is checked, atomically (see `throttle`).
+    let attempt = throttle::Attempt::new(email.as_str(), ip.as_deref());
+    throttle::reserve(state, &attempt, now).await?;
     let found: Option<(String, String)> = with_db!(&state.db, pool => {
         sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1").bind(email.as_str()).fetch_optional(pool).await?
     });
@@ -202,14 +157,21 @@ pub async fn login(
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
-    let ok = password::verify(stored, password).await?;
+    let ok = match password::verify(stored, password).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            if password::is_busy(&e) {
+                throttle::refund(state, &attempt).await?;
+            }
+            return Err(e);
+        }
+    };
     let actor = Actor {
         user_id: user_id.clone(),
         token_id: None,
         ip,
     };
     let Some(user_id) = user_id.filter(|_| ok) else {
-        record_failure(state, email.as_str(), now).await?;
         audit::record(
             &state.db,
             state.clock.as_ref(),
@@ -230,7 +192,6 @@ pub async fn login(
     let expires_at = now + ttl;
     let user: UserRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
-        sqlx::query("DELETE FROM login_throttle WHERE email = $1").bind(email.as_str()).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(session.as_str())
             .bind(&user_id)
@@ -243,6 +204,7 @@ pub async fn login(
         tx.commit().await?;
         user
     });
+    throttle::succeeded(state, &attempt).await?;
     let claims = signing::SessionClaims {
         sub: user_id,
         sid: session.to_string(),

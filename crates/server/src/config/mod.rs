@@ -456,7 +456,7 @@ mod tests {
         assert!(matches!(c.database.url, DatabaseUrl::Postgres(_)));
         assert_eq!(
             c.database.url.redacted(),
-            "postgresql://u:REDACTED@db:5432/a"
+            "postgresql://REDACTED:REDACTED@db:5432/a"
         );
         let c = Config::from_vars(&vars(&[("DATABASE_URL", "sqlite:///var/lib/a.db")])).unwrap();
         assert!(
@@ -476,6 +476,15 @@ mod tests {
         .unwrap();
         let text = format!("{}{:?}", c.describe(), c);
         for secret in ["s3cr3t", "hunter2", "cm_live_key", "redispass", "Pass:word"] {
+            assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+        }
+        // A user name can be the secret (a Sentry DSN's key): redacted too.
+        let dsn = url::Url::parse("https://0123abcdkey@o1.ingest.sentry.io/42").unwrap();
+        let shown = crate::db::redact_url(&dsn);
+        assert!(!shown.contains("0123abcdkey"), "{shown}");
+        let c = Config::from_vars(&vars(&[("REDIS_URL", "redis://default:pw@r:6379")])).unwrap();
+        let text = format!("{}{:?}", c.describe(), c);
+        for secret in ["default:", "pw@"] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
     }

@@ -105,6 +105,10 @@ pub fn is_unreachable_sqlx(e: &sqlx::Error) -> bool {
 /// The URL with any password (and query) replaced, safe to print.
 pub fn redact_url(u: &Url) -> String {
     let mut u = u.clone();
+    // A user name can be the secret itself (a Sentry DSN's key, a token in `https://TOKEN@host`).
+    if !u.username().is_empty() {
+        let _ = u.set_username("REDACTED");
+    }
     if u.password().is_some() {
         let _ = u.set_password(Some("REDACTED"));
     }
