@@ -77,6 +77,94 @@ fn operations(doc: &Value) -> Vec<(Method, String, Value)> {
     ops
 }
 
+/// A schema, with a `$ref` to `components/schemas` followed.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        Some(name) => &doc["components"]["schemas"][name],
+        None => schema,
+    }
+}
+
+fn is_numeric(schema: &Value) -> bool {
+    let t = &schema["type"];
+    ["integer", "number"]
+        .iter()
+        .any(|n| t == *n || t.as_array().is_some_and(|a| a.iter().any(|x| x == *n)))
+}
+
+/// An operation's numeric inputs: `("query" | "body", name, schema)`.
+fn numeric_inputs(doc: &Value, op: &Value) -> Vec<(&'static str, String, Value)> {
+    let mut out = Vec::new();
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        let schema = resolve(doc, &p["schema"]);
+        if p["in"] == "query" && is_numeric(schema) {
+            out.push((
+                "query",
+                p["name"].as_str().unwrap().to_owned(),
+                schema.clone(),
+            ));
+        }
+    }
+    let body = &op["requestBody"]["content"]["application/json"]["schema"];
+    for (name, prop) in resolve(doc, body)["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        let schema = resolve(doc, prop);
+        if is_numeric(schema) {
+            out.push(("body", name.clone(), schema.clone()));
+        }
+    }
+    out
+}
+
+/// Values just past a numeric schema's declared bounds, and past every integer type.
+fn out_of_range(schema: &Value) -> Vec<String> {
+    let mut v = vec![
+        "18446744073709551616".to_string(),
+        "-9223372036854775809".to_string(),
+    ];
+    if let Some(max) = schema["maximum"].as_i64() {
+        v.push((i128::from(max) + 1).to_string());
+    }
+    if let Some(min) = schema["minimum"].as_i64() {
+        v.push((i128::from(min) - 1).to_string());
+    }
+    v
+}
+
+#[tokio::test]
+async fn every_numeric_input_declares_its_bounds_in_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .http()
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut unbounded = Vec::new();
+    let mut seen = Vec::new();
+    for (method, path, op) in operations(&doc) {
+        for (place, name, schema) in numeric_inputs(&doc, &op) {
+            seen.push(format!("{method} {path} {place} `{name}`"));
+            if schema.get("maximum").is_none() && schema.get("minimum").is_none() {
+                unbounded.push(format!("{method} {path} {place} `{name}`"));
+            }
+        }
+    }
+    assert!(
+        unbounded.is_empty(),
+        "numeric inputs without bounds: {unbounded:#?}"
+    );
+}
+
 fn cases(doc: &Value) -> Vec<Case> {
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024)).into_bytes();
     let mut out = Vec::new();
@@ -147,6 +235,27 @@ fn cases(doc: &Value) -> Vec<Case> {
                 what: "bad form",
                 expect: &[],
             });
+        }
+        // Every numeric input, query parameter or body field, past each bound it declares and
+        // past what any integer type holds: a 4xx problem, never a panic in time arithmetic.
+        for (place, name, schema) in numeric_inputs(doc, &op) {
+            for value in out_of_range(&schema) {
+                let (path, body) = match place {
+                    "query" => (format!("{well_formed}?{name}={value}"), Vec::new()),
+                    _ => (
+                        well_formed.clone(),
+                        format!("{{\"{name}\": {value}}}").into_bytes(),
+                    ),
+                };
+                out.push(Case {
+                    method: method.clone(),
+                    path,
+                    content_type: "application/json",
+                    body,
+                    what: "number out of range",
+                    expect: &[],
+                });
+            }
         }
         if method == Method::GET
             && op.get("parameters").is_some_and(|p| {

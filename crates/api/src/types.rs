@@ -193,6 +193,7 @@ pub struct ApiTokenIn {
     pub role: Option<Role>,
     /// 1 to 365 days; no expiry when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 365)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -280,7 +281,9 @@ pub struct AssetIn {
     pub metadata: Map<String, Value>,
     #[serde(default)]
     pub storage_key: Option<String>,
+    /// Bytes, at most 1 TiB.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1099511627776_i64)]
     pub size: Option<i64>,
     /// `sha256:<64 hex>`.
     #[serde(default)]
@@ -431,6 +434,7 @@ pub struct ApprovalIn {
     pub note: Option<String>,
     /// 1 to 720 hours; 168 (a week) by default.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 720)]
     pub expires_in_hours: Option<u32>,
 }
 
@@ -717,7 +721,9 @@ pub struct CountOut {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeIn {
+    /// At most 87 600 (ten years).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 87600)]
     pub older_than_hours: u32,
     #[serde(default)]
     pub dry_run: bool,

@@ -14,6 +14,7 @@ pub const MAX_LIMIT: i64 = 200;
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

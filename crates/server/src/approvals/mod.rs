@@ -169,6 +169,8 @@ pub async fn get(state: &AppState, who: &Principal, id: &ApprovalId) -> Result<A
 pub struct ApprovalQuery {
     pub client_id: Option<String>,
     pub status: Option<ApprovalStatus>,
+    /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

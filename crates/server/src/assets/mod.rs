@@ -63,6 +63,9 @@ impl AssetRow {
     }
 }
 
+/// The largest `size` an asset may declare (1 TiB).
+const MAX_SIZE: i64 = 1 << 40;
+
 const COLUMNS: &str = "a.id, a.client_id, a.type, a.name, a.metadata, a.storage_key, a.size, a.checksum, a.created_at, a.updated_at";
 
 fn check_storage_key(key: Option<&str>) -> Result<Option<String>> {
@@ -102,10 +105,10 @@ pub async fn create(state: &AppState, who: &Principal, input: &AssetIn) -> Resul
     let metadata = domain::json_object("metadata", &input.metadata, MAX_METADATA_BYTES)?;
     let storage_key = check_storage_key(input.storage_key.as_deref())?;
     let checksum = check_checksum(input.checksum.as_deref())?;
-    if input.size.is_some_and(|s| s < 0) {
+    if input.size.is_some_and(|s| !(0..=MAX_SIZE).contains(&s)) {
         return Err(Error::invalid(
             "validation_failed",
-            "`size` must not be negative",
+            format!("`size` must be between 0 and {MAX_SIZE} bytes"),
         ));
     }
     ensure_can_write(state, who, client.as_str()).await?;
@@ -224,6 +227,8 @@ pub struct AssetQuery {
     pub type_: Option<AssetType>,
     /// Full-text search over the name and `metadata.description`; every word must match.
     pub q: Option<String>,
+    /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -108,6 +108,8 @@ pub async fn get_campaign(
 #[serde(deny_unknown_fields)]
 pub struct CampaignQuery {
     pub client_id: Option<String>,
+    /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -342,6 +344,8 @@ pub struct ExecutionQuery {
     pub client_id: Option<String>,
     pub matrix_id: Option<String>,
     pub status: Option<ExecutionStatus>,
+    /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

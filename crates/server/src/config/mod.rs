@@ -482,7 +482,8 @@ mod tests {
         let dsn = url::Url::parse("https://0123abcdkey@o1.ingest.sentry.io/42").unwrap();
         let shown = crate::db::redact_url(&dsn);
         assert!(!shown.contains("0123abcdkey"), "{shown}");
-        let c = Config::from_vars(&vars(&[("REDIS_URL", "redis://redisuser:redispw2@r:6379")])).unwrap();
+        let c = Config::from_vars(&vars(&[("REDIS_URL", "redis://redisuser:redispw2@r:6379")]))
+            .unwrap();
         let text = format!("{}{:?}", c.describe(), c);
         for secret in ["redisuser", "redispw2"] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");

@@ -66,6 +66,7 @@ pub struct PendingQuery {
     /// Only parked events (out of attempts).
     pub parked: Option<bool>,
     /// 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -42,6 +42,7 @@ const POLL: Duration = Duration::from_millis(500);
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Resume after this event id (for clients that cannot set `Last-Event-ID`).
+    #[param(minimum = 0)]
     pub last_event_id: Option<i64>,
 }
 
@@ -176,6 +177,7 @@ pub struct HistoryQuery {
     /// End (RFC 3339; default now).
     pub until: Option<DateTime<Utc>>,
     /// Most points to return (1–2000, default 300); checks are bucketed to fit.
+    #[param(minimum = 1, maximum = 2000)]
     pub points: Option<u32>,
 }
 

@@ -43,6 +43,8 @@ pub fn routes() -> crate::feature::Routes {
 }
 
 const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
+/// The oldest age a purge takes (ten years): beyond it the time arithmetic would overflow.
+const MAX_AGE_HOURS: u32 = 87_600;
 
 impl From<QueueError> for Error {
     fn from(e: QueueError) -> Self {
@@ -250,6 +252,8 @@ pub struct JobQuery {
     pub created_after: Option<DateTime<Utc>>,
     /// Only jobs created before this time (RFC 3339).
     pub created_before: Option<DateTime<Utc>>,
+    /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -572,6 +576,12 @@ pub async fn purge_completed(
 ) -> Result<(StatusCode, HeaderMap, axum::Json<BulkOut>)> {
     who.require(OPERATORS)?;
     check_queue(&queue)?;
+    if body.older_than_hours > MAX_AGE_HOURS {
+        return Err(Error::invalid(
+            "validation_failed",
+            format!("`older_than_hours` must be at most {MAX_AGE_HOURS} (ten years)"),
+        ));
+    }
     let op = BulkOp::Purge {
         queue,
         state: JobState::Completed,
