@@ -639,6 +639,20 @@ impl SseStream {
         }
     }
 
+    /// Whether the server ended the stream within `within` (events before the end are skipped).
+    pub async fn ended_within(&mut self, within: Duration) -> bool {
+        use futures_util::StreamExt as _;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.events.next()).await {
+                Ok(None | Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Reads until an event matches `pred` (within `within` in all); returns it and what came before.
     pub async fn until(
         &mut self,

@@ -198,3 +198,118 @@ async fn an_attacker_locks_only_themselves_out_and_the_owner_still_gets_in() {
         429
     );
 }
+
+// --- streams --------------------------------------------------------------------------------
+
+use airwave_api::{ops_event, Role};
+use airwave_tests::SseStream;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Defect: the stream checked authorisation only when it connected, and kept streaming to a
+/// revoked token or a demoted user. Now it ends when its credentials no longer may watch.
+#[tokio::test]
+async fn a_stream_ends_when_its_token_is_revoked_or_its_user_demoted() {
+    let app = TestApp::spawn_with(&[("AIRWAVE_OPS_STATS_INTERVAL_MS", "200")]).await;
+    let (op_user, _) = app.user_with_role("op@example.com", Role::Operator).await;
+    let (_, admin) = app.user_with_role("root@example.com", Role::Admin).await;
+    // Revoked: the session logs out while its stream runs.
+    let session = app.login("op@example.com").await.token;
+    let mut s = SseStream::open(&app, "/api/ops/stream", &session, None)
+        .await
+        .expect("an operator may watch");
+    s.until(WAIT, |e| e.event == ops_event::QUEUE_STATS).await;
+    app.api.with_token(session.clone()).logout().await.unwrap();
+    assert!(
+        s.ended_within(WAIT).await,
+        "the revoked session's stream goes on"
+    );
+    // Demoted: another session of the same user, whose role an admin lowers.
+    let session = app.login("op@example.com").await.token;
+    let mut s = SseStream::open(&app, "/api/ops/stream", &session, None)
+        .await
+        .expect("an operator may watch");
+    s.until(WAIT, |e| e.event == ops_event::QUEUE_STATS).await;
+    admin
+        .set_user_role(&op_user.id, Role::Member)
+        .await
+        .unwrap();
+    assert!(
+        s.ended_within(WAIT).await,
+        "the demoted user's stream goes on"
+    );
+}
+
+/// Defect: nothing bounded how many streams one user (or everyone) kept open.
+#[tokio::test]
+async fn streams_are_capped_per_user_and_a_closed_one_gives_its_place_back() {
+    let app = TestApp::spawn_with(&[
+        ("AIRWAVE_OPS_STATS_INTERVAL_MS", "200"),
+        ("AIRWAVE_OPS_STREAMS_PER_USER", "3"),
+    ])
+    .await;
+    app.user_with_role("op@example.com", Role::Operator).await;
+    let token = app.login("op@example.com").await.token;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(
+            SseStream::open(&app, "/api/ops/stream", &token, None)
+                .await
+                .expect("within the cap"),
+        );
+    }
+    let refused = SseStream::open(&app, "/api/ops/stream", &token, None)
+        .await
+        .err()
+        .expect("over the cap");
+    assert_eq!(refused.status(), 429);
+    let p: airwave_api::Problem = refused.json().await.unwrap();
+    assert_eq!(p.code, "too_many_streams");
+    drop(open.pop());
+    airwave_tests::eventually("the closed stream's place", || async {
+        SseStream::open(&app, "/api/ops/stream", &token, None)
+            .await
+            .ok()
+    })
+    .await;
+}
+
+/// Defect: a graceful shutdown always waited its whole 20 s grace, because streams never end.
+/// Now they end first; a client resumes with `Last-Event-ID` and misses nothing.
+#[tokio::test]
+async fn shutdown_ends_open_streams_at_once_and_a_resumed_stream_loses_nothing() {
+    let app = TestApp::spawn_with(&[("AIRWAVE_OPS_STATS_INTERVAL_MS", "200")]).await;
+    app.user_with_role("op@example.com", Role::Operator).await;
+    let token = app.login("op@example.com").await.token;
+    let mut s = SseStream::open(&app, "/api/ops/stream", &token, None)
+        .await
+        .unwrap();
+    let (seen, _) = s.until(WAIT, |e| e.event == ops_event::QUEUE_STATS).await;
+    let last = seen.id_num();
+    let began = std::time::Instant::now();
+    let app = app.restart().await;
+    let took = began.elapsed();
+    eprintln!("stop and start with a stream open: {took:?}");
+    // The grace period is 20 s; a stop that waits for the stream takes at least that.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(s.ended_within(WAIT).await);
+    // Everything logged after the last event seen arrives, in order, once.
+    let mut s = SseStream::open(&app, "/api/ops/stream", &token, Some(&last.to_string()))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    for _ in 0..5 {
+        received.push(s.next(WAIT).await.expect("an event").id_num());
+    }
+    let logged: Vec<i64> = app
+        .db
+        .texts(&format!(
+            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id > {last} ORDER BY id LIMIT 5"
+        ))
+        .await
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(received, logged);
+}

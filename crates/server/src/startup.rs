@@ -173,6 +173,10 @@ async fn build(
         health.register(check);
     }
     health.register(Arc::new(crate::supervise::WorkersCheck(supervisor.clone())));
+    let streams = Arc::new(crate::ops::streams::Streams::new(
+        config.ops.streams_per_user,
+        config.ops.streams_max,
+    ));
     Ok(AppState {
         db,
         clock,
@@ -187,6 +191,7 @@ async fn build(
         renderer,
         features: Arc::from(features),
         ready,
+        streams,
     })
 }
 
@@ -332,9 +337,13 @@ impl Application {
             let app = self
                 .router
                 .into_make_service_with_connect_info::<SocketAddr>();
-            let stop = cancel.clone();
-            let server = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
+            let (stop, streams) = (cancel.clone(), self.state.streams.clone());
+            // Streams never finish by themselves: end them first, so in-flight requests alone
+            // are waited for (clients resume with `Last-Event-ID`).
+            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                stop.cancelled().await;
+                streams.close();
+            });
             let mut server = std::pin::pin!(server.into_future());
             tokio::select! {
                 res = &mut server => res.context("the HTTP server failed")?,

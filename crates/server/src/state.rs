@@ -36,6 +36,8 @@ pub struct AppState {
     /// Set once the database is reachable and migrated; until then requests other than health
     /// get `503 starting`.
     pub ready: Arc<Ready>,
+    /// The open live streams: their bounds, re-checks and end at shutdown.
+    pub streams: Arc<crate::ops::streams::Streams>,
 }
 
 /// Whether the database is reachable and migrated.

@@ -297,6 +297,7 @@ pub async fn logout(state: &AppState, who: &Principal, actor: &Actor) -> Result<
         record_on!(&mut *tx, now, actor, Entry { action: "auth.logout", target_type: None, target_id: None, detail: json!({}) })?;
         tx.commit().await?;
     });
+    state.streams.credentials_changed();
     Ok(())
 }
 
@@ -408,6 +409,7 @@ pub async fn confirm_password_reset(
         record_on!(&mut *tx, now, &actor, Entry { action: "auth.password_reset", target_type: Some("user"), target_id: Some(&user_id), detail: json!({}) })?;
         tx.commit().await?;
     });
+    state.streams.credentials_changed();
     Ok(())
 }
 
@@ -526,6 +528,7 @@ pub async fn revoke_token(
         record_on!(&mut *tx, now, actor, Entry { action: "token.revoke", target_type: Some("api_token"), target_id: Some(id.as_str()), detail: json!({}) })?;
         tx.commit().await?;
     });
+    state.streams.credentials_changed();
     Ok(())
 }
 
@@ -573,6 +576,7 @@ pub async fn set_role(state: &AppState, id: &UserId, role: Role, actor: &Actor) 
         tx.commit().await?;
         row
     });
+    state.streams.credentials_changed();
     row.into_out()
 }
 

@@ -10,6 +10,7 @@
 pub mod checker;
 pub mod log;
 pub mod routes;
+pub mod streams;
 
 use crate::feature::{Routes, Runs, Task};
 use crate::state::AppState;
@@ -61,6 +62,9 @@ pub mod settings {
         pub stats_interval: Duration,
         pub stream_keep: i64,
         pub history_keep: chrono::Duration,
+        pub stream_reauth: Duration,
+        pub streams_per_user: usize,
+        pub streams_max: usize,
     }
 
     impl OpsConfig {
@@ -70,6 +74,9 @@ pub mod settings {
                 stats_interval: r.millis(&STATS_INTERVAL),
                 stream_keep: r.int(&STREAM_KEEP),
                 history_keep: chrono::Duration::days(r.int(&HISTORY_DAYS)),
+                stream_reauth: r.secs(&STREAM_REAUTH),
+                streams_per_user: usize::try_from(r.int(&STREAMS_PER_USER)).unwrap_or(5),
+                streams_max: usize::try_from(r.int(&STREAMS_MAX)).unwrap_or(500),
             }
         }
     }
@@ -105,11 +112,44 @@ pub mod settings {
         "How long health check results are kept.",
     );
 
+    pub const STREAM_REAUTH: Setting = Setting::int(
+        "AIRWAVE_OPS_STREAM_REAUTH_S",
+        30,
+        1,
+        300,
+        "s",
+        "How often an open stream checks its token again (and at once when this instance revokes a credential or changes a role); a stream whose token no longer may watch ends.",
+    );
+    pub const STREAMS_PER_USER: Setting = Setting::int(
+        "AIRWAVE_OPS_STREAMS_PER_USER",
+        5,
+        1,
+        100,
+        "streams",
+        "Streams one user may keep open on one instance; more are `429 too_many_streams`.",
+    );
+    pub const STREAMS_MAX: Setting = Setting::int(
+        "AIRWAVE_OPS_STREAMS_MAX",
+        500,
+        1,
+        100_000,
+        "streams",
+        "Streams one instance keeps open in all.",
+    );
+
     pub fn section() -> Section {
         Section {
             title: "Operations stream and health history",
             intro: "",
-            settings: vec![CHECK_INTERVAL, STATS_INTERVAL, STREAM_KEEP, HISTORY_DAYS],
+            settings: vec![
+                CHECK_INTERVAL,
+                STATS_INTERVAL,
+                STREAM_KEEP,
+                HISTORY_DAYS,
+                STREAM_REAUTH,
+                STREAMS_PER_USER,
+                STREAMS_MAX,
+            ],
         }
     }
 }

@@ -151,6 +151,7 @@ pub async fn stream(
             }
         }
     };
+    let guard = s.streams.admit(who.user_id.as_str())?;
     let reader = Reader {
         db: s.db.clone(),
         appended: s.ops_appended.clone(),
@@ -162,7 +163,45 @@ pub async fn stream(
         let e = r.next().await;
         Some((Ok(e), r))
     });
+    // The stream ends when its credentials no longer may watch, or when the server stops; its
+    // place is given back when it is dropped.
+    let bearer = bearer_of(&headers).unwrap_or_default().to_owned();
+    let ended = still_allowed(s.clone(), bearer, guard);
+    let events = futures_util::StreamExt::take_until(events, Box::pin(ended));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The bearer token of a request.
+fn bearer_of(headers: &HeaderMap) -> Option<&str> {
+    let h = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    h.strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+/// Resolves when the stream must end: its token no longer authenticates as a watcher (checked
+/// every `stream_reauth` and whenever credentials change here), or the server is stopping.
+async fn still_allowed(s: AppState, bearer: String, _place: super::streams::StreamGuard) {
+    let closing = s.streams.closing();
+    loop {
+        tokio::select! {
+            () = closing.cancelled() => return,
+            () = tokio::time::sleep(s.config.ops.stream_reauth) => {}
+            () = s.streams.changed() => {}
+        }
+        match crate::auth::authenticate(&s, &bearer).await {
+            Ok(who) if who.require(WATCHERS).is_ok() => {}
+            Ok(_) | Err(Error::Unauthenticated(_) | Error::Forbidden(_)) => {
+                tracing::info!("a stream's credentials no longer allow it; ending it");
+                return;
+            }
+            // The database is briefly away: keep streaming, check again next time.
+            Err(e) => tracing::warn!(error = %e, "could not re-check a stream's credentials"),
+        }
+    }
 }
 
 /// `GET /api/ops/health/history` range.
