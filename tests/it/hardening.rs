@@ -305,11 +305,143 @@ async fn shutdown_ends_open_streams_at_once_and_a_resumed_stream_loses_nothing()
     let logged: Vec<i64> = app
         .db
         .texts(&format!(
-            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id > {last} ORDER BY id LIMIT 5"
+            "SELECT CAST(id AS TEXT) FROM ops_events WHERE id > {last} ORDER BY ops_events.id LIMIT 5"
         ))
         .await
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
     assert_eq!(received, logged);
+}
+
+// --- credentials ----------------------------------------------------------------------------
+
+/// Defect: a password reset left API tokens working, so whoever had taken over the account kept
+/// access. Now a reset revokes them (`AIRWAVE_RESET_REVOKES_TOKENS`, on by default).
+#[tokio::test]
+async fn a_password_reset_revokes_the_users_api_tokens() {
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let token = ada
+        .create_token(&airwave_api::ApiTokenIn {
+            name: "script".into(),
+            role: None,
+            expires_in_days: None,
+        })
+        .await
+        .unwrap()
+        .token;
+    let by_token = app.api.with_token(token);
+    assert!(by_token.me().await.is_ok());
+    app.api
+        .request_password_reset("ada@example.com")
+        .await
+        .unwrap();
+    let mail = app
+        .last_email_to("ada@example.com")
+        .await
+        .expect("a reset mail");
+    app.api
+        .confirm_password_reset(&airwave_tests::token_in(&mail), "a brand new passphrase")
+        .await
+        .unwrap();
+    assert_eq!(
+        by_token.me().await.unwrap_err().code(),
+        Some("unauthenticated")
+    );
+}
+
+/// Defect: a user could not be disabled. Now an admin disables one and every credential of
+/// theirs stops at once (sessions, API tokens, open streams); they cannot log in; it is audited.
+#[tokio::test]
+async fn a_disabled_user_loses_every_credential_at_once_and_cannot_log_in() {
+    let app = TestApp::spawn_with(&[("AIRWAVE_OPS_STATS_INTERVAL_MS", "200")]).await;
+    let (op_user, op_token_client) = app.user_with_role("op@example.com", Role::Operator).await;
+    let (root_user, root) = app.user_with_role("root@example.com", Role::Admin).await;
+    let session = app.login("op@example.com").await.token;
+    let mut stream = SseStream::open(&app, "/api/ops/stream", &session, None)
+        .await
+        .unwrap();
+    stream
+        .until(WAIT, |e| e.event == ops_event::QUEUE_STATS)
+        .await;
+
+    // Only an admin may; not themselves.
+    let e = op_token_client
+        .set_user_disabled(&root_user.id, true, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"));
+    let e = root
+        .set_user_disabled(&root_user.id, true, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("self_disable"));
+
+    let out = root
+        .set_user_disabled(&op_user.id, true, Some("left the company"))
+        .await
+        .unwrap();
+    assert!(out.disabled_at.is_some());
+    assert_eq!(
+        op_token_client.me().await.unwrap_err().code(),
+        Some("unauthenticated")
+    );
+    assert_eq!(
+        app.api.with_token(session).me().await.unwrap_err().code(),
+        Some("unauthenticated")
+    );
+    assert!(stream.ended_within(WAIT).await, "the stream goes on");
+    // The right password answers like a wrong one.
+    let e = app.api.login("op@example.com", PASSWORD).await.unwrap_err();
+    assert_eq!(e.code(), Some("unauthenticated"));
+    let audit = app
+        .db
+        .texts("SELECT action FROM audit_log WHERE action LIKE 'user.%able' ORDER BY id")
+        .await;
+    assert_eq!(audit, ["user.disable"]);
+    // Enabled again, the user logs in anew; the old credentials stay revoked.
+    root.set_user_disabled(&op_user.id, false, None)
+        .await
+        .unwrap();
+    assert!(app.api.login("op@example.com", PASSWORD).await.is_ok());
+    assert_eq!(
+        op_token_client.me().await.unwrap_err().code(),
+        Some("unauthenticated")
+    );
+}
+
+// --- input ----------------------------------------------------------------------------------
+
+/// Defect: a control character in a text param became an invalid SVG, so the render failed for
+/// good after it was accepted. Now it is refused at the API.
+#[tokio::test]
+async fn a_control_character_in_a_param_is_refused_with_422() {
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    let matrix = airwave_tests::matrix_for(
+        &ada,
+        &client.id,
+        json!({"layers": [{"type": "text", "text": "{{headline}}", "x": 1, "y": 1}]}),
+    )
+    .await;
+    let before = app.db.count("executions").await;
+    for bad in ["bell\u{7}", "nul\u{0}", "esc\u{1b}[31m", "c1\u{85}"] {
+        let mut params = serde_json::Map::new();
+        params.insert("headline".into(), json!(bad));
+        let e = ada
+            .create_execution(&matrix, &airwave_api::ExecutionIn { params })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("invalid_param"), "{bad:?}");
+    }
+    assert_eq!(app.db.count("executions").await, before, "nothing written");
+    // Tabs and new lines are text.
+    let mut params = serde_json::Map::new();
+    params.insert("headline".into(), json!("two\tcolumns\nand lines"));
+    assert!(ada
+        .create_execution(&matrix, &airwave_api::ExecutionIn { params })
+        .await
+        .is_ok());
 }

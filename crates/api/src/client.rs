@@ -176,7 +176,29 @@ impl ApiClient {
         self.call(
             Method::PATCH,
             &format!("/api/admin/users/{user_id}"),
-            Some(&UserRolePatch { role }),
+            Some(&UserPatch {
+                role: Some(role),
+                ..UserPatch::default()
+            }),
+        )
+        .await
+    }
+
+    /// Disables (or enables) a user; disabling ends every credential of theirs at once.
+    pub async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        reason: Option<&str>,
+    ) -> Result<UserOut, ClientError> {
+        self.call(
+            Method::PATCH,
+            &format!("/api/admin/users/{user_id}"),
+            Some(&UserPatch {
+                disabled: Some(disabled),
+                reason: reason.map(str::to_owned),
+                ..UserPatch::default()
+            }),
         )
         .await
     }

@@ -162,6 +162,9 @@ pub struct UserOut {
     pub name: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// When an admin disabled the account (it can neither log in nor use any credential).
+    #[serde(default)]
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -177,10 +180,18 @@ pub struct PasswordResetConfirmIn {
     pub password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// An admin's change to a user: a new role, and/or disabling (or enabling) the account.
+/// Disabling ends every session and revokes every API token of the user at once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UserRolePatch {
-    pub role: Role,
+pub struct UserPatch {
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// Why (kept in the audit log), up to 500 characters.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Create an API token for the calling user (the console does this after a login).

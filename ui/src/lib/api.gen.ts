@@ -20,7 +20,11 @@ request_id?: string | null, };
 
 export type Role = "admin" | "operator" | "support" | "member";
 
-export type UserOut = { id: string, email: string, name: string, role: Role, created_at: string, };
+export type UserOut = { id: string, email: string, name: string, role: Role, created_at: string, 
+/**
+ * When an admin disabled the account (it can neither log in nor use any credential).
+ */
+disabled_at: string | null, };
 
 export type HealthStatus = "pass" | "warn" | "fail";
 

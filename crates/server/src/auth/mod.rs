@@ -74,6 +74,7 @@ struct UserRow {
     name: String,
     role: String,
     created_at: DateTime<Utc>,
+    disabled_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
@@ -84,6 +85,7 @@ impl UserRow {
             name: self.name,
             role: parse_role(&self.role)?,
             created_at: self.created_at,
+            disabled_at: self.disabled_at,
         })
     }
 }
@@ -93,7 +95,7 @@ fn parse_role(s: &str) -> Result<Role> {
         .map_err(|e| Error::Internal(anyhow::Error::new(e)))
 }
 
-const USER_COLUMNS: &str = "id, email, name, role, created_at";
+const USER_COLUMNS: &str = "id, email, name, role, created_at, disabled_at";
 
 /// Creates a user. Used by registration (role `member`) and by `admin create-user`.
 pub async fn create_user(
@@ -151,7 +153,8 @@ pub async fn login(
     let attempt = throttle::Attempt::new(email.as_str(), ip.as_deref());
     throttle::reserve(state, &attempt, now).await?;
     let found: Option<(String, String)> = with_db!(&state.db, pool => {
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1").bind(email.as_str()).fetch_optional(pool).await?
+        // A disabled account answers as an unknown one.
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1 AND disabled_at IS NULL").bind(email.as_str()).fetch_optional(pool).await?
     });
     let (user_id, stored) = match found {
         Some((id, hash)) => (Some(id), Some(hash)),
@@ -229,7 +232,8 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Principal> {
         let row: Option<(String, String, String, String, String)> = with_db!(&state.db, pool => {
             sqlx::query_as(
                 "SELECT t.id, t.role, u.id, u.email, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
+                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)
+                   AND u.disabled_at IS NULL",
             )
             .bind(&hash)
             .bind(now)
@@ -268,7 +272,8 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> Result<Principal> {
     let row: Option<(String, String)> = with_db!(&state.db, pool => {
         sqlx::query_as(
             "SELECT u.email, u.role FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3",
+             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3
+               AND u.disabled_at IS NULL",
         )
         .bind(&claims.sid)
         .bind(&claims.sub)
@@ -405,8 +410,12 @@ pub async fn confirm_password_reset(
         }
         sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1").bind(&user_id).bind(&password_hash).bind(now).execute(&mut *tx).await?;
         sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL").bind(&user_id).bind(now).execute(&mut *tx).await?;
+        // Whoever knew the old password may have made tokens with it.
+        if state.config.reset_revokes_tokens {
+            sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL").bind(&user_id).bind(now).execute(&mut *tx).await?;
+        }
         sqlx::query("DELETE FROM login_throttle WHERE email = $1").bind(email.as_str()).execute(&mut *tx).await?;
-        record_on!(&mut *tx, now, &actor, Entry { action: "auth.password_reset", target_type: Some("user"), target_id: Some(&user_id), detail: json!({}) })?;
+        record_on!(&mut *tx, now, &actor, Entry { action: "auth.password_reset", target_type: Some("user"), target_id: Some(&user_id), detail: json!({"tokens_revoked": state.config.reset_revokes_tokens}) })?;
         tx.commit().await?;
     });
     state.streams.credentials_changed();
@@ -573,6 +582,57 @@ pub async fn set_role(state: &AppState, id: &UserId, role: Role, actor: &Actor) 
             .fetch_one(&mut *tx)
             .await?;
         record_on!(&mut *tx, now, actor, Entry { action: "user.role_change", target_type: Some("user"), target_id: Some(id.as_str()), detail: json!({"from": current, "to": role}) })?;
+        tx.commit().await?;
+        row
+    });
+    state.streams.credentials_changed();
+    row.into_out()
+}
+
+/// Disables (or enables) a user. Disabling ends every session and revokes every API token at
+/// once; an admin cannot disable themselves or the last enabled admin.
+pub async fn set_disabled(
+    state: &AppState,
+    who: &Principal,
+    id: &UserId,
+    disabled: bool,
+    reason: Option<&str>,
+    actor: &Actor,
+) -> Result<UserOut> {
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(Error::invalid(
+            "validation_failed",
+            "`reason` must be at most 500 characters",
+        ));
+    }
+    if disabled && who.user_id == *id {
+        return Err(Error::conflict(
+            "self_disable",
+            "you cannot disable your own account",
+        ));
+    }
+    let now = state.clock.now();
+    let row: UserRow = with_db!(&state.db, pool => {
+        let mut tx = pool.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?;
+        let current = current.ok_or_else(|| Error::not_found("user"))?;
+        if disabled && current == "admin" {
+            let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL").fetch_one(&mut *tx).await?;
+            if admins <= 1 {
+                return Err(Error::conflict("last_admin", "this is the only admin; make another admin first"));
+            }
+        }
+        let row: UserRow = if disabled {
+            sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL").bind(id.as_str()).bind(now).execute(&mut *tx).await?;
+            sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL").bind(id.as_str()).bind(now).execute(&mut *tx).await?;
+            sqlx::query_as(&format!("UPDATE users SET disabled_at = COALESCE(disabled_at, $2), disabled_reason = $3, updated_at = $2 WHERE id = $1 RETURNING {USER_COLUMNS}"))
+                .bind(id.as_str()).bind(now).bind(reason).fetch_one(&mut *tx).await?
+        } else {
+            sqlx::query_as(&format!("UPDATE users SET disabled_at = NULL, disabled_reason = NULL, updated_at = $2 WHERE id = $1 RETURNING {USER_COLUMNS}"))
+                .bind(id.as_str()).bind(now).fetch_one(&mut *tx).await?
+        };
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        record_on!(&mut *tx, now, actor, Entry { action, target_type: Some("user"), target_id: Some(id.as_str()), detail: json!({"reason": reason}) })?;
         tx.commit().await?;
         row
     });

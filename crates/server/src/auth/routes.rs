@@ -2,14 +2,14 @@
 
 use crate::audit::Actor;
 use crate::auth::{self, Principal};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::extract::{ClientIp, Json, Path, Query};
 use crate::ids::{ApiTokenId, UserId};
 use crate::paging::PageQuery;
 use crate::state::AppState;
 use airwave_api::{
     ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, LoginIn, LoginOut, Page, PasswordResetConfirmIn,
-    PasswordResetIn, Problem, RegisterIn, Role, UserOut, UserRolePatch,
+    PasswordResetIn, Problem, RegisterIn, Role, UserOut, UserPatch,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -153,9 +153,10 @@ pub async fn list_users(
     ))
 }
 
-/// Change a user's role (admin). The last admin cannot be demoted.
+/// Change a user's role, or disable / enable the account (admin). The last admin can be neither
+/// demoted nor disabled; disabling ends every session and API token of the user at once.
 #[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "usr_… id")),
-    request_body = UserRolePatch,
+    request_body = UserPatch,
     responses((status = 200, body = UserOut), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 pub async fn set_user_role(
@@ -163,10 +164,24 @@ pub async fn set_user_role(
     who: Principal,
     ip: ClientIp,
     Path(id): Path<UserId>,
-    Json(body): Json<UserRolePatch>,
+    Json(body): Json<UserPatch>,
 ) -> Result<axum::Json<UserOut>> {
     who.require(&[Role::Admin])?;
-    Ok(axum::Json(
-        auth::set_role(&s, &id, body.role, &who.actor(ip.0)).await?,
-    ))
+    let actor = who.actor(ip.0);
+    if body.role.is_none() && body.disabled.is_none() {
+        return Err(Error::invalid(
+            "validation_failed",
+            "give `role`, `disabled` or both",
+        ));
+    }
+    let mut user = None;
+    if let Some(role) = body.role {
+        user = Some(auth::set_role(&s, &id, role, &actor).await?);
+    }
+    if let Some(disabled) = body.disabled {
+        user = Some(
+            auth::set_disabled(&s, &who, &id, disabled, body.reason.as_deref(), &actor).await?,
+        );
+    }
+    Ok(axum::Json(user.ok_or_else(|| Error::not_found("user"))?))
 }

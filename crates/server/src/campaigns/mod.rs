@@ -289,6 +289,23 @@ pub async fn create_execution(
     input: &ExecutionIn,
 ) -> Result<ExecutionOut> {
     domain::json_object("params", &input.params, MAX_PARAMS_BYTES)?;
+    // Text that would become an invalid SVG (and so a render that fails for good) is refused now.
+    for (name, value) in &input.params {
+        if let serde_json::Value::String(s) = value {
+            if let Some(c) = s
+                .chars()
+                .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(Error::invalid(
+                    "invalid_param",
+                    format!(
+                        "param `{name}` has a control character (U+{:04X})",
+                        u32::from(c)
+                    ),
+                ));
+            }
+        }
+    }
     let m = load_matrix(state, who, matrix).await?;
     ensure_can_write(state, who, &m.client_id).await?;
     let now = state.clock.now();

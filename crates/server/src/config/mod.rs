@@ -42,6 +42,8 @@ pub struct Config {
     /// In development, when unset, a secret is generated once and kept in the data dir.
     pub jwt_secret: Option<SecretString>,
     pub session_ttl: Duration,
+    /// A password reset revokes the user's API tokens too (not only their sessions).
+    pub reset_revokes_tokens: bool,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
@@ -125,6 +127,14 @@ pub mod server {
         "minutes",
         "Lifetime of a login session.",
     );
+    pub const RESET_REVOKES_TOKENS: Setting = Setting::new(
+        "AIRWAVE_RESET_REVOKES_TOKENS",
+        Kind::Choice {
+            default: "on",
+            options: &["on", "off"],
+        },
+        "A password reset ends the user's sessions and, when `on`, revokes their API tokens too.",
+    );
     pub const JWT_SECRET: Setting = Setting::new(
         "JWT_SECRET",
         Kind::Secret { min_len: 32 },
@@ -159,6 +169,7 @@ pub mod server {
                 CORS_ORIGINS,
                 LOG_FORMAT,
                 SESSION_TTL,
+                RESET_REVOKES_TOKENS,
                 JWT_SECRET,
                 ADMIN_PASSWORD,
                 EMAIL_FROM,
@@ -375,6 +386,7 @@ impl Config {
             database,
             jwt_secret,
             session_ttl: r.secs(&server::SESSION_TTL) * 60,
+            reset_revokes_tokens: r.choice(&server::RESET_REVOKES_TOKENS) == "on",
             request_timeout: r.millis(&server::REQUEST_TIMEOUT),
             max_body_bytes: usize::try_from(r.int(&server::MAX_BODY_BYTES)).unwrap_or(1 << 20),
             cors_origins,

@@ -172,6 +172,12 @@ fn escape(s: &str) -> String {
 pub fn rasterise(svg: &str, width: u32, height: u32) -> Result<Vec<u8>, RenderError> {
     let mut options = usvg::Options {
         font_family: "DejaVu Sans".into(),
+        // Only the data the render was given: an `href` that names a file (or anything else) is
+        // never read, whatever the SVG says.
+        image_href_resolver: usvg::ImageHrefResolver {
+            resolve_data: usvg::ImageHrefResolver::default_data_resolver(),
+            resolve_string: Box::new(|_, _| None),
+        },
         ..usvg::Options::default()
     };
     options.fontdb = FONTS.clone();
@@ -211,6 +217,37 @@ impl RenderProvider for LocalRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_href_naming_a_local_file_is_never_read() {
+        // A red PNG on disk, and an SVG whose image points at it by path (usvg's default
+        // resolver reads such files).
+        let dir = tempfile::tempdir().unwrap();
+        let mut red = tiny_skia::Pixmap::new(20, 20).unwrap();
+        red.fill(tiny_skia::Color::from_rgba8(255, 0, 0, 255));
+        let path = dir.path().join("secret.png");
+        std::fs::write(&path, red.encode_png().unwrap()).unwrap();
+        let svg = format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><rect width="20" height="20" fill="#ffffff"/><image x="0" y="0" width="20" height="20" href="{}"/></svg>"##,
+            path.display()
+        );
+        let png = rasterise(&svg, 20, 20).unwrap();
+        let p = tiny_skia::Pixmap::decode_png(&png).unwrap();
+        assert!(
+            p.pixels().iter().all(|px| px.green() == 255),
+            "the file was drawn"
+        );
+        // Data the render was given is still drawn.
+        let data = base64::engine::general_purpose::STANDARD.encode(red.encode_png().unwrap());
+        let svg = format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20"><image x="0" y="0" width="20" height="20" href="data:image/png;base64,{data}"/></svg>"##
+        );
+        let p = tiny_skia::Pixmap::decode_png(&rasterise(&svg, 20, 20).unwrap()).unwrap();
+        assert!(p
+            .pixels()
+            .iter()
+            .all(|px| px.red() == 255 && px.green() == 0));
+    }
 
     #[test]
     fn text_is_drawn_with_the_bundled_font() {
