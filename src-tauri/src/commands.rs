@@ -31,6 +31,12 @@ pub async fn add_profile(
 ) -> Result<Profile> {
     let profile = Profile::new(&name, &url, colour.as_deref(), production)?;
     let mut p = console.profiles.lock().await;
+    // Re-added under the same name: its old token (bound to the old origin) is forgotten.
+    if let Ok(old) = p.get(&profile.id) {
+        if old.url.origin() != profile.url.origin() {
+            console.secrets.delete(&session::keychain_key(old))?;
+        }
+    }
     p.upsert(profile.clone());
     p.save()?;
     Ok(profile)
@@ -275,7 +281,9 @@ pub async fn remove_profile(console: State<'_, Console>, id: String) -> Result<(
         // A server that cannot be reached must not keep the profile alive.
         let _ = session::logout(&mut p, console.secrets.as_ref(), &id).await;
     }
-    console.secrets.delete(&id)?;
+    console
+        .secrets
+        .delete(&session::keychain_key(p.get(&id)?))?;
     p.remove(&id)?;
     p.save()
 }
@@ -307,12 +315,15 @@ pub async fn connect<R: Runtime>(
 ) -> Result<()> {
     let p = console.profiles.lock().await;
     let profile = p.get(&id)?.clone();
-    let token = console.secrets.get(&profile.id)?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unauthenticated,
-            format!("log in to {} first", profile.name),
-        )
-    })?;
+    let token = console
+        .secrets
+        .get(&session::keychain_key(&profile))?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unauthenticated,
+                format!("log in to {} first", profile.name),
+            )
+        })?;
     drop(p);
     console
         .board

@@ -21,6 +21,7 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     let name = format!("Staging {}", std::process::id());
     let profile = Profile::new(&name, app.url("/").as_str(), None, false).unwrap();
     let id = profile.id.clone();
+    let key = session::keychain_key(&profile);
     profiles.upsert(profile);
     // The real OS keychain when scripts/test provides one; memory otherwise.
     let secrets: Box<dyn SecretStore> = if std::env::var("AIRWAVE_TEST_KEYCHAIN").is_ok() {
@@ -40,7 +41,7 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     .await
     .unwrap_err();
     assert_eq!(bad.kind, ErrorKind::Unauthenticated);
-    assert_eq!(secrets.get(&id).unwrap(), None);
+    assert_eq!(secrets.get(&key).unwrap(), None);
 
     let open_sessions = || async {
         app.db
@@ -58,7 +59,7 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     .await
     .unwrap();
     assert_eq!(user.role, Role::Operator);
-    let token = secrets.get(&id).unwrap().expect("a token in the store");
+    let token = secrets.get(&key).unwrap().expect("a token in the store");
     assert!(
         token.starts_with("awt_"),
         "an API token, not the login session"
@@ -80,7 +81,7 @@ async fn login_keeps_a_role_scoped_token_in_the_store_and_logout_revokes_it() {
     assert_eq!(open_sessions().await, sessions_before);
 
     session::logout(&mut profiles, secrets, &id).await.unwrap();
-    assert_eq!(secrets.get(&id).unwrap(), None);
+    assert_eq!(secrets.get(&key).unwrap(), None);
     let revoked = airwave_api::ApiClient::new(app.url("/")).with_token(token.clone());
     assert_eq!(
         revoked.me().await.unwrap_err().status(),
@@ -245,4 +246,59 @@ async fn the_local_profile_starts_a_sidecar_server_and_connects_as_its_admin() {
         "no token in the profiles file"
     );
     server.stop().await;
+}
+
+/// Defect: re-adding a profile under an existing name with a new URL kept the old keychain token
+/// and sent it to the new host. Now a token is bound to its origin: the new host never sees it.
+#[tokio::test]
+async fn a_profile_whose_url_changes_never_sends_its_token_to_the_new_host() {
+    let app = TestApp::spawn().await;
+    app.user_with_role("op@example.com", Role::Operator).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut profiles = Profiles::load(&dir.path().join("profiles.json")).unwrap();
+    let secrets = MemoryStore::default();
+    let name = format!("Moving {}", std::process::id());
+    let profile = Profile::new(&name, app.url("/").as_str(), None, false).unwrap();
+    let id = profile.id.clone();
+    profiles.upsert(profile);
+    session::login(
+        &mut profiles,
+        &secrets,
+        &id,
+        "op@example.com",
+        airwave_tests::PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert!(session::client(&profiles, &secrets, &id).is_ok());
+
+    // Another host, listening and writing down every request's headers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}/", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            log.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = sock
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    // Re-added under the same name, pointing elsewhere.
+    profiles.upsert(Profile::new(&name, &other, None, false).unwrap());
+    let e = session::client(&profiles, &secrets, &id).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthenticated, "a new login is needed");
+    let _ = session::logout(&mut profiles, &secrets, &id).await;
+    let headers = seen.lock().unwrap().clone();
+    assert!(
+        !headers.to_ascii_lowercase().contains("authorization"),
+        "{headers}"
+    );
+    assert!(!headers.contains("awt_"), "{headers}");
 }

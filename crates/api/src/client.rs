@@ -38,6 +38,23 @@ impl ClientError {
     }
 }
 
+/// Most of an unexpected answer's body kept in an error (the rest is counted, not kept).
+pub const ERROR_BODY_MAX: usize = 2048;
+
+/// The start of a body, for an error message: at most [`ERROR_BODY_MAX`] bytes, cut at a
+/// character boundary, with how much was left out.
+pub fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= ERROR_BODY_MAX {
+        return text.into_owned();
+    }
+    let mut end = ERROR_BODY_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], bytes.len())
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     base: Url,
@@ -47,9 +64,15 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base: Url) -> Self {
+        // A server that does not answer is an error in bounded time, not a console that hangs.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
         Self {
             base,
-            http: reqwest::Client::new(),
+            http,
             token: None,
         }
     }
@@ -85,14 +108,14 @@ impl ApiClient {
             let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
             return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
                 status,
-                body: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+                body: format!("{e}: {}", excerpt(&bytes)),
             });
         }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(p) => Err(ClientError::Api(p)),
             Err(_) => Err(ClientError::Unexpected {
                 status,
-                body: String::from_utf8_lossy(&bytes).into(),
+                body: excerpt(&bytes),
             }),
         }
     }

@@ -8,7 +8,7 @@
 mod client;
 mod types;
 
-pub use client::{ApiClient, ClientError};
+pub use client::{excerpt, ApiClient, ClientError, ERROR_BODY_MAX};
 pub use types::*;
 
 /// The TypeScript side of these types, for the console's UI: `ui/src/lib/api.gen.ts` is

@@ -14,6 +14,22 @@ use airwave_api::{ApiClient, ApiTokenIn, UserOut};
 /// How long a console token lives (log in again after).
 pub const TOKEN_DAYS: u32 = 90;
 
+/// The keychain entry of a profile's token: bound to the origin (scheme, host, port) it was
+/// issued by, so a profile whose URL changes finds no token and needs a new login — a token is
+/// never sent to another server. (The local sidecar's, which the console mints itself for a
+/// port that changes, is bound to the profile alone.)
+pub fn keychain_key(profile: &crate::profiles::Profile) -> String {
+    if profile.local {
+        profile.id.clone()
+    } else {
+        format!(
+            "{}@{}",
+            profile.id,
+            profile.url.origin().ascii_serialization()
+        )
+    }
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
@@ -42,7 +58,7 @@ pub async fn login(
             expires_in_days: Some(TOKEN_DAYS),
         })
         .await?;
-    secrets.set(&profile.id, &created.token)?;
+    secrets.set(&keychain_key(&profile), &created.token)?;
     // The password session has done its job; if ending it fails, it expires by itself.
     let _ = authed.logout().await;
     let p = profiles.get_mut(id)?;
@@ -59,7 +75,7 @@ pub fn client(
     id: &str,
 ) -> Result<ApiClient, Error> {
     let profile = profiles.get(id)?;
-    let token = secrets.get(&profile.id)?.ok_or_else(|| {
+    let token = secrets.get(&keychain_key(profile))?.ok_or_else(|| {
         Error::new(
             ErrorKind::Unauthenticated,
             format!("log in to {} first", profile.name),
@@ -76,7 +92,7 @@ pub async fn logout(
     id: &str,
 ) -> Result<(), Error> {
     let profile = profiles.get(id)?.clone();
-    let remote = match (secrets.get(&profile.id)?, &profile.token_id) {
+    let remote = match (secrets.get(&keychain_key(&profile))?, &profile.token_id) {
         (Some(token), Some(token_id)) => ApiClient::new(profile.url.clone())
             .with_token(token)
             .revoke_token(token_id)
@@ -84,7 +100,7 @@ pub async fn logout(
             .map_err(Error::from),
         _ => Ok(()),
     };
-    secrets.delete(&profile.id)?;
+    secrets.delete(&keychain_key(&profile))?;
     let p = profiles.get_mut(id)?;
     p.email = None;
     p.token_id = None;
