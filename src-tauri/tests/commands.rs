@@ -54,7 +54,9 @@ fn invoke(
 fn commands_answer_typed_results_and_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::default());
-    store.set("production", "awt_secret_token_value").unwrap();
+    // The token of the profile added below, filed under its origin-bound keychain entry.
+    let key = "production@https://ops.example.com";
+    store.set(key, "awt_secret_token_value").unwrap();
     let console = Console::new(dir.path().to_owned(), Box::new(Shared(store.clone()))).unwrap();
     let app = configure(mock_builder(), console)
         .build(mock_context(noop_assets()))
@@ -150,7 +152,7 @@ fn commands_answer_typed_results_and_typed_errors() {
 
     // Removing the profile forgets its token too (never logged in here: nothing to revoke).
     invoke(&w, "remove_profile", json!({"id": "production"})).unwrap();
-    assert_eq!(store.get("production").unwrap(), None);
+    assert_eq!(store.get(key).unwrap(), None);
     assert_eq!(
         invoke(&w, "profiles", json!({})).unwrap(),
         json!({"profiles": [], "active": null})

@@ -445,3 +445,60 @@ async fn a_control_character_in_a_param_is_refused_with_422() {
         .await
         .is_ok());
 }
+
+// --- render bounds --------------------------------------------------------------------------
+
+/// Defect: a render had no bound on its input: 200 image layers of up to 20 MiB each were all
+/// base64-encoded into one SVG in memory. Now the images of one render add up to at most 64 MiB;
+/// past it the execution fails at once with a clear error, in bounded memory.
+#[tokio::test]
+async fn a_template_of_many_large_images_fails_cleanly_in_bounded_memory() {
+    use airwave_api::{AssetIn, AssetType, ExecutionIn, ExecutionStatus};
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    // A 4 MiB "PNG" (its magic bytes, then filler: the bound is met before anything decodes it).
+    let key = format!("clients/{}/big.png", client.id);
+    let dir = app
+        .data_dir()
+        .join("blobs")
+        .join(format!("clients/{}", client.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
+    big.resize(4 << 20, 0x5a);
+    std::fs::write(app.data_dir().join("blobs").join(&key), &big).unwrap();
+    let asset = ada
+        .create_asset(&AssetIn {
+            client_id: client.id.clone(),
+            type_: AssetType::Image,
+            name: "big".into(),
+            metadata: Default::default(),
+            storage_key: Some(key),
+            size: None,
+            checksum: None,
+        })
+        .await
+        .unwrap();
+    let layers: Vec<_> = (0..200)
+        .map(|_| json!({"type": "image", "asset_id": asset.id, "x": 0, "y": 0, "width": 10, "height": 10}))
+        .collect();
+    let m = airwave_tests::matrix_for(
+        &ada,
+        &client.id,
+        json!({"width": 100, "height": 100, "layers": layers}),
+    )
+    .await;
+    let before = app.peak_rss_kib();
+    let e = ada
+        .create_execution(&m, &ExecutionIn::default())
+        .await
+        .unwrap();
+    let done = airwave_tests::finished_execution(&ada, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let why = done.error.unwrap_or_default();
+    assert!(why.contains("add up to more than 64 MiB"), "{why}");
+    let grown_mib = app.peak_rss_kib().saturating_sub(before) / 1024;
+    eprintln!("200 layers of a 4 MiB image: failed, peak RSS grew {grown_mib} MiB");
+    // Unbounded: 800 MiB of images, over 1 GiB of base64 SVG. Bounded: 64 MiB of input.
+    assert!(grown_mib < 400, "peak RSS grew {grown_mib} MiB");
+}

@@ -387,6 +387,8 @@ pub struct QueuePolicy {
     pub backoff: Backoff,
     /// Most jobs one worker process starts per second (`None`: as fast as they come).
     pub rate_per_s: Option<f64>,
+    /// How long one attempt may run before it fails with `timeout` (and is retried).
+    pub timeout: Duration,
 }
 
 impl Default for QueuePolicy {
@@ -397,6 +399,7 @@ impl Default for QueuePolicy {
             max_attempts: 3,
             backoff: Backoff::default(),
             rate_per_s: None,
+            timeout: Duration::from_secs(300),
         }
     }
 }
@@ -405,15 +408,16 @@ impl QueuePolicy {
     /// The defaults of the plan's queues, before configuration.
     pub fn defaults_for(queue: &str) -> Self {
         let secs = Duration::from_secs;
-        let (concurrency, max_attempts, base, cap, max_waiting) = match queue {
-            // Renders are heavy (CPU or a paid provider): few at once, a bounded backlog.
-            "render" => (2, 3, secs(5), secs(600), 10_000),
-            "email" => (10, 5, secs(2), secs(3600), 100_000),
+        let (concurrency, max_attempts, base, cap, max_waiting, timeout) = match queue {
+            // Renders are heavy (CPU or a paid provider): few at once, a bounded backlog; a
+            // Creatomate render polls for up to 30 minutes.
+            "render" => (2, 3, secs(5), secs(600), 10_000, secs(2400)),
+            "email" => (10, 5, secs(2), secs(3600), 100_000, secs(60)),
             // Receivers go down for hours; retry for about a day.
-            "webhook" => (10, 8, secs(5), secs(6 * 3600), 100_000),
+            "webhook" => (10, 8, secs(5), secs(6 * 3600), 100_000, secs(60)),
             // Retention and operators' bulk jobs: two at once, so one never waits for the other.
-            "cleanup" => (2, 3, secs(10), secs(600), 1_000),
-            "analytics" => (4, 5, secs(1), secs(600), 100_000),
+            "cleanup" => (2, 3, secs(10), secs(600), 1_000, secs(3600)),
+            "analytics" => (4, 5, secs(1), secs(600), 100_000, secs(300)),
             _ => return Self::default(),
         };
         Self {
@@ -422,6 +426,7 @@ impl QueuePolicy {
             max_attempts,
             backoff: Backoff { base, cap },
             rate_per_s: None,
+            timeout,
         }
     }
 
@@ -1082,9 +1087,9 @@ pub mod settings {
         pub fn read(r: &mut Reader) -> Self {
             let mut policies = HashMap::new();
             for name in super::QUEUES {
-                let [concurrency, max_attempts, base, cap, rate, max_waiting] =
-                    <[Setting; 6]>::try_from(for_queue(name))
-                        .unwrap_or_else(|_| unreachable!("six settings per queue"));
+                let [concurrency, max_attempts, base, cap, rate, max_waiting, timeout] =
+                    <[Setting; 7]>::try_from(for_queue(name))
+                        .unwrap_or_else(|_| unreachable!("seven settings per queue"));
                 let base_ms = r.millis(&base);
                 let cap_ms = r.millis(&cap);
                 if cap_ms < base_ms {
@@ -1102,6 +1107,7 @@ pub mod settings {
                             cap: cap_ms,
                         },
                         rate_per_s: (rate > 0.0).then_some(rate),
+                        timeout: r.secs(&timeout),
                     },
                 );
             }
@@ -1202,6 +1208,7 @@ pub mod settings {
                 doc: Cow::Borrowed("Jobs one worker process starts per second at most (GCRA, bursts of one second's worth); `0` is unlimited."),
             },
             int("MAX_WAITING", i64::try_from(d.max_waiting).unwrap_or(i64::MAX), 1, 100_000_000, "jobs", "Jobs waiting, delayed or retrying before enqueueing answers `503 queue_full` with `Retry-After`."),
+            int("TIMEOUT_S", i64::try_from(d.timeout.as_secs()).unwrap_or(i64::MAX), 1, 86_400, "s", "One attempt running longer fails with `timeout` (its handler is told to stop) and is retried."),
         ]
     }
 
@@ -1219,7 +1226,7 @@ pub mod settings {
         }
         Section {
             title: "Job queue",
-            intro: "Then, for each of the plan's queues (`RENDER`, `EMAIL`, `WEBHOOK`, `CLEANUP`, `ANALYTICS`), its own concurrency, attempts, backoff, rate and backlog.",
+            intro: "Then, for each of the plan's queues (`RENDER`, `EMAIL`, `WEBHOOK`, `CLEANUP`, `ANALYTICS`), its own concurrency, attempts, backoff, rate, backlog and attempt timeout.",
             settings,
         }
     }

@@ -173,6 +173,8 @@ pub struct Worker {
     poll: Duration,
     /// Most jobs started a second (see [`super::rate`]).
     rate: Option<f64>,
+    /// How long one attempt may run.
+    timeout: Duration,
 }
 
 impl Worker {
@@ -191,6 +193,7 @@ impl Worker {
             lease,
             poll: Duration::from_millis(50),
             rate: None,
+            timeout: super::QueuePolicy::default().timeout,
         }
     }
 
@@ -200,10 +203,18 @@ impl Worker {
         self
     }
 
-    /// A worker with the queue's configured concurrency and rate.
+    /// Fails an attempt that runs longer than `timeout` (its handler's token fires).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A worker with the queue's configured concurrency, rate and attempt timeout.
     pub fn for_queue(queue: Arc<dyn WorkQueue>, queue_name: &str, lease: Duration) -> Self {
         let policy = queue.policy(queue_name);
-        Self::new(queue, queue_name, policy.concurrency, lease).rate_limit(policy.rate_per_s)
+        Self::new(queue, queue_name, policy.concurrency, lease)
+            .rate_limit(policy.rate_per_s)
+            .timeout(policy.timeout)
     }
 
     pub fn handle(mut self, kind: &str, handler: Arc<dyn JobHandler>) -> Self {
@@ -300,11 +311,22 @@ impl Worker {
                 })
             };
             tokio::pin!(run);
+            let deadline = tokio::time::sleep(self.timeout);
+            tokio::pin!(deadline);
             let mut beat = tokio::time::interval(self.lease / 3);
             beat.tick().await;
             loop {
                 tokio::select! {
                     r = &mut run => break Some(r),
+                    // Too long: the handler is told to stop and the attempt fails (the future is
+                    // dropped; blocking work it started runs out on its own thread).
+                    () = &mut deadline => {
+                        cancel.cancel();
+                        break Some(Err(JobFailure::retryable(
+                            "queue.timeout",
+                            format!("timeout: the attempt ran longer than {} s", self.timeout.as_secs_f64()),
+                        )));
+                    }
                     () = shutdown.cancelled(), if !cancel.is_cancelled() => {
                         cancel.cancel();
                         break None;

@@ -15,6 +15,9 @@ use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
 const MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
+/// Most image bytes one render reads in all (each is base64-encoded into the SVG, which the
+/// rasteriser holds whole): past it the render fails at once, before it grows further.
+pub const MAX_RENDER_INPUT_BYTES: usize = 64 * 1024 * 1024;
 
 static FONTS: LazyLock<Arc<usvg::fontdb::Database>> = LazyLock::new(|| {
     let mut db = usvg::fontdb::Database::new();
@@ -85,6 +88,7 @@ impl LocalRenderer {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}"><rect width="{w}" height="{h}" fill="{}"/>"#,
             color(&t.background)?
         );
+        let mut input = 0usize;
         for layer in &t.layers {
             match layer {
                 Layer::Rect {
@@ -148,6 +152,13 @@ impl LocalRenderer {
                         }
                     };
                     let (bytes, mime) = self.image(&req.client_id, &id).await?;
+                    input += bytes.len();
+                    if input > MAX_RENDER_INPUT_BYTES {
+                        return Err(RenderError::Invalid(format!(
+                            "the template's images add up to more than {} MiB; use fewer or smaller images",
+                            MAX_RENDER_INPUT_BYTES >> 20
+                        )));
+                    }
                     let data = base64::engine::general_purpose::STANDARD.encode(bytes);
                     let _ = write!(
                         svg,

@@ -612,6 +612,38 @@ async fn shutdown_releases_running_jobs_so_another_worker_takes_them_at_once() {
     );
 }
 
+/// Defect: job handlers had no timeout, so a stuck one held its slot (and its lease, renewed by
+/// heartbeats) for ever. Now an attempt past the queue's timeout fails with `timeout`, its handler
+/// told to stop, and is retried.
+#[tokio::test]
+async fn an_attempt_past_its_timeout_fails_with_timeout_and_is_retried() {
+    let f = fixture().await;
+    let id = enqueue(&f, job("stuck")).await;
+    let worker = Worker::new(f.queue.clone(), "render", 1, LEASE)
+        .timeout(Duration::from_millis(300))
+        .handle("stuck", Arc::new(UntilCancelled));
+    let outcome = worker.run_one().await.unwrap();
+    assert!(
+        matches!(outcome, Some(Outcome::Failed(ref got, FailOutcome::WillRetry { .. })) if *got == id),
+        "{outcome:?}"
+    );
+    let j = f.queue.get(&id).await.unwrap();
+    assert_eq!(j.state, JobState::Retrying);
+    assert!(
+        j.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("timeout"),
+        "{:?}",
+        j.last_error
+    );
+    assert_eq!(
+        QueuePolicy::defaults_for("email").timeout,
+        Duration::from_secs(60),
+        "every queue has one"
+    );
+}
+
 #[tokio::test]
 async fn cancelling_a_running_job_reaches_its_handler() {
     let f = fixture().await;
