@@ -9,7 +9,8 @@
 #   AIRWAVE_ADVISORY_DB   the RustSec advisory-db as plain files (a `crates/` folder; a SNAPSHOT
 #                         file giving its date is optional). Default: shared/rustsec-advisory-db
 #                         next to the repository.
-#   AIRWAVE_TOOLS_ROOT    where cargo-deny is installed (default ~/.cache/airwave-tools).
+#   AIRWAVE_TOOLS_DIR     where cargo-deny is installed (default ~/.cache/airwave-tools), as for
+#                         the other test tools (scripts/services.sh).
 #
 # How the database is wired: cargo-deny opens `<db-path>/<name>-<hash of the db URL>` and wants a
 # git repository there (it reads HEAD's commit date to judge staleness). This script makes a temp
@@ -40,7 +41,7 @@ elif [ -d "$repo/../shared/rustsec-advisory-db/crates" ]; then
 else
   db_src=/work/shared/rustsec-advisory-db
 fi
-tools="${AIRWAVE_TOOLS_ROOT:-$HOME/.cache/airwave-tools}"
+tools="${AIRWAVE_TOOLS_DIR:-$HOME/.cache/airwave-tools}"
 deny="$tools/bin/cargo-deny"
 
 start=$(date +%s)

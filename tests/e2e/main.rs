@@ -146,6 +146,8 @@ async fn the_console_end_to_end() {
     let mut profiles = Profiles::load(&config.join("profiles.json")).unwrap();
     let profile = Profile::new("Staging", app.base.as_str(), None, false).unwrap();
     let profile_id = profile.id.clone();
+    // The console files the token under the profile's origin-bound keychain entry.
+    let keychain_key = airwave_console_core::session::keychain_key(&profile);
     profiles.upsert(profile);
     profiles.set_active(&profile_id).unwrap();
     profiles.save().unwrap();
@@ -217,7 +219,7 @@ async fn the_console_end_to_end() {
         .await
         .unwrap();
     let token = KeyringStore
-        .get(&profile_id)
+        .get(&keychain_key)
         .unwrap()
         .expect("the token is in the keychain");
     assert!(token.starts_with("awt_"), "an API token");

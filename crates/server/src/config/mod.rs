@@ -394,7 +394,7 @@ impl Config {
             queue: crate::queue::settings::QueueConfig::read(&mut r),
             ops: crate::ops::settings::OpsConfig::read(&mut r),
             events: crate::events::settings::EventsConfig::read(&mut r),
-            render: crate::render::settings::RenderConfig::read(&mut r),
+            render: crate::render::settings::RenderConfig::read(&mut r, production),
             email_from: r.text(&server::EMAIL_FROM),
             vars: vars.clone(),
         };
@@ -548,6 +548,32 @@ mod tests {
                 assert!(e.to_string().contains(name.as_str()), "{name}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn the_creatomate_key_is_never_sent_over_plain_http_in_production() {
+        let base = [
+            ("AIRWAVE_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("AIRWAVE_PUBLIC_URL", "https://app.example.com"),
+            ("AIRWAVE_RENDER_PROVIDER", "creatomate"),
+            ("CREATOMATE_API_KEY", "cm_key"),
+        ];
+        let mut plain = base.to_vec();
+        plain.push(("AIRWAVE_CREATOMATE_URL", "http://api.creatomate.com"));
+        let err = Config::from_vars(&vars(&plain)).unwrap_err().to_string();
+        assert!(
+            err.contains("AIRWAVE_CREATOMATE_URL must be an https:// URL"),
+            "{err}"
+        );
+        assert!(Config::from_vars(&vars(&base)).is_ok());
+        // Development may point it at a local stand-in.
+        let dev = [
+            ("AIRWAVE_RENDER_PROVIDER", "creatomate"),
+            ("CREATOMATE_API_KEY", "cm_key"),
+            ("AIRWAVE_CREATOMATE_URL", "http://127.0.0.1:9999"),
+        ];
+        assert!(Config::from_vars(&vars(&dev)).is_ok());
     }
 
     #[test]

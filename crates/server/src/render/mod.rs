@@ -306,7 +306,8 @@ pub mod settings {
     }
 
     impl RenderConfig {
-        pub fn read(r: &mut Reader) -> Self {
+        /// Reads the section; in `production` the API key is never sent over plain `http://`.
+        pub fn read(r: &mut Reader, production: bool) -> Self {
             let creatomate_api_key = r.secret(&CREATOMATE_API_KEY);
             let provider = match r.choice(&PROVIDER) {
                 "creatomate" => {
@@ -320,12 +321,20 @@ pub mod settings {
                 }
                 _ => Provider::Local,
             };
+            let creatomate_url = r
+                .url(&CREATOMATE_URL)
+                .unwrap_or_else(|| Url::parse("https://api.creatomate.com").expect("a valid URL"));
+            if production && provider == Provider::Creatomate && creatomate_url.scheme() != "https"
+            {
+                r.error(format!(
+                    "{} must be an https:// URL in production: every call carries {}",
+                    CREATOMATE_URL.name, CREATOMATE_API_KEY.name
+                ));
+            }
             Self {
                 provider,
                 creatomate_api_key,
-                creatomate_url: r.url(&CREATOMATE_URL).unwrap_or_else(|| {
-                    Url::parse("https://api.creatomate.com").expect("a valid URL")
-                }),
+                creatomate_url,
                 creatomate_poll: r.millis(&CREATOMATE_POLL),
                 creatomate_timeout: r.secs(&CREATOMATE_TIMEOUT),
             }
