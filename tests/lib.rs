@@ -423,6 +423,33 @@ impl TestApp {
         self.child.id()
     }
 
+    /// An image asset of `client_id` whose bytes are `bytes`, stored straight into the blob folder
+    /// (the upload API comes with the storage issue).
+    pub async fn image_asset(
+        &self,
+        member: &ApiClient,
+        client_id: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> airwave_api::AssetOut {
+        let key = format!("clients/{client_id}/{name}.png");
+        let path = self.data_dir().join("blobs").join(&key);
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("blob folder");
+        std::fs::write(&path, bytes).expect("blob");
+        member
+            .create_asset(&airwave_api::AssetIn {
+                client_id: client_id.into(),
+                type_: airwave_api::AssetType::Image,
+                name: name.into(),
+                metadata: Default::default(),
+                storage_key: Some(key),
+                size: None,
+                checksum: None,
+            })
+            .await
+            .expect("create the asset")
+    }
+
     /// The server process's peak resident memory so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.id().expect("running");

@@ -453,32 +453,14 @@ async fn a_control_character_in_a_param_is_refused_with_422() {
 /// past it the execution fails at once with a clear error, in bounded memory.
 #[tokio::test]
 async fn a_template_of_many_large_images_fails_cleanly_in_bounded_memory() {
-    use airwave_api::{AssetIn, AssetType, ExecutionIn, ExecutionStatus};
+    use airwave_api::{ExecutionIn, ExecutionStatus};
     let app = TestApp::spawn().await;
     let (_, ada) = app.member("ada@example.com").await;
     let client = ada.create_client("Acme").await.unwrap();
     // A 4 MiB "PNG" (its magic bytes, then filler: the bound is met before anything decodes it).
-    let key = format!("clients/{}/big.png", client.id);
-    let dir = app
-        .data_dir()
-        .join("blobs")
-        .join(format!("clients/{}", client.id));
-    std::fs::create_dir_all(&dir).unwrap();
     let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
     big.resize(4 << 20, 0x5a);
-    std::fs::write(app.data_dir().join("blobs").join(&key), &big).unwrap();
-    let asset = ada
-        .create_asset(&AssetIn {
-            client_id: client.id.clone(),
-            type_: AssetType::Image,
-            name: "big".into(),
-            metadata: Default::default(),
-            storage_key: Some(key),
-            size: None,
-            checksum: None,
-        })
-        .await
-        .unwrap();
+    let asset = app.image_asset(&ada, &client.id, "big", &big).await;
     let layers: Vec<_> = (0..200)
         .map(|_| json!({"type": "image", "asset_id": asset.id, "x": 0, "y": 0, "width": 10, "height": 10}))
         .collect();

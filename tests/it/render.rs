@@ -1,7 +1,7 @@
 //! Executions render end to end on the embedded defaults: the outbox hands the execution to the
 //! `render` queue, a worker draws the template with the local renderer, and the PNG is stored.
 
-use airwave_api::{AssetIn, AssetType, ExecutionIn, ExecutionStatus};
+use airwave_api::{ExecutionIn, ExecutionStatus};
 use airwave_tests::{finished_execution, TestApp};
 use serde_json::json;
 
@@ -66,27 +66,10 @@ async fn an_image_layer_draws_the_clients_asset() {
     let app = TestApp::spawn().await;
     let (_, ada) = app.member("ada@example.com").await;
     let client = ada.create_client("Acme").await.unwrap();
-    // A stored 1×1 PNG (the upload API comes with the storage issue; the blob store is a folder).
-    let key = format!("clients/{}/dot.png", client.id);
-    std::fs::create_dir_all(
-        app.data_dir()
-            .join("blobs")
-            .join(format!("clients/{}", client.id)),
-    )
-    .unwrap();
-    std::fs::write(app.data_dir().join("blobs").join(&key), ONE_RED_PIXEL).unwrap();
-    let asset = ada
-        .create_asset(&AssetIn {
-            client_id: client.id.clone(),
-            type_: AssetType::Image,
-            name: "dot".into(),
-            metadata: Default::default(),
-            storage_key: Some(key),
-            size: None,
-            checksum: None,
-        })
-        .await
-        .unwrap();
+    // A stored 1×1 PNG.
+    let asset = app
+        .image_asset(&ada, &client.id, "dot", ONE_RED_PIXEL)
+        .await;
     let m = matrix(&ada, &client.id, json!({"width": 100, "height": 100, "layers": [{"type": "image", "src": "{{logo}}", "x": 0, "y": 0, "width": 100, "height": 100}]})).await;
     let e = ada
         .create_execution(
