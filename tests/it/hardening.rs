@@ -484,3 +484,50 @@ async fn a_template_of_many_large_images_fails_cleanly_in_bounded_memory() {
     // Unbounded: 800 MiB of images, over 1 GiB of base64 SVG. Bounded: 64 MiB of input.
     assert!(grown_mib < 400, "peak RSS grew {grown_mib} MiB");
 }
+
+/// Review finding: a correct login gave its client an attempt back, so an attacker alternating
+/// guesses with logins to their own account was never limited. A client's failures now stay.
+#[tokio::test]
+async fn a_client_cannot_earn_guesses_back_by_logging_in_to_its_own_account() {
+    let app = TestApp::spawn().await;
+    app.member("mallory@example.com").await;
+    let client = app.http_from([127, 0, 6, 1]);
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        statuses.push(
+            login_from(
+                &app,
+                &client,
+                &format!("victim{i}@example.com"),
+                "Summer2026!",
+            )
+            .await
+            .as_u16(),
+        );
+        let own = login_from(&app, &client, "mallory@example.com", PASSWORD)
+            .await
+            .as_u16();
+        statuses.push(own);
+    }
+    let guesses_checked = statuses.iter().step_by(2).filter(|s| **s == 401).count();
+    assert_eq!(guesses_checked, 30, "{statuses:?}");
+}
+
+/// Review finding: the last-admin rule counted disabled admins, so an admin could disable the
+/// other admin and then demote themselves, leaving no admin who can log in.
+#[tokio::test]
+async fn the_last_enabled_admin_can_be_neither_demoted_nor_disabled() {
+    let app = TestApp::spawn().await;
+    let (me, root) = app.user_with_role("root@example.com", Role::Admin).await;
+    let (other, _) = app.user_with_role("second@example.com", Role::Admin).await;
+    root.set_user_disabled(&other.id, true, None).await.unwrap();
+    let e = root.set_user_role(&me.id, Role::Member).await.unwrap_err();
+    assert_eq!(e.code(), Some("last_admin"));
+    // Nor can the admin disable themselves.
+    let e = root
+        .set_user_disabled(&me.id, true, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("self_disable"));
+    assert_eq!(root.me().await.unwrap().role, Role::Admin);
+}

@@ -81,9 +81,9 @@ pub fn redact(text: &str) -> String {
             redact_json(&mut v);
             return format!(
                 "{}{}{}",
-                redact_words(&text[..start]),
-                redact_words(&v.to_string()),
-                redact_words(&text[end..])
+                redact_words(&redact_json_pairs(&text[..start])),
+                v,
+                redact_words(&redact_json_pairs(&text[end..]))
             );
         }
     }
@@ -98,7 +98,7 @@ fn redact_json_pairs(text: &str) -> String {
     while let Some(q) = rest.find('"') {
         out.push_str(&rest[..=q]);
         rest = &rest[q + 1..];
-        let Some(kend) = rest.find('"') else { break };
+        let Some(kend) = string_end(rest) else { break };
         let key = &rest[..kend];
         out.push_str(&rest[..=kend]);
         rest = &rest[kend + 1..];
@@ -113,23 +113,26 @@ fn redact_json_pairs(text: &str) -> String {
         let sep = rest.len() - value.len();
         out.push_str(&rest[..sep]);
         let body = &value[1..];
-        let mut end = body.len();
-        let mut escaped = false;
-        for (i, c) in body.char_indices() {
-            match c {
-                '\\' if !escaped => escaped = true,
-                '"' if !escaped => {
-                    end = i;
-                    break;
-                }
-                _ => escaped = false,
-            }
-        }
+        let end = string_end(body).unwrap_or(body.len());
         out.push_str("\"[redacted]\"");
         rest = body.get(end + 1..).unwrap_or("");
     }
     out.push_str(rest);
     out
+}
+
+/// Where the JSON string starting at `s` (after its opening quote) ends: its closing quote,
+/// escapes skipped.
+fn string_end(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => return Some(i),
+            _ => escaped = false,
+        }
+    }
+    None
 }
 
 /// The span of the outermost `{…}` or `[…]` in `text`, if any.
@@ -157,6 +160,8 @@ fn redact_json(v: &mut serde_json::Value) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(redact_json),
+        // Each string on its own: e-mails and URLs inside are found word by word.
+        Value::String(s) => *s = redact_words(s),
         _ => {}
     }
 }
@@ -200,6 +205,16 @@ fn redact_shapes(text: &str) -> String {
     out
 }
 
+/// The span of a URL's `user:pass` in a word (between `://` and the last `@` before the path).
+fn url_userinfo(word: &str) -> Option<(usize, usize)> {
+    let start = word.find("://")? + 3;
+    let authority_end = word[start..]
+        .find(['/', '?', '#'])
+        .map_or(word.len(), |i| start + i);
+    let at = word[start..authority_end].rfind('@')? + start;
+    Some((start, at))
+}
+
 /// Word by word: bearer credentials, URL credentials, e-mail addresses; then token shapes.
 fn redact_words(text: &str) -> String {
     let text = redact_shapes(text);
@@ -213,10 +228,9 @@ fn redact_words(text: &str) -> String {
         let bare = token.trim_matches(|c: char| "\"'(),;<>[]{}".contains(c));
         let replaced = if after_bearer && !bare.is_empty() && !bare.contains("[redacted") {
             Some("[redacted]".to_owned())
-        } else if let Some(at) = bare.find('@').filter(|_| bare.contains("://")) {
+        } else if let Some((from, to)) = url_userinfo(bare) {
             // scheme://user:pass@host → scheme://[redacted]@host
-            bare.find("://")
-                .map(|s| format!("{}[redacted]{}", &bare[..s + 3], &bare[at..]))
+            Some(format!("{}[redacted]{}", &bare[..from], &bare[to..]))
         } else if bare.contains('@') && bare.rsplit('@').next().is_some_and(|d| d.contains('.')) {
             Some("[email]".to_owned())
         } else {
@@ -276,10 +290,16 @@ mod tests {
             "a mawt_ word and awt_ alone"
         );
         // JSON cut short (an excerpt): secret fields are still found.
-        let cut = r#"bad answer: {"user":{"id":"usr_1"},"password": "hunter2", "token":"eyJ-not-a-jwt-yet"#;
+        let cut = r#"bad answer: {"detail":"a \"b","user":{"id":"usr_1"},"password": "hunter2", "token":"eyJ-not-a-jwt-yet"#;
         let r = redact(cut);
         assert!(!r.contains("hunter2") && !r.contains("not-a-jwt"), "{r}");
         assert!(r.contains("usr_1"), "{r}");
+        // Secrets beside one another in compact JSON, and a secret outside the JSON span.
+        let r = redact(r#"{"email":"ada@example.com","url":"https://u:pw@db.example/x"}"#);
+        assert!(!r.contains("ada@example.com") && !r.contains("u:pw"), "{r}");
+        assert!(r.contains("db.example"), "{r}");
+        let r = redact(r#"err [500]: {"password":"hunter2"}"#);
+        assert!(!r.contains("hunter2"), "{r}");
     }
 
     #[test]

@@ -92,7 +92,14 @@ pub async fn logout(
     id: &str,
 ) -> Result<(), Error> {
     let profile = profiles.get(id)?.clone();
-    let remote = match (secrets.get(&keychain_key(&profile))?, &profile.token_id) {
+    // Tokens filed before entries were bound to an origin sit under the bare profile id.
+    let legacy = if profile.local {
+        None
+    } else {
+        secrets.get(&profile.id)?
+    };
+    let token = secrets.get(&keychain_key(&profile))?.or(legacy);
+    let remote = match (token, &profile.token_id) {
         (Some(token), Some(token_id)) => ApiClient::new(profile.url.clone())
             .with_token(token)
             .revoke_token(token_id)
@@ -101,6 +108,9 @@ pub async fn logout(
         _ => Ok(()),
     };
     secrets.delete(&keychain_key(&profile))?;
+    if !profile.local {
+        secrets.delete(&profile.id)?;
+    }
     let p = profiles.get_mut(id)?;
     p.email = None;
     p.token_id = None;

@@ -175,6 +175,7 @@ pub async fn login(
         ip,
     };
     let Some(user_id) = user_id.filter(|_| ok) else {
+        throttle::failed(state, &attempt, now).await?;
         audit::record(
             &state.db,
             state.clock.as_ref(),
@@ -570,7 +571,7 @@ pub async fn set_role(state: &AppState, id: &UserId, role: Role, actor: &Actor) 
         let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?;
         let current = current.ok_or_else(|| Error::not_found("user"))?;
         if current == "admin" && role != Role::Admin {
-            let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetch_one(&mut *tx).await?;
+            let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL").fetch_one(&mut *tx).await?;
             if admins <= 1 {
                 return Err(Error::conflict("last_admin", "this is the only admin; make another admin first"));
             }

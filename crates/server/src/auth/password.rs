@@ -91,7 +91,13 @@ async fn bounded_on<T: Send + 'static>(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let in_flight = gate.in_flight.clone();
     let job: Work = Box::new(move || {
-        let out = work();
+        // A panicking hash is an error for its request, never a dead thread or a lost place.
+        let out =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+                Err(Error::Internal(anyhow::anyhow!(
+                    "password hashing panicked"
+                )))
+            });
         in_flight.fetch_sub(1, Ordering::AcqRel);
         let _ = tx.send(out);
     });
@@ -165,7 +171,7 @@ fn verify_now(stored: &str, candidate: &[u8]) -> Result<bool> {
     let unreadable = |e: password_hash::Error| internal("stored hash unreadable", e);
     let parsed = PasswordHash::new(stored).map_err(unreadable)?;
     let params = Params::try_from(&parsed).map_err(unreadable)?;
-    if params.m_cost() > MAX_M_COST {
+    if params.m_cost() > MAX_M_COST || params.t_cost() > 16 || params.p_cost() > 16 {
         return Err(internal(
             "stored hash unreadable",
             "asks for too much memory",

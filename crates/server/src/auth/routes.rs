@@ -174,6 +174,13 @@ pub async fn set_user_role(
             "give `role`, `disabled` or both",
         ));
     }
+    // Every check before any change: a refused part changes nothing.
+    if body.disabled == Some(true) && who.user_id == id {
+        return Err(Error::conflict(
+            "self_disable",
+            "you cannot disable your own account",
+        ));
+    }
     let mut user = None;
     if let Some(role) = body.role {
         user = Some(auth::set_role(&s, &id, role, &actor).await?);

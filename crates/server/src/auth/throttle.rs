@@ -1,11 +1,13 @@
 //! Login throttling, the way the OWASP Authentication Cheat Sheet describes it: attempts are
 //! counted per (address, client IP) — so an attacker elsewhere cannot keep the owner locked out —
-//! and per client IP across addresses — so one password tried against many accounts is limited
-//! too. Each attempt is counted **before** the password is checked, in one atomic upsert, so
-//! parallel guesses cannot all pass a check made before any of them is recorded; a correct
-//! password clears its pair and gives its IP attempt back. Past the limit a key is locked for 1,
-//! 2, 4 … up to 60 minutes. Unknown addresses are counted like known ones, so a lockout reveals
-//! nothing.
+//! and failures per client IP across addresses — so one password tried against many accounts is
+//! limited too. A pair's attempt is counted **before** the password is checked, in one atomic
+//! upsert, so parallel guesses cannot all pass a check made before any of them is recorded; a
+//! correct password clears its pair. An IP's failures are counted once judged and never given
+//! back (a success of the attacker's own account must not buy another guess elsewhere); a locked
+//! IP is refused before anything is checked. IPv6 clients are keyed by their /64, which one
+//! machine usually holds whole. Past a limit a key is locked for 1, 2, 4 … up to 60 minutes.
+//! Unknown addresses are counted like known ones, so a lockout reveals nothing.
 
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -28,7 +30,8 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn new(email: &str, ip: Option<&str>) -> Self {
-        let ip = ip.unwrap_or("unknown");
+        let ip = client_key(ip.unwrap_or("unknown"));
+        let ip = ip.as_str();
         Self {
             account: format!("a:{email}|{ip}"),
             ip: format!("i:{ip}"),
@@ -37,21 +40,38 @@ impl Attempt {
     }
 }
 
+/// The key of a client address: IPv4 as it is, IPv6 by its /64.
+fn client_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| ip.to_owned(), |v4| v4.to_string()),
+        _ => ip.to_owned(),
+    }
+}
+
 /// Counts the attempt against both keys; refused with `429 too_many_attempts` (and
 /// `Retry-After`) when either is locked or over its limit.
 pub async fn reserve(state: &AppState, attempt: &Attempt, now: DateTime<Utc>) -> Result<()> {
-    // Both keys are counted, whichever refuses: an attempt refused by one still counts on the
-    // other, so spreading guesses over keys gains nothing.
-    let by_ip = count(state, &attempt.ip, None, PER_IP, now).await?;
-    let by_account = count(
-        state,
-        &attempt.account,
-        Some(&attempt.email),
-        PER_ACCOUNT_IP,
-        now,
-    )
-    .await?;
-    match by_account.or(by_ip) {
+    let by_ip = ip_locked(state, &attempt.ip, now).await?;
+    let by_account = match by_ip {
+        Some(_) => None,
+        None => {
+            count(
+                state,
+                &attempt.account,
+                Some(&attempt.email),
+                PER_ACCOUNT_IP,
+                now,
+            )
+            .await?
+        }
+    };
+    match by_ip.or(by_account) {
         None => Ok(()),
         Some(secs) => Err(Error::TooMany {
             code: "too_many_attempts",
@@ -61,31 +81,48 @@ pub async fn reserve(state: &AppState, attempt: &Attempt, now: DateTime<Utc>) ->
     }
 }
 
-/// A correct password: the pair starts over and the IP gets its attempt back.
+/// A correct password: the pair starts over (the IP's failures stay).
 pub async fn succeeded(state: &AppState, attempt: &Attempt) -> Result<()> {
     with_db!(&state.db, pool => {
         sqlx::query("DELETE FROM login_throttle WHERE key = $1")
             .bind(&attempt.account)
             .execute(pool)
             .await?;
+    });
+    Ok(())
+}
+
+/// A wrong password (or an unknown address): the client's failures go up, and past
+/// [`PER_IP`] the client is locked.
+pub async fn failed(state: &AppState, attempt: &Attempt, now: DateTime<Utc>) -> Result<()> {
+    // The `PER_IP`th failure locks the client, so its next attempt is refused unchecked.
+    count(state, &attempt.ip, None, PER_IP - 1, now).await?;
+    Ok(())
+}
+
+/// The attempt was never judged (the server was too busy to check it): the pair gets it back.
+pub async fn refund(state: &AppState, attempt: &Attempt) -> Result<()> {
+    with_db!(&state.db, pool => {
         sqlx::query("UPDATE login_throttle SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1")
-            .bind(&attempt.ip)
+            .bind(&attempt.account)
             .execute(pool)
             .await?;
     });
     Ok(())
 }
 
-/// The attempt was never judged (the server was too busy to check it): give both back.
-pub async fn refund(state: &AppState, attempt: &Attempt) -> Result<()> {
-    with_db!(&state.db, pool => {
-        sqlx::query("UPDATE login_throttle SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1 OR key = $2")
-            .bind(&attempt.account)
-            .bind(&attempt.ip)
-            .execute(pool)
-            .await?;
+/// Seconds left on the lock of a client key, if it is locked.
+async fn ip_locked(state: &AppState, key: &str, now: DateTime<Utc>) -> Result<Option<i64>> {
+    let until: Option<Option<DateTime<Utc>>> = with_db!(&state.db, pool => {
+        sqlx::query_scalar("SELECT locked_until FROM login_throttle WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
     });
-    Ok(())
+    Ok(until
+        .flatten()
+        .filter(|t| *t > now)
+        .map(|t| (t - now).num_seconds().max(1)))
 }
 
 /// Counts one attempt on `key`; the seconds left on its lock if it is locked or now over `limit`.
@@ -133,4 +170,18 @@ async fn count(
             .await?;
     });
     Ok(Some(minutes * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(client_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(client_key("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::/64");
+        assert_eq!(client_key("::ffff:10.0.0.7"), "10.0.0.7");
+        assert_eq!(client_key("10.0.0.7"), "10.0.0.7");
+        assert_eq!(client_key("unknown"), "unknown");
+    }
 }
