@@ -167,6 +167,18 @@ impl NewJob {
         }
     }
 
+    /// [`NewJob::validate`], and what [`QueueAdmin::enqueue_audited`] asks more: the job runs
+    /// now and has no unique key (so it is always created, with its audit entry).
+    pub fn validate_audited(&self) -> Result<()> {
+        self.validate()?;
+        if self.unique_key.is_some() || self.run_at.is_some() {
+            return Err(QueueError::Invalid(
+                "an audited job runs now and has no unique key".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         let name_ok = |s: &str| {
             !s.is_empty()

@@ -1370,12 +1370,7 @@ impl QueueAdmin for RedisQueue {
     }
 
     async fn enqueue_audited(&self, job: NewJob, audit: Audited<'_>) -> Result<JobId> {
-        job.validate()?;
-        if job.unique_key.is_some() || job.run_at.is_some() {
-            return Err(QueueError::Invalid(
-                "an audited job runs now and has no unique key".into(),
-            ));
-        }
+        job.validate_audited()?;
         // Redis and the audit log's database share no transaction: the entry goes first, with
         // the request id the job carries, so a job never runs unaudited.
         crate::with_db!(audit.db, pool => crate::record_on!(pool, audit.at, audit.actor, audit.entry))?;

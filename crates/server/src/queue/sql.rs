@@ -1032,12 +1032,7 @@ impl QueueAdmin for SqlQueue {
     }
 
     async fn enqueue_audited(&self, job: NewJob, audit: Audited<'_>) -> Result<JobId> {
-        job.validate()?;
-        if job.unique_key.is_some() || job.run_at.is_some() {
-            return Err(QueueError::Invalid(
-                "an audited job runs now and has no unique key".into(),
-            ));
-        }
+        job.validate_audited()?;
         let id = {
             let _w = self.write_lock().await;
             let now = self.clock.now();
