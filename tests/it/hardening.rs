@@ -207,6 +207,15 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The operations stream opened with `token`, once it delivers live events.
+async fn live_stream(app: &TestApp, token: &str) -> SseStream {
+    let mut s = SseStream::open(app, "/api/ops/stream", token, None)
+        .await
+        .expect("a watcher may watch");
+    s.until(WAIT, |e| e.event == ops_event::QUEUE_STATS).await;
+    s
+}
+
 /// Defect: the stream checked authorisation only when it connected, and kept streaming to a
 /// revoked token or a demoted user. Now it ends when its credentials no longer may watch.
 #[tokio::test]
@@ -216,10 +225,7 @@ async fn a_stream_ends_when_its_token_is_revoked_or_its_user_demoted() {
     let (_, admin) = app.user_with_role("root@example.com", Role::Admin).await;
     // Revoked: the session logs out while its stream runs.
     let session = app.login("op@example.com").await.token;
-    let mut s = SseStream::open(&app, "/api/ops/stream", &session, None)
-        .await
-        .expect("an operator may watch");
-    s.until(WAIT, |e| e.event == ops_event::QUEUE_STATS).await;
+    let mut s = live_stream(&app, &session).await;
     app.api.with_token(session.clone()).logout().await.unwrap();
     assert!(
         s.ended_within(WAIT).await,
@@ -227,10 +233,7 @@ async fn a_stream_ends_when_its_token_is_revoked_or_its_user_demoted() {
     );
     // Demoted: another session of the same user, whose role an admin lowers.
     let session = app.login("op@example.com").await.token;
-    let mut s = SseStream::open(&app, "/api/ops/stream", &session, None)
-        .await
-        .expect("an operator may watch");
-    s.until(WAIT, |e| e.event == ops_event::QUEUE_STATS).await;
+    let mut s = live_stream(&app, &session).await;
     admin
         .set_user_role(&op_user.id, Role::Member)
         .await
@@ -359,12 +362,7 @@ async fn a_disabled_user_loses_every_credential_at_once_and_cannot_log_in() {
     let (op_user, op_token_client) = app.user_with_role("op@example.com", Role::Operator).await;
     let (root_user, root) = app.user_with_role("root@example.com", Role::Admin).await;
     let session = app.login("op@example.com").await.token;
-    let mut stream = SseStream::open(&app, "/api/ops/stream", &session, None)
-        .await
-        .unwrap();
-    stream
-        .until(WAIT, |e| e.event == ops_event::QUEUE_STATS)
-        .await;
+    let mut stream = live_stream(&app, &session).await;
 
     // Only an admin may; not themselves.
     let e = op_token_client
