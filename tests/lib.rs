@@ -327,10 +327,9 @@ impl TestApp {
         child.wait_with_output().await.expect("cli output")
     }
 
-    /// Registers a member and logs them in.
+    /// Registers a member (following the link in the confirmation e-mail) and logs them in.
     pub async fn member(&self, email: &str) -> (UserOut, ApiClient) {
-        let user = self
-            .api
+        self.api
             .register(&RegisterIn {
                 email: email.into(),
                 password: PASSWORD.into(),
@@ -338,6 +337,15 @@ impl TestApp {
             })
             .await
             .expect("register");
+        let mail = self
+            .last_email_to(email)
+            .await
+            .expect("a confirmation e-mail");
+        let user = self
+            .api
+            .confirm_registration(&token_in(&mail))
+            .await
+            .expect("confirm registration");
         let login = self.login(email).await;
         (user, self.api.with_token(login.token))
     }

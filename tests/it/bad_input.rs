@@ -36,6 +36,7 @@ pub fn fill_path_with_ids(path: &str) -> String {
                 (_, Some("executions")) => "exe",
                 (_, Some("approvals")) => "apr",
                 (_, Some("tokens")) => "tok",
+                (_, Some("invites")) => "inv",
                 (_, Some("jobs")) => "job",
                 ("{queue}", _) | ("{name}", Some("consumers")) => {
                     out.push("render".to_string());

@@ -529,3 +529,159 @@ async fn the_last_enabled_admin_can_be_neither_demoted_nor_disabled() {
     assert_eq!(e.code(), Some("self_disable"));
     assert_eq!(root.me().await.unwrap().role, Role::Admin);
 }
+
+/// Defect: registering a taken address answered 409 `email_taken`, revealing which addresses have
+/// accounts. Now both answer 202 with the same (empty) body; the account exists only once the
+/// link mailed to the address is followed, so logging in afterwards reveals nothing either.
+#[tokio::test]
+async fn registration_answers_the_same_for_a_taken_and_a_new_address() {
+    let app = TestApp::spawn().await;
+    app.member("taken@example.com").await;
+    let register = |email: &'static str| {
+        let (http, url) = (app.http(), app.url("/api/auth/register"));
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({"email": email, "password": "a long new passphrase", "name": "Eve"}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let taken = register("taken@example.com").await;
+    let new = register("new@example.com").await;
+    assert_eq!(taken, (202, String::new()));
+    assert_eq!(new, taken);
+    // Neither can log in with the new password: the taken one keeps its own, the new one has no
+    // account until it confirms.
+    for email in ["taken@example.com", "new@example.com"] {
+        assert_eq!(
+            login_from(&app, &app.http(), email, "a long new passphrase").await,
+            401
+        );
+    }
+    // The owner of the new address confirms; the link is spent once.
+    let token = airwave_tests::token_in(&app.last_email_to("new@example.com").await.unwrap());
+    let user = app.api.confirm_registration(&token).await.unwrap();
+    assert_eq!(user.email, "new@example.com");
+    assert_eq!(
+        app.api
+            .confirm_registration(&token)
+            .await
+            .unwrap_err()
+            .code(),
+        Some("invalid_token")
+    );
+    assert_eq!(
+        login_from(
+            &app,
+            &app.http(),
+            "new@example.com",
+            "a long new passphrase"
+        )
+        .await,
+        200
+    );
+    // A second request replaces the first link; a link for an address that got an account
+    // meanwhile is refused, never a second account.
+    register("late@example.com").await;
+    let first = airwave_tests::token_in(&app.last_email_to("late@example.com").await.unwrap());
+    register("late@example.com").await;
+    let second = airwave_tests::token_in(&app.last_email_to("late@example.com").await.unwrap());
+    assert_eq!(
+        app.api
+            .confirm_registration(&first)
+            .await
+            .unwrap_err()
+            .code(),
+        Some("invalid_token")
+    );
+    app.user_with_role("late@example.com", airwave_api::Role::Support)
+        .await;
+    assert_eq!(
+        app.api
+            .confirm_registration(&second)
+            .await
+            .unwrap_err()
+            .code(),
+        Some("invalid_token")
+    );
+}
+
+/// Defect: adding a member answered with the user's name and id for an address with an account
+/// and 404 for one without. Now it is an invitation: the same answer and the same e-mail either
+/// way, and the membership exists once the owner of the address accepts.
+#[tokio::test]
+async fn adding_a_member_is_an_invitation_that_reveals_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let (_, bob) = app.member("bob@example.com").await;
+    let (_, eve) = app.member("eve@example.com").await;
+    let acme = ada.create_client("Acme").await.unwrap();
+    let ada_token = app.login("ada@example.com").await.token;
+    let invite = |email: &'static str| {
+        let (http, url, token) = (
+            app.http(),
+            app.url(&format!("/api/clients/{}/members", acme.id)),
+            ada_token.clone(),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "email": email }))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let mut body: serde_json::Value = r.json().await.unwrap();
+            let keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+            body["id"] = json!("…");
+            (status, keys, body)
+        }
+    };
+    let known = invite("bob@example.com").await;
+    let unknown = invite("nobody@example.com").await;
+    assert_eq!(known.0, 202);
+    assert_eq!((known.0, &known.1), (unknown.0, &unknown.1));
+    assert!(
+        !known.1.iter().any(|k| k == "user_id" || k == "name"),
+        "{:?}",
+        known.1
+    );
+    let bob_mail = app.last_email_to("bob@example.com").await.unwrap();
+    let nobody_mail = app.last_email_to("nobody@example.com").await.unwrap();
+    assert_eq!(
+        bob_mail.replace(&airwave_tests::token_in(&bob_mail), "T"),
+        nobody_mail.replace(&airwave_tests::token_in(&nobody_mail), "T")
+    );
+    // Not a member until accepted; another user cannot spend bob's link.
+    assert_eq!(ada.list_members(&acme.id).await.unwrap().len(), 1);
+    assert_eq!(ada.list_invites(&acme.id).await.unwrap().len(), 2);
+    let token = airwave_tests::token_in(&bob_mail);
+    assert_eq!(
+        eve.accept_invite(&token).await.unwrap_err().code(),
+        Some("invalid_token")
+    );
+    assert_eq!(
+        eve.get_client(&acme.id).await.unwrap_err().code(),
+        Some("not_found")
+    );
+    let member = bob.accept_invite(&token).await.unwrap();
+    assert_eq!(member.email, "bob@example.com");
+    assert_eq!(bob.get_client(&acme.id).await.unwrap().id, acme.id);
+    // A revoked invitation's link stops working.
+    let pending = ada.list_invites(&acme.id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    ada.revoke_invite(&acme.id, &pending[0].id).await.unwrap();
+    let (_, nobody) = app.member("nobody@example.com").await;
+    assert_eq!(
+        nobody
+            .accept_invite(&airwave_tests::token_in(&nobody_mail))
+            .await
+            .unwrap_err()
+            .code(),
+        Some("invalid_token")
+    );
+}

@@ -54,7 +54,13 @@ async fn members_see_only_their_own_clients() {
     assert!(bob.list_assets("").await.unwrap().items.is_empty());
 
     // Once added, bob sees and works on the client.
-    ada.add_member(&acme.id, "bob@example.com").await.unwrap();
+    ada.invite_member(&acme.id, "bob@example.com")
+        .await
+        .unwrap();
+    let mail = app.last_email_to("bob@example.com").await.unwrap();
+    bob.accept_invite(&airwave_tests::token_in(&mail))
+        .await
+        .unwrap();
     assert_eq!(bob.get_client(&acme.id).await.unwrap().id, acme.id);
     bob.create_asset(&asset_in(&acme.id)).await.unwrap();
 }

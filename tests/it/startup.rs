@@ -130,10 +130,10 @@ async fn the_server_starts_while_postgres_is_down_and_serves_once_it_is_up() {
         (status == 200).then_some(())
     })
     .await;
-    let created = eventually("registration to work", || async {
+    eventually("registration to work", || async {
         app.api.register(&user("pg-up@example.com")).await.ok()
     })
     .await;
-    assert_eq!(created.email, "pg-up@example.com");
+    assert!(app.last_email_to("pg-up@example.com").await.is_some());
     proxy.abort();
 }

@@ -136,8 +136,17 @@ impl ApiClient {
         self.get("/api/health").await
     }
 
-    pub async fn register(&self, body: &RegisterIn) -> Result<UserOut, ClientError> {
+    /// Asks for an account; the account exists once the link mailed to the address is followed
+    /// ([`Self::confirm_registration`]). The answer is the same whether or not the address has one.
+    pub async fn register(&self, body: &RegisterIn) -> Result<(), ClientError> {
         self.post("/api/auth/register", body).await
+    }
+
+    pub async fn confirm_registration(&self, token: &str) -> Result<UserOut, ClientError> {
+        let body = RegistrationConfirmIn {
+            token: token.into(),
+        };
+        self.post("/api/auth/register/confirm", &body).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<LoginOut, ClientError> {
@@ -243,7 +252,16 @@ impl ApiClient {
         self.get(&format!("/api/clients/{id}")).await
     }
 
-    pub async fn add_member(&self, client_id: &str, email: &str) -> Result<MemberOut, ClientError> {
+    pub async fn list_members(&self, client_id: &str) -> Result<Vec<MemberOut>, ClientError> {
+        self.get(&format!("/api/clients/{client_id}/members")).await
+    }
+
+    /// Invites an e-mail address to a client; see [`Self::accept_invite`].
+    pub async fn invite_member(
+        &self,
+        client_id: &str,
+        email: &str,
+    ) -> Result<InviteOut, ClientError> {
         self.post(
             &format!("/api/clients/{client_id}/members"),
             &MemberIn {
@@ -251,6 +269,24 @@ impl ApiClient {
             },
         )
         .await
+    }
+
+    /// Accepts an invitation sent to the caller's own address; the caller becomes a member.
+    pub async fn accept_invite(&self, token: &str) -> Result<MemberOut, ClientError> {
+        let body = InviteAcceptIn {
+            token: token.into(),
+        };
+        self.post("/api/invites/accept", &body).await
+    }
+
+    /// A client's invitations that are neither accepted, revoked nor expired.
+    pub async fn list_invites(&self, client_id: &str) -> Result<Vec<InviteOut>, ClientError> {
+        self.get(&format!("/api/clients/{client_id}/invites")).await
+    }
+
+    pub async fn revoke_invite(&self, client_id: &str, invite_id: &str) -> Result<(), ClientError> {
+        let path = format!("/api/clients/{client_id}/invites/{invite_id}");
+        self.call(Method::DELETE, &path, None::<&()>).await
     }
 
     pub async fn create_asset(&self, body: &AssetIn) -> Result<AssetOut, ClientError> {

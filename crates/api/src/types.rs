@@ -138,6 +138,13 @@ pub struct RegisterIn {
     pub name: String,
 }
 
+/// The token from the link in the confirmation e-mail sent by registration.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfirmIn {
+    pub token: String,
+}
+
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
@@ -248,6 +255,24 @@ pub struct ClientOut {
 #[serde(deny_unknown_fields)]
 pub struct MemberIn {
     pub email: String,
+}
+
+/// An invitation to join a client, sent to an e-mail address whether or not it has an account;
+/// the membership exists once the owner of the address accepts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InviteOut {
+    pub id: String,
+    pub client_id: String,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The token from the link in an invitation e-mail.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteAcceptIn {
+    pub token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -880,6 +905,8 @@ debug_redacting!(RegisterIn { email, name } secrets { password });
 debug_redacting!(LoginIn { email } secrets { password });
 debug_redacting!(LoginOut { token_type, expires_at, user } secrets { token });
 debug_redacting!(PasswordResetConfirmIn {  } secrets { token, password });
+debug_redacting!(RegistrationConfirmIn {  } secrets { token });
+debug_redacting!(InviteAcceptIn {  } secrets { token });
 debug_redacting!(ApiTokenCreatedOut { info } secrets { token });
 debug_redacting!(ApprovalCreatedOut { approval } secrets { token, url });
 debug_redacting!(ApprovalDecisionIn { decision, comment } secrets { token });

@@ -113,6 +113,8 @@ typed_id!(UserId, "usr");
 typed_id!(SessionId, "ses");
 typed_id!(ApiTokenId, "tok");
 typed_id!(ResetId, "rst");
+typed_id!(RegistrationId, "reg");
+typed_id!(InviteId, "inv");
 typed_id!(ClientId, "cli");
 typed_id!(AssetId, "ast");
 typed_id!(CampaignId, "cmp");

@@ -3,6 +3,7 @@
 //! roles. HTTP lives in `routes.rs`; this module knows nothing of it.
 
 pub mod password;
+pub mod registration;
 pub mod routes;
 pub mod signing;
 pub mod throttle;
@@ -97,7 +98,8 @@ fn parse_role(s: &str) -> Result<Role> {
 
 const USER_COLUMNS: &str = "id, email, name, role, created_at, disabled_at";
 
-/// Creates a user. Used by registration (role `member`) and by `admin create-user`.
+/// Creates a user with a password: used by `admin create-user` (registration goes through
+/// [`registration`], which confirms the address first).
 pub async fn create_user(
     state: &AppState,
     email: &str,
@@ -110,18 +112,50 @@ pub async fn create_user(
     let password = Password::parse(password, Some(&email))?;
     let name = domain::name("name", name, 100)?;
     let hash = password::hash(&password).await?;
+    let user = NewUser {
+        email: &email,
+        name: &name,
+        password_hash: &hash,
+        role,
+        registration: None,
+    };
+    insert_user(state, user, actor).await
+}
+
+/// A user about to be stored, with a checked address and name and an already hashed password.
+struct NewUser<'a> {
+    email: &'a Email,
+    name: &'a str,
+    password_hash: &'a str,
+    role: Role,
+    /// The pending registration this account confirms: spent in the same transaction.
+    registration: Option<&'a str>,
+}
+
+async fn insert_user(state: &AppState, new: NewUser<'_>, actor: &Actor) -> Result<UserOut> {
     let now = state.clock.now();
     let id = UserId::new(now);
+    let role = new.role;
     let row: UserRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
+        if let Some(registration) = new.registration {
+            let spent = sqlx::query("UPDATE registrations SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
+                .bind(registration)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            if spent.rows_affected() == 0 {
+                return Err(Error::conflict("registration_spent", "this registration was already confirmed"));
+            }
+        }
         let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO users (id, email, name, password_hash, role, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {USER_COLUMNS}"
         ))
         .bind(id.as_str())
-        .bind(email.as_str())
-        .bind(&name)
-        .bind(&hash)
+        .bind(new.email.as_str())
+        .bind(new.name)
+        .bind(new.password_hash)
         .bind(role.as_str())
         .bind(now)
         .fetch_one(&mut *tx)

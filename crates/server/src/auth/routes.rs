@@ -1,6 +1,5 @@
 //! `/api/auth…`, `/api/tokens…`, `/api/admin/users…`
 
-use crate::audit::Actor;
 use crate::auth::{self, Principal};
 use crate::error::{Error, Result};
 use crate::http::extract::{ClientIp, Json, Path, Query};
@@ -9,7 +8,7 @@ use crate::paging::PageQuery;
 use crate::state::AppState;
 use airwave_api::{
     ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, LoginIn, LoginOut, Page, PasswordResetConfirmIn,
-    PasswordResetIn, Problem, RegisterIn, Role, UserOut, UserPatch,
+    PasswordResetIn, Problem, RegisterIn, RegistrationConfirmIn, Role, UserOut, UserPatch,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,6 +17,7 @@ use axum::http::StatusCode;
 pub fn routes() -> crate::feature::Routes {
     crate::feature::Routes::new()
         .routes(utoipa_axum::routes!(register))
+        .routes(utoipa_axum::routes!(register_confirm))
         .routes(utoipa_axum::routes!(login))
         .routes(utoipa_axum::routes!(logout))
         .routes(utoipa_axum::routes!(me))
@@ -29,27 +29,29 @@ pub fn routes() -> crate::feature::Routes {
         .routes(utoipa_axum::routes!(set_user_role))
 }
 
-/// Create an account (role `member`).
+/// Ask for an account (role `member`). Always 202 for a well-formed request, so it reveals nothing:
+/// a new address is mailed a confirmation link (the account exists once it is followed), a taken
+/// one a note that it already has an account.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterIn,
-    responses((status = 201, body = UserOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 202), (status = 422, body = Problem)))]
 pub async fn register(
     State(s): State<AppState>,
     ip: ClientIp,
     Json(body): Json<RegisterIn>,
+) -> Result<StatusCode> {
+    auth::registration::request(&s, &body.email, &body.password, &body.name, ip.0).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Follow the link from the confirmation e-mail: the account is created, and the link is spent.
+#[utoipa::path(post, path = "/api/auth/register/confirm", tag = "auth", request_body = RegistrationConfirmIn,
+    responses((status = 201, body = UserOut), (status = 422, body = Problem)))]
+pub async fn register_confirm(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<RegistrationConfirmIn>,
 ) -> Result<(StatusCode, axum::Json<UserOut>)> {
-    let actor = Actor {
-        ip: ip.0,
-        ..Actor::default()
-    };
-    let user = auth::create_user(
-        &s,
-        &body.email,
-        &body.password,
-        &body.name,
-        Role::Member,
-        &actor,
-    )
-    .await?;
+    let user = auth::registration::confirm(&s, &body.token, ip.0).await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
 

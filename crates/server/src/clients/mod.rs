@@ -4,10 +4,11 @@
 //!   they belong to, and any other client is "not found" to them;
 //! - writing: admins, and members of that client. Operators and support staff read only.
 
+pub mod invites;
 pub mod routes;
 
 use crate::audit::{Actor, Entry};
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 use crate::db::BeginWrite as _;
 use crate::error::{Error, Result};
 use crate::events::types;
@@ -177,39 +178,6 @@ pub async fn list_members(
             .await?
     });
     Ok(rows.into_iter().map(MemberOut::from).collect())
-}
-
-/// Adds an existing user to a client (idempotent).
-pub async fn add_member(
-    state: &AppState,
-    who: &Principal,
-    client: &ClientId,
-    email: &str,
-    actor: &Actor,
-) -> Result<MemberOut> {
-    ensure_can_write(state, who, client.as_str()).await?;
-    let user = auth::find_by_email(state, email)
-        .await?
-        .ok_or_else(|| Error::not_found("user with this e-mail address"))?;
-    let now = state.clock.now();
-    let row: MemberRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin_write().await?;
-        sqlx::query("INSERT INTO client_memberships (client_id, user_id, added_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, user_id) DO NOTHING")
-            .bind(client.as_str())
-            .bind(&user.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        record_on!(&mut *tx, now, actor, Entry { action: "client.member_add", target_type: Some("client"), target_id: Some(client.as_str()), detail: json!({"user_id": user.id}) })?;
-        let row: MemberRow = sqlx::query_as(&format!("{MEMBER_SELECT} WHERE m.client_id = $1 AND m.user_id = $2"))
-            .bind(client.as_str())
-            .bind(&user.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        row
-    });
-    Ok(row.into())
 }
 
 pub async fn remove_member(

@@ -1,0 +1,156 @@
+//! Registration confirmed by e-mail. Asking for an account answers the same whether or not the
+//! address has one: a new address gets a confirmation link (the account exists once it is
+//! followed), a taken one a note that it already has an account. Either way the password is
+//! hashed, so both take about the same time; only the link token's hash is stored.
+
+use super::{insert_user, password, signing, NewUser};
+use crate::audit::{Actor, Entry};
+use crate::db::BeginWrite as _;
+use crate::domain::{self, Email, Password};
+use crate::error::{Error, Result};
+use crate::ids::RegistrationId;
+use crate::state::AppState;
+use crate::{record_on, with_db};
+use airwave_api::{Role, UserOut};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+/// Confirmation links live this long.
+const REGISTRATION_TTL_HOURS: i64 = 24;
+
+fn invalid() -> Error {
+    Error::invalid(
+        "invalid_token",
+        "this confirmation link is invalid, used or expired",
+    )
+}
+
+/// Asks for an account. Bad input is refused (that reveals nothing about other accounts); a good
+/// request is answered the same way whether the address is taken or not.
+pub async fn request(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    name: &str,
+    ip: Option<String>,
+) -> Result<()> {
+    let email = Email::parse(email)?;
+    let password = Password::parse(password, Some(&email))?;
+    let name = domain::name("name", name, 100)?;
+    let hash = password::hash(&password).await?;
+    let now = state.clock.now();
+    let existing: Option<(String, String)> = with_db!(&state.db, pool => {
+        sqlx::query_as("SELECT id, name FROM users WHERE email = $1").bind(email.as_str()).fetch_optional(pool).await?
+    });
+    let actor = Actor {
+        user_id: None,
+        token_id: None,
+        ip,
+    };
+    let link = |path: &str, token: Option<&str>| -> Result<url::Url> {
+        let mut url = state
+            .config
+            .public_url
+            .join(path)
+            .map_err(|e| Error::Internal(e.into()))?;
+        if let Some(token) = token {
+            url.query_pairs_mut().append_pair("token", token);
+        }
+        Ok(url)
+    };
+    match existing {
+        Some((user_id, existing_name)) => {
+            let (login, reset) = (link("/login", None)?, link("/reset-password", None)?);
+            let body = format!(
+                "Hello {existing_name},\n\nSomeone (hopefully you) tried to create an AIrWAVE account with this \
+                 address, which already has one.\nLog in at {login}, or choose a new password at {reset}.\n\n\
+                 If it was not you, there is nothing to do: nothing has changed.\n"
+            );
+            with_db!(&state.db, pool => {
+                let mut tx = pool.begin_write().await?;
+                crate::enqueue_email_on!(&mut *tx, now, email.as_str(), "Your AIrWAVE account", "account_exists", &body)?;
+                record_on!(&mut *tx, now, &actor, Entry { action: "auth.register_existing", target_type: Some("user"), target_id: Some(&user_id), detail: json!({}) })?;
+                tx.commit().await?;
+            });
+        }
+        None => {
+            let token = signing::random_token("reg_");
+            let confirm = link("/confirm-registration", Some(&token))?;
+            let body = format!(
+                "Hello {name},\n\nOpen this link within {REGISTRATION_TTL_HOURS} hours to confirm your address and \
+                 create your AIrWAVE account:\n\n{confirm}\n\n\
+                 If you did not ask for an account, ignore this message: none is created.\n"
+            );
+            let id = RegistrationId::new(now);
+            with_db!(&state.db, pool => {
+                let mut tx = pool.begin_write().await?;
+                // One pending registration per address: a new request replaces the last.
+                sqlx::query("DELETE FROM registrations WHERE email = $1").bind(email.as_str()).execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO registrations (id, email, name, password_hash, token_hash, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id.as_str())
+                .bind(email.as_str())
+                .bind(&name)
+                .bind(&hash)
+                .bind(signing::token_hash(&token))
+                .bind(now)
+                .bind(now + Duration::hours(REGISTRATION_TTL_HOURS))
+                .execute(&mut *tx)
+                .await?;
+                crate::enqueue_email_on!(&mut *tx, now, email.as_str(), "Confirm your AIrWAVE account", "confirm_registration", &body)?;
+                record_on!(&mut *tx, now, &actor, Entry { action: "auth.register_requested", target_type: Some("registration"), target_id: Some(id.as_str()), detail: json!({}) })?;
+                tx.commit().await?;
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: String,
+    email: String,
+    name: String,
+    password_hash: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// Follows a confirmation link: the account is created (role `member`) and the link is spent.
+pub async fn confirm(state: &AppState, token: &str, ip: Option<String>) -> Result<UserOut> {
+    if token.len() > 256 {
+        return Err(invalid());
+    }
+    let now = state.clock.now();
+    let found: Option<Pending> = with_db!(&state.db, pool => {
+        sqlx::query_as("SELECT id, email, name, password_hash, expires_at FROM registrations WHERE token_hash = $1 AND used_at IS NULL")
+            .bind(signing::token_hash(token))
+            .fetch_optional(pool)
+            .await?
+    });
+    let pending = found.filter(|p| p.expires_at > now).ok_or_else(invalid)?;
+    let email = Email::parse(&pending.email)?;
+    let actor = Actor {
+        user_id: None,
+        token_id: None,
+        ip,
+    };
+    insert_user(
+        state,
+        NewUser {
+            email: &email,
+            name: &pending.name,
+            password_hash: &pending.password_hash,
+            role: Role::Member,
+            registration: Some(&pending.id),
+        },
+        &actor,
+    )
+    .await
+    // The address got an account meanwhile (an admin made one, or the link was followed twice).
+    .map_err(|e| match e {
+        Error::Conflict { .. } => invalid(),
+        e => e,
+    })
+}
