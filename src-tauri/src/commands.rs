@@ -28,8 +28,11 @@ pub async fn add_profile(
     url: String,
     colour: Option<String>,
     production: bool,
+    allow_plain_http: Option<bool>,
 ) -> Result<Profile> {
-    let profile = Profile::new(&name, &url, colour.as_deref(), production)?;
+    let mut profile = Profile::new(&name, &url, colour.as_deref(), production)?;
+    profile.allow_plain_http = allow_plain_http.unwrap_or(false) && profile.url.scheme() == "http";
+    profile.check_transport()?;
     let mut p = console.profiles.lock().await;
     // Re-added under the same name: its old token (bound to the old origin) is forgotten.
     if let Ok(old) = p.get(&profile.id) {
@@ -99,9 +102,21 @@ pub async fn queues(console: State<'_, Console>, id: String) -> Result<Vec<Queue
     Ok(client.list_queues().await?)
 }
 
+/// A client for profile `id`, its token renewed first when it is due (a renewal that fails is
+/// reported and retried on the next call; the call itself goes on with the current token).
 async fn client_for(console: &Console, id: &str) -> Result<airwave_api::ApiClient> {
-    let p = console.profiles.lock().await;
-    session::client(&p, console.secrets.as_ref(), id)
+    let mut p = console.profiles.lock().await;
+    let secrets = console.secrets.as_ref();
+    match session::renew_if_due(&mut p, secrets, id, chrono::Utc::now()).await {
+        Ok(session::Renewal::Renewed {
+            old_not_revoked: Some(e),
+        }) => eprintln!("renewed the console token of {id}; the old one expires by itself ({e})"),
+        Err(e) if e.kind != ErrorKind::Unauthenticated => {
+            eprintln!("could not renew the console token of {id}: {e}");
+        }
+        _ => {}
+    }
+    session::client(&p, secrets, id)
 }
 
 /// A component's history over the last `hours` (1 h – 7 d), `points` buckets.
@@ -315,16 +330,11 @@ pub async fn connect<R: Runtime>(
 ) -> Result<()> {
     let p = console.profiles.lock().await;
     let profile = p.get(&id)?.clone();
-    let token = console
-        .secrets
-        .get(&session::keychain_key(&profile))?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unauthenticated,
-                format!("log in to {} first", profile.name),
-            )
-        })?;
+    session::token(&p, console.secrets.as_ref(), &id)?;
     drop(p);
+    // Read at every connect, so a renewed token is picked up when the old one's stream ends.
+    let (secrets, key) = (console.secrets.clone(), session::keychain_key(&profile));
+    let token: stream::TokenSource = std::sync::Arc::new(move || secrets.get(&key).ok().flatten());
     console
         .board
         .lock()
@@ -332,7 +342,7 @@ pub async fn connect<R: Runtime>(
         .clear();
     let handle = app.clone();
     let task = tauri::async_runtime::spawn(async move {
-        let mut sub = stream::subscribe(profile.url.clone(), token, None, 256);
+        let mut sub = stream::subscribe_with(profile.url.clone(), token, None, 256);
         let mut state = sub.state.clone();
         loop {
             tokio::select! {

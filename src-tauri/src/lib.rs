@@ -19,7 +19,7 @@ use tauri::{Builder, Manager, Runtime};
 /// What the commands share.
 pub struct Console {
     pub profiles: tokio::sync::Mutex<Profiles>,
-    pub secrets: Box<dyn SecretStore>,
+    pub secrets: std::sync::Arc<dyn SecretStore>,
     pub alerter: Mutex<Alerter>,
     /// Each component's status, for the tray icon's colour.
     pub board: Mutex<StatusBoard>,
@@ -35,7 +35,7 @@ pub struct Console {
 impl Console {
     pub fn new(
         config_dir: PathBuf,
-        secrets: Box<dyn SecretStore>,
+        secrets: std::sync::Arc<dyn SecretStore>,
     ) -> Result<Self, airwave_console_core::Error> {
         Ok(Self {
             profiles: tokio::sync::Mutex::new(Profiles::load(&config_dir.join("profiles.json"))?),
@@ -254,7 +254,7 @@ async fn exit_on_signal<R: Runtime>(app: tauri::AppHandle<R>) {
 
 pub fn run() {
     let _sentry = errors::init();
-    let console = match Console::new(config_dir(), Box::new(KeyringStore)) {
+    let console = match Console::new(config_dir(), std::sync::Arc::new(KeyringStore)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("AIrWAVE Ops cannot start: {e}");

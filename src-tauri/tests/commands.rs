@@ -57,7 +57,11 @@ fn commands_answer_typed_results_and_typed_errors() {
     // The token of the profile added below, filed under its origin-bound keychain entry.
     let key = "production@https://ops.example.com";
     store.set(key, "awt_secret_token_value").unwrap();
-    let console = Console::new(dir.path().to_owned(), Box::new(Shared(store.clone()))).unwrap();
+    let console = Console::new(
+        dir.path().to_owned(),
+        std::sync::Arc::new(Shared(store.clone())),
+    )
+    .unwrap();
     let app = configure(mock_builder(), console)
         .build(mock_context(noop_assets()))
         .unwrap();

@@ -302,3 +302,156 @@ async fn a_profile_whose_url_changes_never_sends_its_token_to_the_new_host() {
     );
     assert!(!headers.contains("awt_"), "{headers}");
 }
+
+/// A logged-in profile on `app` for `email`, its token in `secrets`.
+async fn logged_in(
+    app: &TestApp,
+    profiles: &mut Profiles,
+    secrets: &dyn SecretStore,
+    email: &str,
+    production: bool,
+) -> String {
+    let name = format!("P{} {email}", std::process::id());
+    let mut profile = Profile::new(&name, app.url("/").as_str(), None, production).unwrap();
+    profile.allow_plain_http = production;
+    let id = profile.id.clone();
+    profiles.upsert(profile);
+    session::login(profiles, secrets, &id, email, airwave_tests::PASSWORD)
+        .await
+        .unwrap();
+    id
+}
+
+/// Defect: the console's token expired after 90 days with no renewal, logging the operator out
+/// mid-shift. Now a token with under 30 days left is replaced by a new one (made with the
+/// current one, which is then revoked), and a live stream carries on with the new token.
+#[tokio::test]
+async fn the_console_renews_its_token_before_it_expires_and_the_stream_carries_on() {
+    let app = TestApp::spawn_with(&[
+        ("AIRWAVE_OPS_STREAM_REAUTH_S", "1"),
+        ("AIRWAVE_OPS_STATS_INTERVAL_MS", "100"),
+    ])
+    .await;
+    app.user_with_role("sup@example.com", Role::Support).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut profiles = Profiles::load(&dir.path().join("profiles.json")).unwrap();
+    let secrets = std::sync::Arc::new(MemoryStore::default());
+    let id = logged_in(
+        &app,
+        &mut profiles,
+        secrets.as_ref(),
+        "sup@example.com",
+        false,
+    )
+    .await;
+    let key = session::keychain_key(profiles.get(&id).unwrap());
+    let old = secrets.get(&key).unwrap().unwrap();
+    let expires = profiles
+        .get(&id)
+        .unwrap()
+        .token_expires_at
+        .expect("an expiry");
+    assert!(expires > chrono::Utc::now() + chrono::Duration::days(89));
+
+    // A stream on the keychain's token, as the console runs it.
+    let source = {
+        let (secrets, key) = (secrets.clone(), key.clone());
+        std::sync::Arc::new(move || secrets.get(&key).ok().flatten()) as stream::TokenSource
+    };
+    let mut sub = stream::subscribe_with(app.url("/"), source, None, 64);
+    tokio::time::timeout(Duration::from_secs(30), sub.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Not due today; due once fewer than 30 days are left.
+    let renewal = session::renew_if_due(&mut profiles, secrets.as_ref(), &id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(renewal, session::Renewal::NotDue), "{renewal:?}");
+    let later = expires - chrono::Duration::days(29);
+    let renewal = session::renew_if_due(&mut profiles, secrets.as_ref(), &id, later)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            renewal,
+            session::Renewal::Renewed {
+                old_not_revoked: None
+            }
+        ),
+        "{renewal:?}"
+    );
+    let new = secrets.get(&key).unwrap().unwrap();
+    assert_ne!(new, old);
+    let api = airwave_api::ApiClient::new(app.url("/"));
+    assert_eq!(
+        api.with_token(old).me().await.unwrap_err().status(),
+        Some(401)
+    );
+    assert_eq!(
+        api.with_token(new).me().await.unwrap().email,
+        "sup@example.com"
+    );
+    assert!(profiles.get(&id).unwrap().token_expires_at.unwrap() > expires);
+
+    // The old token's stream is ended by the server; the subscription resumes with the new one.
+    let mut went_down = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream did not resume"
+        );
+        let state = sub.state.borrow().clone();
+        match state {
+            ConnState::Unauthorized => panic!("the stream gave up instead of using the new token"),
+            ConnState::Live if went_down => break,
+            ConnState::Live => {}
+            _ => went_down = true,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(30), sub.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Defect: a production profile over plain http sent its password and token unencrypted without
+/// a word. Now it needs an explicit opt-in, and without one nothing is sent.
+#[tokio::test]
+async fn a_production_profile_over_plain_http_sends_nothing_without_an_explicit_opt_in() {
+    let app = TestApp::spawn().await;
+    app.user_with_role("op@example.com", Role::Operator).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut profiles = Profiles::load(&dir.path().join("profiles.json")).unwrap();
+    let secrets = MemoryStore::default();
+    let name = format!("Prod {}", std::process::id());
+    let profile = Profile::new(&name, app.url("/").as_str(), None, true).unwrap();
+    let id = profile.id.clone();
+    profiles.upsert(profile);
+    let audits = app.db.count("audit_log").await;
+    let e = session::login(
+        &mut profiles,
+        &secrets,
+        &id,
+        "op@example.com",
+        airwave_tests::PASSWORD,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert!(e.message.contains("plain http"), "{}", e.message);
+    assert_eq!(
+        app.db.count("audit_log").await,
+        audits,
+        "the server saw no login"
+    );
+
+    // With the opt-in (which the UI shows on the profile), it works.
+    let id = logged_in(&app, &mut profiles, &secrets, "op@example.com", true).await;
+    assert!(profiles.get(&id).unwrap().allow_plain_http);
+    let c = session::client(&profiles, &secrets, &id).unwrap();
+    assert_eq!(c.me().await.unwrap().email, "op@example.com");
+}

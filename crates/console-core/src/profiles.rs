@@ -40,6 +40,14 @@ pub struct Profile {
     /// The server-side id of this profile's API token (for revoking it at logout).
     #[serde(default)]
     pub token_id: Option<String>,
+    /// When that token expires; the console renews it well before (see `session::renew_if_due`).
+    #[serde(default)]
+    #[cfg_attr(test, ts(type = "string | null"))]
+    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A production profile over plain `http` was explicitly allowed (shown wherever the profile
+    /// is); without it such a profile's token and password are never sent.
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 impl Profile {
@@ -97,7 +105,25 @@ impl Profile {
             local: false,
             email: None,
             token_id: None,
+            token_expires_at: None,
+            allow_plain_http: false,
         })
+    }
+
+    /// Whether credentials may be sent to this profile's server: a production profile over plain
+    /// `http` needs the explicit opt-in (`allow_plain_http`), so a typo in a URL never sends a
+    /// production password and token across the network unencrypted.
+    pub fn check_transport(&self) -> Result<(), Error> {
+        if self.production && !self.local && self.url.scheme() == "http" && !self.allow_plain_http {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{} is a production profile over plain http: passwords, tokens and every answer would cross the network unencrypted. Use https, or allow plain http for this profile",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The title the window shows: `AIrWAVE Ops — Production`.
@@ -224,6 +250,23 @@ mod tests {
                 Profile::new(name, url, colour, false).is_err(),
                 "{name} {url} {colour:?}"
             );
+        }
+    }
+
+    #[test]
+    fn production_over_plain_http_needs_the_opt_in() {
+        let mut p = Profile::new("Prod", "http://ops.example.com", None, true).unwrap();
+        assert_eq!(p.check_transport().unwrap_err().kind, ErrorKind::Invalid);
+        p.allow_plain_http = true;
+        assert!(p.check_transport().is_ok());
+        for (url, production) in [
+            ("https://ops.example.com", true),
+            ("http://ops.example.com", false),
+        ] {
+            assert!(Profile::new("P", url, None, production)
+                .unwrap()
+                .check_transport()
+                .is_ok());
         }
     }
 

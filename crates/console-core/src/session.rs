@@ -11,8 +11,10 @@ use crate::profiles::Profiles;
 use crate::secrets::SecretStore;
 use airwave_api::{ApiClient, ApiTokenIn, UserOut};
 
-/// How long a console token lives (log in again after).
+/// How long a console token lives; the console renews it well before (`renew_if_due`).
 pub const TOKEN_DAYS: u32 = 90;
+/// A token with less than this left is renewed on the next call.
+pub const RENEW_WITHIN_DAYS: i64 = 30;
 
 /// The keychain entry of a profile's token: bound to the origin (scheme, host, port) it was
 /// issued by, so a profile whose URL changes finds no token and needs a new login — a token is
@@ -48,24 +50,90 @@ pub async fn login(
     password: &str,
 ) -> Result<UserOut, Error> {
     let profile = profiles.get(id)?.clone();
+    profile.check_transport()?;
     let api = ApiClient::new(profile.url.clone());
     let session = api.login(email, password).await?;
     let authed = api.with_token(session.token);
-    let created = authed
-        .create_token(&ApiTokenIn {
-            name: format!("AIrWAVE Ops console on {}", host_name()),
-            role: None,
-            expires_in_days: Some(TOKEN_DAYS),
-        })
-        .await?;
+    let created = authed.create_token(&console_token()).await?;
     secrets.set(&keychain_key(&profile), &created.token)?;
     // The password session has done its job; if ending it fails, it expires by itself.
     let _ = authed.logout().await;
     let p = profiles.get_mut(id)?;
     p.email = Some(session.user.email.clone());
     p.token_id = Some(created.info.id.clone());
+    p.token_expires_at = created.info.expires_at;
     profiles.save()?;
     Ok(session.user)
+}
+
+fn console_token() -> ApiTokenIn {
+    ApiTokenIn {
+        name: format!("AIrWAVE Ops console on {}", host_name()),
+        role: None,
+        expires_in_days: Some(TOKEN_DAYS),
+    }
+}
+
+/// Renews profile `id`'s token when less than [`RENEW_WITHIN_DAYS`] of its life is left (or its
+/// expiry is unknown: a token from an older console): a new token is made with the current one
+/// and filed in its place, then the old one is revoked. A live
+/// stream on the old token ends when the server sees it revoked and resumes with the new one
+/// (it reads the keychain on every connect).
+pub async fn renew_if_due(
+    profiles: &mut Profiles,
+    secrets: &dyn SecretStore,
+    id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Renewal, Error> {
+    let profile = profiles.get(id)?.clone();
+    let (Some(old_id), Some(_)) = (&profile.token_id, &profile.email) else {
+        return Ok(Renewal::NotDue);
+    };
+    if profile.local {
+        return Ok(Renewal::NotDue); // the sidecar's token is minted by the console at each start
+    }
+    let due = profile
+        .token_expires_at
+        .is_none_or(|at| at - chrono::Duration::days(RENEW_WITHIN_DAYS) <= now);
+    if !due {
+        return Ok(Renewal::NotDue);
+    }
+    let current = client(profiles, secrets, id)?;
+    let created = current.create_token(&console_token()).await?;
+    secrets.set(&keychain_key(&profile), &created.token)?;
+    let p = profiles.get_mut(id)?;
+    p.token_id = Some(created.info.id.clone());
+    p.token_expires_at = created.info.expires_at;
+    profiles.save()?;
+    // The new token is filed; if revoking the old one fails, it still expires by itself.
+    let revoked = current.revoke_token(old_id).await.map_err(Error::from);
+    Ok(Renewal::Renewed {
+        old_not_revoked: revoked.err(),
+    })
+}
+
+/// What [`renew_if_due`] did.
+#[derive(Debug)]
+pub enum Renewal {
+    NotDue,
+    /// A new token is in use; the old one could not be revoked when this holds why (it expires
+    /// by itself).
+    Renewed {
+        old_not_revoked: Option<Error>,
+    },
+}
+
+/// Profile `id`'s token from the keychain, once its transport is allowed; `Unauthenticated`
+/// when there is none.
+pub fn token(profiles: &Profiles, secrets: &dyn SecretStore, id: &str) -> Result<String, Error> {
+    let profile = profiles.get(id)?;
+    profile.check_transport()?;
+    secrets.get(&keychain_key(profile))?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unauthenticated,
+            format!("log in to {} first", profile.name),
+        )
+    })
 }
 
 /// A client for profile `id` with its keychain token; `Unauthenticated` when there is none.
@@ -74,14 +142,8 @@ pub fn client(
     secrets: &dyn SecretStore,
     id: &str,
 ) -> Result<ApiClient, Error> {
-    let profile = profiles.get(id)?;
-    let token = secrets.get(&keychain_key(profile))?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unauthenticated,
-            format!("log in to {} first", profile.name),
-        )
-    })?;
-    Ok(ApiClient::new(profile.url.clone()).with_token(token))
+    let token = token(profiles, secrets, id)?;
+    Ok(ApiClient::new(profiles.get(id)?.url.clone()).with_token(token))
 }
 
 /// Revokes the profile's token on the server and forgets it locally. A server that cannot be
@@ -100,6 +162,8 @@ pub async fn logout(
     };
     let token = secrets.get(&keychain_key(&profile))?.or(legacy);
     let remote = match (token, &profile.token_id) {
+        // A token is never sent where its transport is not allowed; it expires by itself.
+        _ if profile.check_transport().is_err() => Ok(()),
         (Some(token), Some(token_id)) => ApiClient::new(profile.url.clone())
             .with_token(token)
             .revoke_token(token_id)
@@ -114,6 +178,7 @@ pub async fn logout(
     let p = profiles.get_mut(id)?;
     p.email = None;
     p.token_id = None;
+    p.token_expires_at = None;
     profiles.save()?;
     match remote {
         // Already revoked or expired: the goal is reached.

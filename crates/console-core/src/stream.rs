@@ -87,12 +87,31 @@ impl Drop for Subscription {
     }
 }
 
+/// Where a subscription gets its token, read again on every (re)connect: a renewed token is
+/// picked up without resubscribing. `None` means there is none any more (logged out).
+pub type TokenSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// Subscribes to `base`'s stream with `token`, resuming after `last_event_id` when given.
 /// `buffer` bounds the events waiting for the UI; when it is full the task stops reading (the
 /// server holds the rest in its log), so a slow UI never makes memory grow.
 pub fn subscribe(
     base: Url,
     token: String,
+    last_event_id: Option<i64>,
+    buffer: usize,
+) -> Subscription {
+    subscribe_with(
+        base,
+        Arc::new(move || Some(token.clone())),
+        last_event_id,
+        buffer,
+    )
+}
+
+/// [`subscribe`], with the token read from `token` at every connect.
+pub fn subscribe_with(
+    base: Url,
+    token: TokenSource,
     last_event_id: Option<i64>,
     buffer: usize,
 ) -> Subscription {
@@ -108,7 +127,7 @@ pub fn subscribe(
 
 async fn run(
     base: Url,
-    token: String,
+    token: TokenSource,
     mut last: Option<i64>,
     tx: mpsc::Sender<StreamEvent>,
     state: watch::Sender<ConnState>,
@@ -127,6 +146,10 @@ async fn run(
     };
     loop {
         let _ = state.send(ConnState::Connecting);
+        let Some(token) = token() else {
+            let _ = state.send(ConnState::Unauthorized);
+            return;
+        };
         let mut req = http
             .get(url.clone())
             .bearer_auth(&token)

@@ -25,7 +25,16 @@ email: string | null,
 /**
  * The server-side id of this profile's API token (for revoking it at logout).
  */
-token_id: string | null, };
+token_id: string | null, 
+/**
+ * When that token expires; the console renews it well before (see `session::renew_if_due`).
+ */
+token_expires_at: string | null, 
+/**
+ * A production profile over plain `http` was explicitly allowed (shown wherever the profile
+ * is); without it such a profile's token and password are never sent.
+ */
+allow_plain_http: boolean, };
 
 export type ProfilesView = { profiles: Array<Profile>, active: string | null, };
 

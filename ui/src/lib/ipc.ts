@@ -65,8 +65,8 @@ export async function call<T>(
 
 export const api = {
   profiles: () => call<ProfilesView>("profiles"),
-  addProfile: (name: string, url: string, colour: string | null, production: boolean) =>
-    call<Profile>("add_profile", { name, url, colour, production }),
+  addProfile: (name: string, url: string, colour: string | null, production: boolean, allowPlainHttp = false) =>
+    call<Profile>("add_profile", { name, url, colour, production, allowPlainHttp }),
   selectProfile: (id: string) => call<void>("select_profile", { id }),
   removeProfile: (id: string) => call<void>("remove_profile", { id }),
   login: (id: string, email: string, password: string) =>
