@@ -199,6 +199,16 @@ impl TestApp {
             ),
             ("AIRWAVE_BIND".into(), "127.0.0.1:0".into()),
             ("DATABASE_URL".into(), database_url.clone()),
+            // Every response is written down and checked against the OpenAPI document when
+            // the test ends (see `contract`).
+            (
+                "AIRWAVE_RECORD_RESPONSES".into(),
+                data_dir
+                    .path()
+                    .join(contract::RECORDING)
+                    .display()
+                    .to_string(),
+            ),
             (
                 "RUST_LOG".into(),
                 if std::env::var("TEST_LOG").is_ok() {
@@ -213,6 +223,7 @@ impl TestApp {
             env.push((k.to_string(), v.to_string()));
         }
         let (child, base) = start_server(&env, data_dir.path(), role).await?;
+        contract::load_document(&base).await?;
         let db = match backend {
             Backend::Sqlite => TestDb::Sqlite(SqlitePool::connect(&database_url).await?),
             Backend::Postgres => TestDb::Postgres(PgPool::connect(&database_url).await?),
@@ -501,7 +512,8 @@ impl WorkerProcess {
 }
 
 impl Drop for TestApp {
-    /// A failing test shows its server's log (warnings and errors) under the failure.
+    /// A failing test shows its server's log (warnings and errors) under the failure; a passing
+    /// one fails if any response its server sent differs from the OpenAPI document.
     fn drop(&mut self) {
         if std::thread::panicking() {
             if let Ok(log) = std::fs::read_to_string(self.data_dir.path().join("server.log")) {
@@ -510,9 +522,18 @@ impl Drop for TestApp {
                     self.base
                 );
             }
+            return;
         }
+        let drift = contract::check(&self.data_dir.path().join(contract::RECORDING));
+        assert!(
+            drift.is_empty(),
+            "responses that differ from /api/openapi.json:\n{}",
+            drift.join("\n")
+        );
     }
 }
+
+pub mod contract;
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};

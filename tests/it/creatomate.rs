@@ -25,6 +25,12 @@ enum Script {
     RenderFails,
     /// The first POST answers 503; later ones succeed.
     FirstPostUnavailable,
+    /// The first poll answers 503 (the attempt fails); later polls say succeeded.
+    FirstPollUnavailable,
+    /// The render succeeds with its output on a host that is not allowed.
+    OutputElsewhere,
+    /// The output is a chunked stream that never ends.
+    EndlessOutput,
 }
 
 #[derive(Default)]
@@ -32,6 +38,8 @@ struct Seen {
     posts: Vec<Value>,
     polls: usize,
     problems: Vec<String>,
+    /// Output bytes sent by the endless file.
+    streamed: u64,
 }
 
 #[derive(Clone)]
@@ -94,7 +102,16 @@ async fn status(State(f): State<Fake>, h: HeaderMap, Path(id): Path<String>) -> 
         );
     }
     seen.polls += 1;
-    let url = format!("{}/files/{id}.png", f.base);
+    let url = match f.script {
+        Script::OutputElsewhere => format!("https://files.example.net/{id}.png"),
+        _ => format!("{}/files/{id}.png", f.base),
+    };
+    if f.script == Script::FirstPollUnavailable && seen.polls == 1 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"hint": "Service temporarily unavailable"})),
+        );
+    }
     let body = match (f.script, seen.polls) {
         (Script::RenderFails, _) => {
             json!({"id": id, "status": "failed", "url": url, "error_message": "The source 'https://cdn.example.com/x.png' could not be downloaded."})
@@ -105,8 +122,34 @@ async fn status(State(f): State<Fake>, h: HeaderMap, Path(id): Path<String>) -> 
     (StatusCode::OK, Json(body))
 }
 
-async fn file() -> impl IntoResponse {
-    ([("content-type", "image/png")], ONE_RED_PIXEL)
+async fn file(State(f): State<Fake>) -> axum::response::Response {
+    if f.script != Script::EndlessOutput {
+        return ([("content-type", "image/png")], ONE_RED_PIXEL).into_response();
+    }
+    // A PNG signature, then 1 MiB chunks for as long as someone reads (no content-length).
+    let seen = f.seen.clone();
+    let chunks = futures_util::stream::unfold(0u64, move |n| {
+        let seen = seen.clone();
+        async move {
+            let chunk = if n == 0 {
+                let mut c = b"\x89PNG\r\n\x1a\n".to_vec();
+                c.resize(1 << 20, 0);
+                c
+            } else {
+                vec![0u8; 1 << 20]
+            };
+            seen.lock().unwrap().streamed += chunk.len() as u64;
+            Some((
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)),
+                n + 1,
+            ))
+        }
+    });
+    (
+        [("content-type", "image/png")],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// Starts the stand-in on a free loopback port.
@@ -255,4 +298,58 @@ async fn an_unavailable_creatomate_is_retried_and_the_render_completes() {
     })
     .await;
     assert_eq!(attempts, "2");
+}
+
+/// Defect: a retried attempt started (and paid for) a second Creatomate render. Now it resumes
+/// the render its earlier attempt started.
+#[tokio::test]
+async fn a_retried_attempt_resumes_the_render_it_already_started() {
+    let fake = fake_creatomate(Script::FirstPollUnavailable).await;
+    let app = app_on(&fake, KEY).await;
+    let (_, _, done) = render_one(&app).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(
+        seen.posts.len(),
+        1,
+        "one render started, not one per attempt"
+    );
+    assert!(seen.polls >= 2);
+    drop(seen);
+    assert_eq!(
+        app.db
+            .texts("SELECT provider_ref FROM renders ORDER BY renders.id")
+            .await,
+        ["rnd-1", "rnd-1"]
+    );
+}
+
+/// Defect: the output was fetched from any https host Creatomate's answer named. Now only the
+/// configured hosts (Creatomate's CDN by default) are, and the refusal says which are allowed.
+#[tokio::test]
+async fn an_output_on_a_host_not_allowed_is_never_fetched() {
+    let fake = fake_creatomate(Script::OutputElsewhere).await;
+    let app = app_on(&fake, KEY).await;
+    let (_, _, done) = render_one(&app).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("files.example.net") && error.contains("cdn.creatomate.com"),
+        "{error}"
+    );
+}
+
+/// Defect: a chunked output was buffered whole before its size was checked. Now reading stops
+/// at 200 MiB, whatever the answer does not declare.
+#[tokio::test]
+async fn an_endless_output_is_cut_off_at_the_limit() {
+    let fake = fake_creatomate(Script::EndlessOutput).await;
+    let app = app_on(&fake, KEY).await;
+    let (_, _, done) = render_one(&app).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(error.contains("over 200 MiB"), "{error}");
+    let streamed = fake.seen.lock().unwrap().streamed >> 20;
+    eprintln!("the endless output was read for {streamed} MiB");
+    assert!(streamed < 260, "read {streamed} MiB");
 }

@@ -685,3 +685,143 @@ async fn adding_a_member_is_an_invitation_that_reveals_nothing() {
         Some("invalid_token")
     );
 }
+
+/// CPU seconds (user + system) the process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the `(comm)` field: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The child processes of `pid` whose command line contains `what`.
+fn children_running(pid: u32, what: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let status =
+                std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+            let ppid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .map(str::trim);
+            let cmd = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            ppid == Some(&pid.to_string()) && String::from_utf8_lossy(&cmd).contains(what)
+        })
+        .collect()
+}
+
+/// A template that takes the rasteriser a long while: 200 layers of a 2048 × 2048 image (one
+/// colour, so a small PNG), each decoded and scaled onto the largest canvas. The image is one the
+/// server renders first.
+async fn slow_template(
+    app: &TestApp,
+    ada: &airwave_api::ApiClient,
+    client: &str,
+) -> serde_json::Value {
+    use airwave_api::{ExecutionIn, ExecutionStatus};
+    let m = airwave_tests::matrix_for(
+        ada,
+        client,
+        json!({"width": 2048, "height": 2048, "background": "#336699", "layers": []}),
+    )
+    .await;
+    let e = ada
+        .create_execution(&m, &ExecutionIn::default())
+        .await
+        .unwrap();
+    let done = airwave_tests::finished_execution(ada, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let png = std::fs::read(app.data_dir().join("blobs").join(done.output_key.unwrap())).unwrap();
+    let asset = app.image_asset(ada, client, "plain", &png).await;
+    let layers: Vec<_> = (0..200)
+        .map(|i| json!({"type": "image", "asset_id": asset.id, "x": i, "y": i, "width": 4000, "height": 4000}))
+        .collect();
+    json!({"width": 4096, "height": 4096, "layers": layers})
+}
+
+/// Defect: rasterising could not be abandoned: an attempt that timed out failed, but its drawing
+/// went on, on a blocking thread of the server, to the end. Now it runs in a child process that
+/// is killed with the attempt: once the attempt fails, the server draws no more.
+#[tokio::test]
+async fn a_timed_out_render_stops_drawing_at_once() {
+    use airwave_api::{ExecutionIn, ExecutionStatus};
+    let app = TestApp::spawn_with(&[
+        ("AIRWAVE_QUEUE_RENDER_TIMEOUT_S", "1"),
+        ("AIRWAVE_QUEUE_RENDER_MAX_ATTEMPTS", "1"),
+    ])
+    .await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    let template = slow_template(&app, &ada, &client.id).await;
+    let m = airwave_tests::matrix_for(&ada, &client.id, template).await;
+    let e = ada
+        .create_execution(&m, &ExecutionIn::default())
+        .await
+        .unwrap();
+    let done = airwave_tests::finished_execution(&ada, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let why = done.error.unwrap_or_default();
+    assert!(
+        why.contains("timeout") || why.contains("timed out"),
+        "{why}"
+    );
+    let pid = app.pid().unwrap();
+    airwave_tests::eventually("the rasteriser to be gone", || async {
+        children_running(pid, "render-raster")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // Nothing draws on: over the next two seconds the server is idle (a thread still drawing
+    // would use a core all the while).
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = cpu_seconds(pid) - before;
+    eprintln!("after the timeout the server used {used:.2} s of CPU in 2 s");
+    assert!(
+        used < 1.0,
+        "the server kept drawing: {used:.2} s of CPU in 2 s"
+    );
+}
+
+/// A template that needs more memory to draw than a rasterising process may use fails with a
+/// clear, permanent error, and the server is unharmed.
+#[tokio::test]
+async fn a_render_that_needs_too_much_memory_fails_clearly() {
+    use airwave_api::{ExecutionIn, ExecutionStatus};
+    let app = TestApp::spawn_with(&[("AIRWAVE_RENDER_MEMORY_MIB", "64")]).await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    // A 4096 × 4096 canvas alone is 64 MiB of pixels.
+    let m = airwave_tests::matrix_for(
+        &ada,
+        &client.id,
+        json!({"width": 4096, "height": 4096, "layers": []}),
+    )
+    .await;
+    let e = ada
+        .create_execution(&m, &ExecutionIn::default())
+        .await
+        .unwrap();
+    let done = airwave_tests::finished_execution(&ada, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let why = done.error.unwrap_or_default();
+    assert!(why.contains("more than 64 MiB of memory"), "{why}");
+    // A small one still draws.
+    let small = airwave_tests::matrix_for(
+        &ada,
+        &client.id,
+        json!({"width": 200, "height": 100, "layers": []}),
+    )
+    .await;
+    let e = ada
+        .create_execution(&small, &ExecutionIn::default())
+        .await
+        .unwrap();
+    let done = airwave_tests::finished_execution(&ada, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+}

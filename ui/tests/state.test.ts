@@ -12,7 +12,7 @@ const profile = {
   production: false,
   local: true,
   email: "ops@airwave.local",
-  token_id: null,
+  token_id: null, token_expires_at: null, allow_plain_http: false,
 };
 
 function health(status: "pass" | "fail", ms: number): HealthOut {

@@ -541,9 +541,9 @@ pub enum HealthStatus {
 pub struct HealthCheckOut {
     pub component_id: String,
     pub component_type: String,
+    /// A number, in `observedUnit`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub observed_value: Option<Value>,
+    pub observed_value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_unit: Option<String>,
     pub status: HealthStatus,

@@ -42,6 +42,17 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Draw one render's SVG (stdin) to PNG (stdout): what the server runs, in a child process,
+    /// for each local render.
+    #[command(hide = true)]
+    RenderRaster {
+        #[arg(long)]
+        width: u32,
+        #[arg(long)]
+        height: u32,
+        #[arg(long, default_value_t = 1024)]
+        memory_mib: u64,
+    },
     /// Benchmarks (one `bench=… key=value` line per scenario on stdout).
     Bench {
         #[command(subcommand)]
@@ -100,6 +111,15 @@ enum AdminCommand {
 /// Parses the command line, runs the command, and maps failures to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A rasterising child: no configuration, no runtime, nothing but the drawing.
+    if let Some(Command::RenderRaster {
+        width,
+        height,
+        memory_mib,
+    }) = cli.command
+    {
+        return crate::render::local::child_main(width, height, memory_mib);
+    }
     let config = match Config::from_process_env() {
         Ok(c) => c,
         Err(errors) => {
@@ -155,6 +175,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(config, command).await,
+        // Handled in `main`, before configuration and the runtime.
+        Command::RenderRaster { .. } => anyhow::bail!("render-raster runs on its own"),
         Command::Bench {
             command:
                 BenchCommand::Queue {

@@ -147,9 +147,14 @@ async fn build(
                     key.clone(),
                     config.render.creatomate_poll,
                     config.render.creatomate_timeout,
+                    config.render.creatomate_output_hosts.clone(),
                 ))
             }
-            _ => Arc::new(LocalRenderer::new(db.clone(), blobs.clone())),
+            _ => {
+                let rasteriser = crate::render::local::Rasteriser::from_config(&config.render)
+                    .context("cannot find this binary to rasterise renders with")?;
+                Arc::new(LocalRenderer::new(db.clone(), blobs.clone(), rasteriser))
+            }
         };
     let features = features();
     let config = Arc::new(config);

@@ -160,7 +160,7 @@ impl HealthCheck for WorkersCheck {
         HealthCheckOut {
             component_id: "workers".into(),
             component_type: "system".into(),
-            observed_value: Some(restarts.into()),
+            observed_value: Some(f64::from(restarts)),
             observed_unit: Some("restarts".into()),
             status,
             time: now,

@@ -128,7 +128,7 @@ fn error_page(e: Error) -> Response {
 }
 
 /// The page an approval link opens: what is to be approved, and the two buttons.
-#[utoipa::path(get, path = "/approve", tag = "approvals", params(TokenQuery), responses((status = 200, content_type = "text/html", body = String)))]
+#[utoipa::path(get, path = "/approve", tag = "approvals", params(TokenQuery), responses((status = 200, content_type = "text/html", body = String), (status = "4XX", description = "an error page for people (a malformed request: a problem)", content((String = "text/html"), (Problem = "application/problem+json")))))]
 pub async fn approval_page(State(s): State<AppState>, Query(q): Query<TokenQuery>) -> Response {
     match super::view(&s, &q.token).await {
         Err(e) => error_page(e),
@@ -168,7 +168,7 @@ pub struct DecisionForm {
 
 /// The approval page's form.
 #[utoipa::path(post, path = "/approve", tag = "approvals", request_body(content = DecisionForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, content_type = "text/html", body = String)))]
+    responses((status = 200, content_type = "text/html", body = String), (status = "4XX", description = "an error page for people (a malformed request: a problem)", content((String = "text/html"), (Problem = "application/problem+json")))))]
 pub async fn approval_form(
     State(s): State<AppState>,
     ip: ClientIp,

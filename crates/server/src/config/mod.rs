@@ -49,6 +49,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub log_json: bool,
     pub email_from: String,
+    /// Where every response is written down (the test suite's contract check); never in production.
+    pub record_responses: Option<PathBuf>,
     /// Each backend's and feature's own section, declared, read and validated in its folder.
     pub database: DatabaseConfig,
     pub queue: crate::queue::settings::QueueConfig,
@@ -155,6 +157,12 @@ pub mod server {
         "The sender of e-mails. Until e-mail delivery lands, the outbox (the `emails` table) holds every message the server would send: password-reset and approval links are there.",
     );
 
+    pub const RECORD_RESPONSES: Setting = Setting::new(
+        "AIRWAVE_RECORD_RESPONSES",
+        Kind::Text { default: "" },
+        "For the test suite: appends every API response (method, route, status, content type, JSON body) to this file, one JSON object per line, to check them against the OpenAPI document. Refused in production: bodies carry tokens.",
+    );
+
     pub fn section() -> Section {
         Section {
             title: "Server",
@@ -173,6 +181,7 @@ pub mod server {
                 JWT_SECRET,
                 ADMIN_PASSWORD,
                 EMAIL_FROM,
+                RECORD_RESPONSES,
             ],
         }
     }
@@ -396,6 +405,14 @@ impl Config {
             events: crate::events::settings::EventsConfig::read(&mut r),
             render: crate::render::settings::RenderConfig::read(&mut r, production),
             email_from: r.text(&server::EMAIL_FROM),
+            record_responses: match r.text(&server::RECORD_RESPONSES) {
+                p if p.is_empty() => None,
+                _ if production => {
+                    r.error("AIRWAVE_RECORD_RESPONSES is for the test suite and refused in production (response bodies carry tokens)");
+                    None
+                }
+                p => Some(PathBuf::from(p)),
+            },
             vars: vars.clone(),
         };
         r.refuse_not_yet_built(&server::not_yet_built().settings);

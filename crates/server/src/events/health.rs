@@ -81,7 +81,7 @@ impl HealthCheck for EventLagCheck {
         }
         HealthCheckOut {
             status,
-            observed_value: Some(serde_json::json!((worst_age * 10.0).round() / 10.0)),
+            observed_value: Some((worst_age * 10.0).round() / 10.0),
             output: (!notes.is_empty()).then(|| notes.join("; ")),
             ..base
         }

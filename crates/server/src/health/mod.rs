@@ -74,7 +74,7 @@ impl HealthRegistry {
             .push(HealthCheckOut {
                 component_id: "airwave-server".into(),
                 component_type: "system".into(),
-                observed_value: Some(self.started.elapsed().as_secs().into()),
+                observed_value: Some(self.started.elapsed().as_secs() as f64),
                 observed_unit: Some("s".into()),
                 status: HealthStatus::Pass,
                 time: Utc::now(),
@@ -167,8 +167,7 @@ fn response_time(
     HealthCheckOut {
         component_id: component_id.into(),
         component_type: component_type.into(),
-        observed_value: value
-            .map(|d| serde_json::json!((d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0)),
+        observed_value: value.map(|d| (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0),
         observed_unit: Some("ms".into()),
         status,
         time: Utc::now(),

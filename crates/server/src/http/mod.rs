@@ -9,6 +9,7 @@
 
 pub mod extract;
 pub mod problem;
+pub mod record;
 
 use crate::feature::Feature;
 use crate::health;
@@ -65,7 +66,7 @@ impl Modify for BearerAuth {
 }
 
 /// This OpenAPI document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", responses((status = 200, description = "this document")))]
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", responses((status = 200, description = "this document", content_type = "application/json", body = Object)))]
 async fn openapi_json(
     axum::Extension(doc): axum::Extension<std::sync::Arc<utoipa::openapi::OpenApi>>,
 ) -> axum::Json<utoipa::openapi::OpenApi> {
@@ -82,12 +83,64 @@ fn api_routes(features: &[Arc<dyn Feature>]) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes(&crate::startup::features()).into_openapi()
+    let mut api = api_routes(&crate::startup::features()).into_openapi();
+    finish_document(&mut api);
+    api
+}
+
+/// Makes the document say exactly what is sent: every problem response is
+/// `application/problem+json` (utoipa writes `application/json` for any body), and every
+/// operation's `default` response says that any status it does not list is a problem too.
+fn finish_document(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem_ref = Ref::from_schema_name("Problem").ref_location;
+    for item in api.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            for resp in op.responses.responses.values_mut() {
+                let RefOr::T(resp) = resp else { continue };
+                let is_problem = resp.content.get("application/json").is_some_and(
+                    |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem_ref),
+                );
+                if is_problem {
+                    if let Some(c) = resp.content.shift_remove("application/json") {
+                        resp.content.insert(PROBLEM_JSON.to_owned(), c);
+                    }
+                }
+            }
+            op.responses
+                .responses
+                .entry("default".to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description("Any other status is an RFC 9457 problem (see docs/api.md, Errors).")
+                            .content(
+                                PROBLEM_JSON,
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("Problem")))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                });
+        }
+    }
 }
 
 /// The whole application: routes, documentation and middleware.
 pub fn router(state: AppState) -> Router {
-    let (routes, api) = api_routes(&state.features).split_for_parts();
+    let (routes, mut api) = api_routes(&state.features).split_for_parts();
+    finish_document(&mut api);
     let api = std::sync::Arc::new(api);
     let config = state.config.clone();
     let ready = state.ready.clone();
@@ -129,9 +182,23 @@ pub fn router(state: AppState) -> Router {
             async move { require_ready(&ready, req, next).await }
         }));
 
-    routes
+    let app = routes
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(stack)
+        .layer(stack);
+    match config
+        .record_responses
+        .as_deref()
+        .map(record::Recorder::open)
+    {
+        Some(Ok(recorder)) => app.layer(middleware::from_fn(move |req: Request, next: Next| {
+            recorder.clone().layer(req, next)
+        })),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot open AIRWAVE_RECORD_RESPONSES: responses are not recorded");
+            app
+        }
+        None => app,
+    }
 }
 
 /// Until the database is reachable and migrated, only health and the API document are served;

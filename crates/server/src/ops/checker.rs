@@ -66,7 +66,7 @@ impl Checker {
                 continue;
             }
             let Some(out) = outs.first() else { continue };
-            let value = out.observed_value.as_ref().and_then(|v| v.as_f64());
+            let value = out.observed_value;
             let previous: Option<String> = with_db!(&self.db, pool => {
                 sqlx::query_scalar("SELECT status FROM health_samples WHERE component = $1 ORDER BY at DESC LIMIT 1")
                     .bind(&key)

@@ -121,6 +121,9 @@ pub trait JobHandler: Send + Sync {
     async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<Value, JobFailure>;
 }
 
+/// How long a handler told to stop at its attempt's timeout may take to wind up.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
 /// What a running handler can use: its cancellation token and progress reporting.
 pub struct JobContext {
     /// Fires when the job is cancelled, its lease is lost, or the worker shuts down past its deadline.
@@ -318,10 +321,12 @@ impl Worker {
             loop {
                 tokio::select! {
                     r = &mut run => break Some(r),
-                    // Too long: the handler is told to stop and the attempt fails (the future is
-                    // dropped; blocking work it started runs out on its own thread).
+                    // Too long: the handler is told to stop, and given a moment to record why (a
+                    // render marks its execution); then the attempt fails with `timeout` and the
+                    // future is dropped (work it runs in a child process dies with it).
                     () = &mut deadline => {
                         cancel.cancel();
+                        let _ = tokio::time::timeout(TIMEOUT_GRACE, &mut run).await;
                         break Some(Err(JobFailure::retryable(
                             "queue.timeout",
                             format!("timeout: the attempt ran longer than {} s", self.timeout.as_secs_f64()),

@@ -32,6 +32,8 @@ pub struct CreatomateRenderer {
     api_key: SecretString,
     poll: Duration,
     timeout: Duration,
+    /// Hosts the output may be downloaded from (`*.` prefixes match subdomains).
+    output_hosts: Vec<String>,
 }
 
 /// Creatomate's render object (the fields we use).
@@ -50,7 +52,13 @@ fn transient(what: &str, e: impl std::fmt::Display) -> RenderError {
 }
 
 impl CreatomateRenderer {
-    pub fn new(base: Url, api_key: SecretString, poll: Duration, timeout: Duration) -> Self {
+    pub fn new(
+        base: Url,
+        api_key: SecretString,
+        poll: Duration,
+        timeout: Duration,
+        output_hosts: Vec<String>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
@@ -64,6 +72,7 @@ impl CreatomateRenderer {
             api_key,
             poll,
             timeout,
+            output_hosts,
         }
     }
 
@@ -93,21 +102,107 @@ impl CreatomateRenderer {
         }
     }
 
-    /// Only fetch the output from Creatomate's own host or over HTTPS: never plain HTTP to a
-    /// third host a tampered answer could name (the SSRF guard for this one outgoing fetch).
+    /// The output is fetched only from the API's own origin or over HTTPS from an allowed host
+    /// (Creatomate documents `cdn.creatomate.com`): never from a host a tampered answer names
+    /// (the SSRF guard for this one outgoing fetch).
     fn check_output_url(&self, url: &str) -> Result<Url, RenderError> {
         let u = Url::parse(url)
             .map_err(|e| RenderError::Transient(format!("creatomate: bad output URL: {e}")))?;
-        let same_host = u.host_str() == self.base.host_str()
-            && u.port_or_known_default() == self.base.port_or_known_default();
-        if u.scheme() == "https" || same_host {
+        if u.origin() == self.base.origin() {
+            return Ok(u);
+        }
+        let host = u.host_str().unwrap_or("").to_ascii_lowercase();
+        let allowed = self
+            .output_hosts
+            .iter()
+            .any(|h| match h.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                None => host == *h,
+            });
+        if u.scheme() == "https" && allowed && u.username().is_empty() && u.password().is_none() {
             Ok(u)
         } else {
             Err(RenderError::Invalid(format!(
-                "creatomate: refusing to download the output from {} (not HTTPS)",
-                u.host_str().unwrap_or("?")
+                "creatomate: refusing to download the output from {}://{host} (allowed: https from {}; see AIRWAVE_CREATOMATE_OUTPUT_HOSTS)",
+                u.scheme(),
+                self.output_hosts.join(", ")
             )))
         }
+    }
+
+    /// Reads a render's state (`None` when Creatomate does not know it).
+    async fn get_render(&self, id: &str) -> Result<Option<RenderObject>, RenderError> {
+        let url = self.endpoint(&format!("/v2/renders/{}", urlencode(id)))?;
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(self.api_key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| transient("polling the render", e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(Self::refused("polling the render", resp).await);
+        }
+        resp.json()
+            .await
+            .map(Some)
+            .map_err(|e| transient("reading the render", e))
+    }
+
+    /// Starts a render of `script`.
+    async fn start(&self, script: &Value) -> Result<RenderObject, RenderError> {
+        let resp = self
+            .http
+            .post(self.endpoint("/v2/renders")?)
+            .bearer_auth(self.api_key.expose_secret())
+            .json(script)
+            .send()
+            .await
+            .map_err(|e| transient("starting the render", e))?;
+        if !resp.status().is_success() {
+            return Err(Self::refused("starting the render", resp).await);
+        }
+        resp.json()
+            .await
+            .map_err(|e| transient("reading the render", e))
+    }
+
+    /// Downloads the output, reading at most `MAX_OUTPUT_BYTES` whatever the answer claims.
+    async fn download(&self, url: Url) -> Result<Vec<u8>, RenderError> {
+        let too_big = || RenderError::Invalid("creatomate: the output is over 200 MiB".into());
+        let mut resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| transient("downloading the output", e))?;
+        if !resp.status().is_success() {
+            return Err(RenderError::Transient(format!(
+                "creatomate: downloading the output answered {}",
+                resp.status()
+            )));
+        }
+        let declared = resp.content_length().unwrap_or(0);
+        if declared > MAX_OUTPUT_BYTES as u64 {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| transient("downloading the output", e))?
+        {
+            if bytes.len() + chunk.len() > MAX_OUTPUT_BYTES {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 }
 
@@ -215,22 +310,25 @@ impl RenderProvider for CreatomateRenderer {
     async fn render(&self, req: &RenderRequest) -> Result<Rendered, RenderError> {
         let t = Template::parse(&req.template)?;
         let script = render_script(req, &t)?;
-        let resp = self
-            .http
-            .post(self.endpoint("/v2/renders")?)
-            .bearer_auth(self.api_key.expose_secret())
-            .json(&script)
-            .send()
-            .await
-            .map_err(|e| transient("starting the render", e))?;
-        if !resp.status().is_success() {
-            return Err(Self::refused("starting the render", resp).await);
+        // A render an earlier attempt started is resumed, never paid for twice.
+        let resumed = match &req.resume {
+            Some(id) => self.get_render(id).await?,
+            None => None,
+        };
+        let mut render = match resumed {
+            Some(r) => {
+                tracing::info!(execution = %req.execution_id, render = %r.id, "creatomate render resumed");
+                r
+            }
+            None => {
+                let r = self.start(&script).await?;
+                tracing::info!(execution = %req.execution_id, render = %r.id, "creatomate render started");
+                r
+            }
+        };
+        if let Some(started) = &req.started {
+            started.record(&render.id).await?;
         }
-        let mut render: RenderObject = resp
-            .json()
-            .await
-            .map_err(|e| transient("reading the render", e))?;
-        tracing::info!(execution = %req.execution_id, render = %render.id, "creatomate render started");
         let started = tokio::time::Instant::now();
         loop {
             match render.status.as_str() {
@@ -254,59 +352,21 @@ impl RenderProvider for CreatomateRenderer {
                 )));
             }
             tokio::time::sleep(self.poll).await;
-            let url = self.endpoint(&format!("/v2/renders/{}", urlencode(&render.id)))?;
-            let resp = self
-                .http
-                .get(url)
-                .bearer_auth(self.api_key.expose_secret())
-                .send()
-                .await
-                .map_err(|e| transient("polling the render", e))?;
-            if !resp.status().is_success() {
-                return Err(Self::refused("polling the render", resp).await);
-            }
-            render = resp
-                .json()
-                .await
-                .map_err(|e| transient("reading the render", e))?;
+            render = self.get_render(&render.id).await?.ok_or_else(|| {
+                RenderError::Transient(format!("creatomate: render {} vanished", render.id))
+            })?;
         }
         let url = render.url.as_deref().ok_or_else(|| {
             RenderError::Transient("creatomate: a succeeded render without a url".into())
         })?;
-        let url = self.check_output_url(url)?;
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| transient("downloading the output", e))?;
-        if !resp.status().is_success() {
-            return Err(RenderError::Transient(format!(
-                "creatomate: downloading the output answered {}",
-                resp.status()
-            )));
-        }
-        if resp.content_length().unwrap_or(0) as usize > MAX_OUTPUT_BYTES {
-            return Err(RenderError::Invalid(
-                "creatomate: the output is over 200 MiB".into(),
-            ));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transient("downloading the output", e))?;
-        if bytes.len() > MAX_OUTPUT_BYTES {
-            return Err(RenderError::Invalid(
-                "creatomate: the output is over 200 MiB".into(),
-            ));
-        }
+        let bytes = self.download(self.check_output_url(url)?).await?;
         if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
             return Err(RenderError::Transient(
                 "creatomate: the output is not a PNG".into(),
             ));
         }
         Ok(Rendered {
-            bytes: bytes.to_vec(),
+            bytes,
             content_type: "image/png",
             extension: "png",
             width: t.width,
@@ -339,6 +399,8 @@ mod tests {
             client_id: "cli_1".into(),
             template: template.as_object().unwrap().clone(),
             params: params.as_object().cloned().unwrap_or_else(Map::new),
+            resume: None,
+            started: None,
         }
     }
 

@@ -92,6 +92,18 @@ impl JobHandler for RenderJob {
         }
         let now = self.clock.now();
         let render = RenderId::new(now);
+        // A render an earlier attempt started with this provider and never saw finish.
+        let resume: Option<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT provider_ref FROM renders WHERE execution_id = $1 AND provider = $2 AND status = 'rendering'
+                 AND provider_ref IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(&execution)
+            .bind(self.provider.name())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_failure)?
+        });
         with_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(db_failure)?;
             sqlx::query("UPDATE executions SET status = 'rendering', progress = 0, error = NULL, updated_at = $2 WHERE id = $1")
@@ -107,10 +119,17 @@ impl JobHandler for RenderJob {
             client_id: loaded.client_id.clone(),
             template: json_object(loaded.template),
             params: json_object(loaded.params),
+            resume,
+            started: Some(Arc::new(NoteRef {
+                db: self.db.clone(),
+                render: render.clone(),
+            })),
         };
         let rendered = tokio::select! {
             r = self.provider.render(&req) => r,
-            () = ctx.cancel.cancelled() => Err(RenderError::Transient("cancelled".into())),
+            () = ctx.cancel.cancelled() => Err(RenderError::Transient(
+                "stopped: the attempt timed out or was cancelled".into(),
+            )),
         };
         let rendered = match rendered {
             Ok(r) => r,
@@ -152,6 +171,27 @@ impl JobHandler for RenderJob {
         Ok(
             json!({"output_key": key, "bytes": size, "width": rendered.width, "height": rendered.height}),
         )
+    }
+}
+
+/// Writes the provider's id of this attempt's render onto its `renders` row.
+struct NoteRef {
+    db: crate::db::Db,
+    render: RenderId,
+}
+
+#[async_trait]
+impl super::StartedRender for NoteRef {
+    async fn record(&self, provider_ref: &str) -> Result<(), RenderError> {
+        with_db!(&self.db, pool => {
+            sqlx::query("UPDATE renders SET provider_ref = $2 WHERE id = $1")
+                .bind(self.render.as_str())
+                .bind(provider_ref)
+                .execute(pool)
+                .await
+                .map_err(|e| RenderError::Transient(format!("database: {e}")))?;
+        });
+        Ok(())
     }
 }
 

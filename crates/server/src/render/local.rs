@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use resvg::{tiny_skia, usvg};
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::{Arc, LazyLock};
 
 const MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
@@ -29,11 +31,156 @@ static FONTS: LazyLock<Arc<usvg::fontdb::Database>> = LazyLock::new(|| {
 pub struct LocalRenderer {
     db: Db,
     blobs: Arc<dyn BlobStore>,
+    rasteriser: Rasteriser,
+}
+
+/// Where a render's SVG is drawn.
+#[derive(Debug, Clone)]
+pub enum Rasteriser {
+    /// On a blocking thread of this process: once started it runs to the end.
+    Thread,
+    /// In a child process (`bin render-raster`) with no environment and at most `memory_mib` of
+    /// memory, killed as soon as the render is abandoned (its attempt timed out or was cancelled).
+    Process { bin: PathBuf, memory_mib: u64 },
+}
+
+impl Rasteriser {
+    /// The configured one; `Process` runs this very binary.
+    pub fn from_config(c: &super::settings::RenderConfig) -> std::io::Result<Self> {
+        Ok(match c.isolation {
+            super::settings::Isolation::Thread => Self::Thread,
+            super::settings::Isolation::Process => Self::Process {
+                bin: std::env::current_exe()?,
+                memory_mib: c.raster_memory_mib,
+            },
+        })
+    }
+
+    async fn draw(&self, svg: String, width: u32, height: u32) -> Result<Vec<u8>, RenderError> {
+        match self {
+            Self::Thread => tokio::task::spawn_blocking(move || rasterise(&svg, width, height))
+                .await
+                .map_err(|e| RenderError::Transient(format!("renderer crashed: {e}")))?,
+            Self::Process { bin, memory_mib } => {
+                in_child(bin, svg, width, height, *memory_mib).await
+            }
+        }
+    }
+}
+
+/// The largest SVG a rasterising child reads: the images' base64 plus room for the rest.
+const MAX_SVG_BYTES: u64 = (MAX_RENDER_INPUT_BYTES as u64) / 3 * 4 + (16 << 20);
+/// The exit status of a child whose template is invalid (its message is on stderr).
+const EXIT_INVALID: i32 = 3;
+
+async fn in_child(
+    bin: &Path,
+    svg: String,
+    width: u32,
+    height: u32,
+    memory_mib: u64,
+) -> Result<Vec<u8>, RenderError> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(bin)
+        .args([
+            "render-raster",
+            "--width",
+            &width.to_string(),
+            "--height",
+            &height.to_string(),
+        ])
+        .args(["--memory-mib", &memory_mib.to_string()])
+        // Nothing of the server's configuration (its secrets) reaches the child.
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Dropping the render's future (a timed-out or cancelled attempt) kills the child.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RenderError::Transient(format!("cannot start the rasteriser: {e}")))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| RenderError::Transient("the rasteriser has no stdin".into()))?;
+    let feed = async move {
+        // A child that stops reading (it failed) shows in its exit status, not here.
+        let _ = stdin.write_all(svg.as_bytes()).await;
+    };
+    let ((), out) = tokio::join!(feed, child.wait_with_output());
+    let out = out.map_err(|e| RenderError::Transient(format!("the rasteriser: {e}")))?;
+    let said: String = String::from_utf8_lossy(&out.stderr)
+        .trim()
+        .chars()
+        .take(500)
+        .collect();
+    match out.status.code() {
+        Some(0) => Ok(out.stdout),
+        Some(EXIT_INVALID) => Err(RenderError::Invalid(said)),
+        // The allocator aborts (SIGABRT) when the memory limit is reached.
+        _ if said.contains("memory allocation") || out.status.code().is_none() => {
+            Err(RenderError::Invalid(format!(
+                "drawing the template needs more than {memory_mib} MiB of memory; use a smaller size, fewer layers or smaller images"
+            )))
+        }
+        _ => Err(RenderError::Transient(format!(
+            "the rasteriser failed ({}): {said}",
+            out.status
+        ))),
+    }
+}
+
+/// `airwave-server render-raster`: reads an SVG on stdin and writes its PNG on stdout, with its
+/// memory held to `memory_mib`. What the server runs for each render (see [`Rasteriser`]).
+pub fn child_main(width: u32, height: u32, memory_mib: u64) -> std::process::ExitCode {
+    use std::io::{Read as _, Write as _};
+    use std::process::ExitCode;
+    #[cfg(unix)]
+    {
+        let bytes = memory_mib.saturating_mul(1 << 20);
+        let limit = rustix::process::Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        };
+        if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Data, limit) {
+            eprintln!("cannot limit the rasteriser's memory: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut svg = String::new();
+    if let Err(e) = std::io::stdin()
+        .take(MAX_SVG_BYTES)
+        .read_to_string(&mut svg)
+    {
+        eprintln!("cannot read the SVG: {e}");
+        return ExitCode::FAILURE;
+    }
+    match rasterise(&svg, width, height) {
+        Ok(png) => match std::io::stdout().lock().write_all(&png) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot write the PNG: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(RenderError::Invalid(why)) => {
+            eprintln!("{why}");
+            ExitCode::from(EXIT_INVALID as u8)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 impl LocalRenderer {
-    pub fn new(db: Db, blobs: Arc<dyn BlobStore>) -> Self {
-        Self { db, blobs }
+    pub fn new(db: Db, blobs: Arc<dyn BlobStore>, rasteriser: Rasteriser) -> Self {
+        Self {
+            db,
+            blobs,
+            rasteriser,
+        }
     }
 
     /// The bytes of an image layer's asset (which must belong to the execution's client).
@@ -212,9 +359,7 @@ impl RenderProvider for LocalRenderer {
         let template = Template::parse(&req.template)?;
         let svg = self.svg(req, &template).await?;
         let (w, h) = (template.width, template.height);
-        let bytes = tokio::task::spawn_blocking(move || rasterise(&svg, w, h))
-            .await
-            .map_err(|e| RenderError::Transient(format!("renderer crashed: {e}")))??;
+        let bytes = self.rasteriser.draw(svg, w, h).await?;
         Ok(Rendered {
             bytes,
             content_type: "image/png",

@@ -27,12 +27,33 @@ pub enum RenderError {
 }
 
 /// What to render.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RenderRequest {
     pub execution_id: String,
     pub client_id: String,
     pub template: Map<String, Value>,
     pub params: Map<String, Value>,
+    /// The provider's id of a render an earlier attempt of this execution started and did not
+    /// see finish: a provider that can, resumes it instead of starting (and paying for) another.
+    pub resume: Option<String>,
+    /// Where a provider notes the id of a render it starts (or resumes).
+    pub started: Option<Arc<dyn StartedRender>>,
+}
+
+impl std::fmt::Debug for RenderRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderRequest")
+            .field("execution_id", &self.execution_id)
+            .field("client_id", &self.client_id)
+            .field("resume", &self.resume)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Notes the provider's id of a started render, so that a retried attempt can resume it.
+#[async_trait::async_trait]
+pub trait StartedRender: Send + Sync {
+    async fn record(&self, provider_ref: &str) -> Result<(), RenderError>;
 }
 
 /// A finished render.
@@ -294,6 +315,21 @@ pub mod settings {
         pub creatomate_url: Url,
         pub creatomate_poll: Duration,
         pub creatomate_timeout: Duration,
+        /// Hosts Creatomate's output may be downloaded from (over https).
+        pub creatomate_output_hosts: Vec<String>,
+        /// Where the local renderer rasterises.
+        pub isolation: Isolation,
+        /// The memory a rasterising child process may use.
+        pub raster_memory_mib: u64,
+    }
+
+    /// Where the local renderer rasterises.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Isolation {
+        /// A child process per render, killed when its attempt times out or is abandoned.
+        Process,
+        /// A blocking thread of the server: cannot be abandoned (for embedding the library).
+        Thread,
     }
 
     impl std::fmt::Debug for RenderConfig {
@@ -301,6 +337,8 @@ pub mod settings {
             f.debug_struct("RenderConfig")
                 .field("provider", &self.provider)
                 .field("creatomate_url", &self.creatomate_url.as_str())
+                .field("isolation", &self.isolation)
+                .field("raster_memory_mib", &self.raster_memory_mib)
                 .finish_non_exhaustive()
         }
     }
@@ -337,6 +375,17 @@ pub mod settings {
                 creatomate_url,
                 creatomate_poll: r.millis(&CREATOMATE_POLL),
                 creatomate_timeout: r.secs(&CREATOMATE_TIMEOUT),
+                creatomate_output_hosts: r
+                    .text(&CREATOMATE_OUTPUT_HOSTS)
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                isolation: match r.choice(&ISOLATION) {
+                    "thread" => Isolation::Thread,
+                    _ => Isolation::Process,
+                },
+                raster_memory_mib: u64::try_from(r.int(&RASTER_MEMORY)).unwrap_or(1024),
             }
         }
     }
@@ -348,6 +397,22 @@ pub mod settings {
             options: &["local", "creatomate"],
         },
         "`local` renders in-process (resvg); `creatomate` needs `CREATOMATE_API_KEY`; see [rendering.md](rendering.md).",
+    );
+    pub const ISOLATION: Setting = Setting::new(
+        "AIRWAVE_RENDER_ISOLATION",
+        Kind::Choice {
+            default: "process",
+            options: &["process", "thread"],
+        },
+        "Where the `local` renderer rasterises: `process` draws each render in a child process (`airwave-server render-raster`, with no environment) that is killed when its attempt times out, and is held to `AIRWAVE_RENDER_MEMORY_MIB`; `thread` draws on a server thread, which cannot be stopped once started.",
+    );
+    pub const RASTER_MEMORY: Setting = Setting::int(
+        "AIRWAVE_RENDER_MEMORY_MIB",
+        1_024,
+        64,
+        65_536,
+        "MiB",
+        "The memory one rasterising child process may allocate; a template that needs more fails with a clear error.",
     );
     pub const CREATOMATE_API_KEY: Setting = Setting::new(
         "CREATOMATE_API_KEY",
@@ -379,16 +444,27 @@ pub mod settings {
         "A render not finished by then fails its attempt (and is retried).",
     );
 
+    pub const CREATOMATE_OUTPUT_HOSTS: Setting = Setting::new(
+        "AIRWAVE_CREATOMATE_OUTPUT_HOSTS",
+        Kind::Text {
+            default: "cdn.creatomate.com",
+        },
+        "Comma-separated hosts a finished render may be downloaded from, over https only (`*.example.com` matches its subdomains); any other URL in Creatomate's answer is refused.",
+    );
+
     pub fn section() -> Section {
         Section {
             title: "Rendering",
             intro: "",
             settings: vec![
                 PROVIDER,
+                ISOLATION,
+                RASTER_MEMORY,
                 CREATOMATE_API_KEY,
                 CREATOMATE_URL,
                 CREATOMATE_POLL,
                 CREATOMATE_TIMEOUT,
+                CREATOMATE_OUTPUT_HOSTS,
             ],
         }
     }
