@@ -28,7 +28,11 @@ disabled_at: string | null, };
 
 export type HealthStatus = "pass" | "warn" | "fail";
 
-export type HealthCheckOut = { componentId: string, componentType: string, observedValue: JsonValue | null, observedUnit: string | null, status: HealthStatus, time: string, output: string | null, 
+export type HealthCheckOut = { componentId: string, componentType: string, 
+/**
+ * A number, in `observedUnit`.
+ */
+observedValue: number | null, observedUnit: string | null, status: HealthStatus, time: string, output: string | null, 
 /**
  * The check warns when `observedValue` is above this (same unit); an AIrWAVE extension.
  */
