@@ -308,14 +308,12 @@ async fn a_retried_attempt_resumes_the_render_it_already_started() {
     let app = app_on(&fake, KEY).await;
     let (_, _, done) = render_one(&app).await;
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
-    let seen = fake.seen.lock().unwrap();
-    assert_eq!(
-        seen.posts.len(),
-        1,
-        "one render started, not one per attempt"
-    );
-    assert!(seen.polls >= 2);
-    drop(seen);
+    let (posts, polls) = {
+        let seen = fake.seen.lock().unwrap();
+        (seen.posts.len(), seen.polls)
+    };
+    assert_eq!(posts, 1, "one render started, not one per attempt");
+    assert!(polls >= 2);
     assert_eq!(
         app.db
             .texts("SELECT provider_ref FROM renders ORDER BY renders.id")
