@@ -354,7 +354,7 @@ impl TestApp {
             .expect("a confirmation e-mail");
         let user = self
             .api
-            .confirm_registration(&token_in(&mail))
+            .confirm_registration(&token_in(&mail), PASSWORD)
             .await
             .expect("confirm registration");
         let login = self.login(email).await;

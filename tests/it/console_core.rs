@@ -455,3 +455,34 @@ async fn a_production_profile_over_plain_http_sends_nothing_without_an_explicit_
     let c = session::client(&profiles, &secrets, &id).unwrap();
     assert_eq!(c.me().await.unwrap().email, "op@example.com");
 }
+
+/// Defect: the console's HTTP client had no timeouts: a server that accepted the connection and
+/// never answered hung the console's call for ever. Now the call fails, as "offline", in bounded
+/// time (10 s to connect and 60 s in all by default; shorter here).
+#[tokio::test]
+async fn a_server_that_never_answers_is_an_error_in_bounded_time() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    // Accepts, reads, and never writes a byte.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let client =
+        airwave_api::ApiClient::with_timeouts(url, Duration::from_secs(1), Duration::from_secs(1))
+            .with_token("awt_x");
+    let answer = tokio::time::timeout(Duration::from_secs(20), client.me())
+        .await
+        .expect("the call ends by itself");
+    let e = airwave_console_core::Error::from(answer.unwrap_err());
+    assert_eq!(e.kind, ErrorKind::Offline, "{}", e.message);
+    assert_eq!(
+        (
+            airwave_api::CONNECT_TIMEOUT.as_secs(),
+            airwave_api::REQUEST_TIMEOUT.as_secs()
+        ),
+        (10, 60)
+    );
+}

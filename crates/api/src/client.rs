@@ -62,12 +62,26 @@ pub struct ApiClient {
     token: Option<String>,
 }
 
+/// How long connecting may take: a server that cannot be reached is an error in bounded time.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a whole request may take: a server that accepts and never answers is an error too,
+/// not a console that hangs.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl ApiClient {
     pub fn new(base: Url) -> Self {
-        // A server that does not answer is an error in bounded time, not a console that hangs.
+        Self::with_timeouts(base, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+    }
+
+    /// A client with other bounds than [`CONNECT_TIMEOUT`] and [`REQUEST_TIMEOUT`].
+    pub fn with_timeouts(
+        base: Url,
+        connect: std::time::Duration,
+        request: std::time::Duration,
+    ) -> Self {
         let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(60))
+            .connect_timeout(connect)
+            .timeout(request)
             .build()
             .unwrap_or_default();
         Self {
@@ -142,9 +156,15 @@ impl ApiClient {
         self.post("/api/auth/register", body).await
     }
 
-    pub async fn confirm_registration(&self, token: &str) -> Result<UserOut, ClientError> {
+    /// Follows the confirmation link, with the password chosen when asking.
+    pub async fn confirm_registration(
+        &self,
+        token: &str,
+        password: &str,
+    ) -> Result<UserOut, ClientError> {
         let body = RegistrationConfirmIn {
             token: token.into(),
+            password: password.into(),
         };
         self.post("/api/auth/register/confirm", &body).await
     }

@@ -8,7 +8,9 @@
 mod client;
 mod types;
 
-pub use client::{excerpt, ApiClient, ClientError, ERROR_BODY_MAX};
+pub use client::{
+    excerpt, ApiClient, ClientError, CONNECT_TIMEOUT, ERROR_BODY_MAX, REQUEST_TIMEOUT,
+};
 pub use types::*;
 
 /// The TypeScript side of these types, for the console's UI: `ui/src/lib/api.gen.ts` is

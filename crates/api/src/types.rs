@@ -138,11 +138,13 @@ pub struct RegisterIn {
     pub name: String,
 }
 
-/// The token from the link in the confirmation e-mail sent by registration.
+/// The token from the link in the confirmation e-mail sent by registration, and the password
+/// chosen when asking for the account (so that only whoever asked can create it).
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationConfirmIn {
     pub token: String,
+    pub password: String,
 }
 
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
@@ -905,7 +907,7 @@ debug_redacting!(RegisterIn { email, name } secrets { password });
 debug_redacting!(LoginIn { email } secrets { password });
 debug_redacting!(LoginOut { token_type, expires_at, user } secrets { token });
 debug_redacting!(PasswordResetConfirmIn {  } secrets { token, password });
-debug_redacting!(RegistrationConfirmIn {  } secrets { token });
+debug_redacting!(RegistrationConfirmIn {  } secrets { token, password });
 debug_redacting!(InviteAcceptIn {  } secrets { token });
 debug_redacting!(ApiTokenCreatedOut { info } secrets { token });
 debug_redacting!(ApprovalCreatedOut { approval } secrets { token, url });

@@ -100,7 +100,14 @@ pub async fn renew_if_due(
     }
     let current = client(profiles, secrets, id)?;
     let created = current.create_token(&console_token()).await?;
-    secrets.set(&keychain_key(&profile), &created.token)?;
+    if let Err(e) = secrets.set(&keychain_key(&profile), &created.token) {
+        // Never a live token nobody holds: the new one goes, the current one stays in use.
+        let _ = ApiClient::new(profile.url.clone())
+            .with_token(created.token)
+            .revoke_token(&created.info.id)
+            .await;
+        return Err(e);
+    }
     let p = profiles.get_mut(id)?;
     p.token_id = Some(created.info.id.clone());
     p.token_expires_at = created.info.expires_at;

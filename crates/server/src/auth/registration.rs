@@ -2,6 +2,11 @@
 //! address has one: a new address gets a confirmation link (the account exists once it is
 //! followed), a taken one a note that it already has an account. Either way the password is
 //! hashed, so both take about the same time; only the link token's hash is stored.
+//!
+//! Confirming takes the link's token **and the password chosen when asking**: someone who asks
+//! for an account with another person's address cannot have that person create it for them by
+//! clicking the link (the person does not know the password), and a newer request never cancels
+//! an older one (each has its own link), so nobody can keep another's link from working.
 
 use super::{insert_user, password, signing, NewUser};
 use crate::audit::{Actor, Entry};
@@ -17,11 +22,14 @@ use serde_json::json;
 
 /// Confirmation links live this long.
 const REGISTRATION_TTL_HOURS: i64 = 24;
+/// Open requests kept per address; past it a request is answered the same but not stored or
+/// mailed (a flood of requests for one address costs neither rows nor mail).
+const OPEN_PER_ADDRESS: i64 = 5;
 
 fn invalid() -> Error {
     Error::invalid(
         "invalid_token",
-        "this confirmation link is invalid, used or expired",
+        "this confirmation link is invalid, used or expired, or the password is not the one chosen when asking",
     )
 }
 
@@ -84,8 +92,18 @@ pub async fn request(
             let id = RegistrationId::new(now);
             with_db!(&state.db, pool => {
                 let mut tx = pool.begin_write().await?;
-                // One pending registration per address: a new request replaces the last.
-                sqlx::query("DELETE FROM registrations WHERE email = $1").bind(email.as_str()).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM registrations WHERE email = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)")
+                    .bind(email.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registrations WHERE email = $1")
+                    .bind(email.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if open >= OPEN_PER_ADDRESS {
+                    return Ok(());
+                }
                 sqlx::query(
                     "INSERT INTO registrations (id, email, name, password_hash, token_hash, created_at, expires_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -117,9 +135,15 @@ struct Pending {
     expires_at: DateTime<Utc>,
 }
 
-/// Follows a confirmation link: the account is created (role `member`) and the link is spent.
-pub async fn confirm(state: &AppState, token: &str, ip: Option<String>) -> Result<UserOut> {
-    if token.len() > 256 {
+/// Follows a confirmation link with the password chosen when asking: the account is created
+/// (role `member`) and the link is spent. A wrong password is the same error as a bad link.
+pub async fn confirm(
+    state: &AppState,
+    token: &str,
+    password: &str,
+    ip: Option<String>,
+) -> Result<UserOut> {
+    if token.len() > 256 || password.len() > 1024 {
         return Err(invalid());
     }
     let now = state.clock.now();
@@ -130,6 +154,9 @@ pub async fn confirm(state: &AppState, token: &str, ip: Option<String>) -> Resul
             .await?
     });
     let pending = found.filter(|p| p.expires_at > now).ok_or_else(invalid)?;
+    if !password::verify(Some(pending.password_hash.clone()), password).await? {
+        return Err(invalid());
+    }
     let email = Email::parse(&pending.email)?;
     let actor = Actor {
         user_id: None,

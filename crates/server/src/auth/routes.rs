@@ -43,7 +43,8 @@ pub async fn register(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Follow the link from the confirmation e-mail: the account is created, and the link is spent.
+/// Follow the link from the confirmation e-mail, with the password chosen when asking: the account
+/// is created, and the link is spent.
 #[utoipa::path(post, path = "/api/auth/register/confirm", tag = "auth", request_body = RegistrationConfirmIn,
     responses((status = 201, body = UserOut), (status = 422, body = Problem)))]
 pub async fn register_confirm(
@@ -51,7 +52,7 @@ pub async fn register_confirm(
     ip: ClientIp,
     Json(body): Json<RegistrationConfirmIn>,
 ) -> Result<(StatusCode, axum::Json<UserOut>)> {
-    let user = auth::registration::confirm(&s, &body.token, ip.0).await?;
+    let user = auth::registration::confirm(&s, &body.token, &body.password, ip.0).await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
 

@@ -18,6 +18,8 @@ use serde_json::json;
 
 /// Invitations live this long.
 const INVITE_TTL_DAYS: i64 = 7;
+/// Open invitations one client may have.
+const OPEN_PER_CLIENT: i64 = 1000;
 
 fn invalid() -> Error {
     Error::invalid(
@@ -67,8 +69,9 @@ pub async fn invite(
         .map_err(|e| Error::Internal(e.into()))?;
     link.query_pairs_mut().append_pair("token", &token);
     let client_name: String = with_db!(&state.db, pool => {
-        sqlx::query_scalar("SELECT name FROM clients WHERE id = $1").bind(client.as_str()).fetch_one(pool).await?
-    });
+        sqlx::query_scalar("SELECT name FROM clients WHERE id = $1").bind(client.as_str()).fetch_optional(pool).await?
+    })
+    .ok_or_else(|| Error::not_found("client"))?;
     let body = format!(
         "Hello,\n\n{inviter} invited you to work on {client_name} in AIrWAVE.\n\
          Open this link within {INVITE_TTL_DAYS} days to accept (log in, or create an account with this \
@@ -83,6 +86,19 @@ pub async fn invite(
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        // Spent, revoked and expired invitations of this client go; the open ones are bounded.
+        sqlx::query("DELETE FROM client_invites WHERE client_id = $1 AND (accepted_at IS NOT NULL OR revoked_at IS NOT NULL OR expires_at <= $2)")
+            .bind(client.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM client_invites WHERE client_id = $1")
+            .bind(client.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if open >= OPEN_PER_CLIENT {
+            return Err(Error::invalid("too_many_invites", format!("this client has {OPEN_PER_CLIENT} open invitations; revoke some first")));
+        }
         let row: InviteRow = sqlx::query_as(
             "INSERT INTO client_invites (id, client_id, email, token_hash, invited_by, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, client_id, email, created_at, expires_at",
@@ -111,6 +127,8 @@ pub async fn accept(
     token: &str,
     actor: &Actor,
 ) -> Result<MemberOut> {
+    // Joining a client is a change: a read-only (support- or operator-scoped) token cannot.
+    who.require(super::WRITERS)?;
     if token.len() > 256 {
         return Err(invalid());
     }

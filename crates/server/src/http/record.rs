@@ -16,11 +16,14 @@ use std::sync::{Arc, Mutex};
 pub struct Recorder(Arc<Mutex<std::fs::File>>);
 
 impl Recorder {
+    /// Opens (creates) the file, readable by its owner only: bodies carry tokens.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        tracing::warn!(path = %path.display(), "AIRWAVE_RECORD_RESPONSES is set: every response, tokens included, is written to this file (for the test suite only)");
         Ok(Self(Arc::new(Mutex::new(file))))
     }
 

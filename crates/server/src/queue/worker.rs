@@ -326,7 +326,10 @@ impl Worker {
                     // future is dropped (work it runs in a child process dies with it).
                     () = &mut deadline => {
                         cancel.cancel();
-                        let _ = tokio::time::timeout(TIMEOUT_GRACE, &mut run).await;
+                        // A handler that finishes its work within the grace keeps its result.
+                        if let Ok(Ok(done)) = tokio::time::timeout(TIMEOUT_GRACE, &mut run).await {
+                            break Some(Ok(done));
+                        }
                         break Some(Err(JobFailure::retryable(
                             "queue.timeout",
                             format!("timeout: the attempt ran longer than {} s", self.timeout.as_secs_f64()),

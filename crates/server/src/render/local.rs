@@ -117,8 +117,9 @@ async fn in_child(
     match out.status.code() {
         Some(0) => Ok(out.stdout),
         Some(EXIT_INVALID) => Err(RenderError::Invalid(said)),
-        // The allocator aborts (SIGABRT) when the memory limit is reached.
-        _ if said.contains("memory allocation") || out.status.code().is_none() => {
+        // Rust's allocator says so and aborts when the memory limit is reached; any other death
+        // (a crash, a kill) may not happen again and is retried.
+        _ if said.contains("memory allocation") => {
             Err(RenderError::Invalid(format!(
                 "drawing the template needs more than {memory_mib} MiB of memory; use a smaller size, fewer layers or smaller images"
             )))
