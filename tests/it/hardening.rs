@@ -747,6 +747,20 @@ fn children_running(pid: u32, what: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Renders `template` for `client` and waits for the execution to end.
+async fn render_to_end(
+    ada: &airwave_api::ApiClient,
+    client: &str,
+    template: serde_json::Value,
+) -> airwave_api::ExecutionOut {
+    let m = airwave_tests::matrix_for(ada, client, template).await;
+    let e = ada
+        .create_execution(&m, &airwave_api::ExecutionIn::default())
+        .await
+        .unwrap();
+    airwave_tests::finished_execution(ada, &e.id).await
+}
+
 /// A template that takes the rasteriser a long while: 200 layers of a 2048 × 2048 image (one
 /// colour, so a small PNG), each decoded and scaled onto the largest canvas. The image is one the
 /// server renders first.
@@ -755,19 +769,14 @@ async fn slow_template(
     ada: &airwave_api::ApiClient,
     client: &str,
 ) -> serde_json::Value {
-    use airwave_api::{ExecutionIn, ExecutionStatus};
-    let m = airwave_tests::matrix_for(
-        ada,
-        client,
-        json!({"width": 2048, "height": 2048, "background": "#336699", "layers": []}),
-    )
-    .await;
-    let e = ada
-        .create_execution(&m, &ExecutionIn::default())
-        .await
-        .unwrap();
-    let done = airwave_tests::finished_execution(ada, &e.id).await;
-    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let plain = json!({"width": 2048, "height": 2048, "background": "#336699", "layers": []});
+    let done = render_to_end(ada, client, plain).await;
+    assert_eq!(
+        done.status,
+        airwave_api::ExecutionStatus::Completed,
+        "{:?}",
+        done.error
+    );
     let png = std::fs::read(app.data_dir().join("blobs").join(done.output_key.unwrap())).unwrap();
     let asset = app.image_asset(ada, client, "plain", &png).await;
     let layers: Vec<_> = (0..200)
@@ -781,7 +790,7 @@ async fn slow_template(
 /// is killed with the attempt: once the attempt fails, the server draws no more.
 #[tokio::test]
 async fn a_timed_out_render_stops_drawing_at_once() {
-    use airwave_api::{ExecutionIn, ExecutionStatus};
+    use airwave_api::ExecutionStatus;
     let app = TestApp::spawn_with(&[
         ("AIRWAVE_QUEUE_RENDER_TIMEOUT_S", "1"),
         ("AIRWAVE_QUEUE_RENDER_MAX_ATTEMPTS", "1"),
@@ -790,12 +799,7 @@ async fn a_timed_out_render_stops_drawing_at_once() {
     let (_, ada) = app.member("ada@example.com").await;
     let client = ada.create_client("Acme").await.unwrap();
     let template = slow_template(&app, &ada, &client.id).await;
-    let m = airwave_tests::matrix_for(&ada, &client.id, template).await;
-    let e = ada
-        .create_execution(&m, &ExecutionIn::default())
-        .await
-        .unwrap();
-    let done = airwave_tests::finished_execution(&ada, &e.id).await;
+    let done = render_to_end(&ada, &client.id, template).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
     let why = done.error.unwrap_or_default();
     assert!(
@@ -825,36 +829,18 @@ async fn a_timed_out_render_stops_drawing_at_once() {
 /// clear, permanent error, and the server is unharmed.
 #[tokio::test]
 async fn a_render_that_needs_too_much_memory_fails_clearly() {
-    use airwave_api::{ExecutionIn, ExecutionStatus};
+    use airwave_api::ExecutionStatus;
     let app = TestApp::spawn_with(&[("AIRWAVE_RENDER_MEMORY_MIB", "64")]).await;
     let (_, ada) = app.member("ada@example.com").await;
     let client = ada.create_client("Acme").await.unwrap();
     // A 4096 × 4096 canvas alone is 64 MiB of pixels.
-    let m = airwave_tests::matrix_for(
-        &ada,
-        &client.id,
-        json!({"width": 4096, "height": 4096, "layers": []}),
-    )
-    .await;
-    let e = ada
-        .create_execution(&m, &ExecutionIn::default())
-        .await
-        .unwrap();
-    let done = airwave_tests::finished_execution(&ada, &e.id).await;
+    let big = json!({"width": 4096, "height": 4096, "layers": []});
+    let done = render_to_end(&ada, &client.id, big).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
     let why = done.error.unwrap_or_default();
     assert!(why.contains("more than 64 MiB of memory"), "{why}");
     // A small one still draws.
-    let small = airwave_tests::matrix_for(
-        &ada,
-        &client.id,
-        json!({"width": 200, "height": 100, "layers": []}),
-    )
-    .await;
-    let e = ada
-        .create_execution(&small, &ExecutionIn::default())
-        .await
-        .unwrap();
-    let done = airwave_tests::finished_execution(&ada, &e.id).await;
+    let small = json!({"width": 200, "height": 100, "layers": []});
+    let done = render_to_end(&ada, &client.id, small).await;
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
 }
