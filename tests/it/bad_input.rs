@@ -38,6 +38,11 @@ pub fn fill_path_with_ids(path: &str) -> String {
                 (_, Some("tokens")) => "tok",
                 (_, Some("invites")) => "inv",
                 (_, Some("jobs")) => "job",
+                // A template name that is well-formed and names nothing.
+                ("{name}", Some("templates")) => {
+                    out.push("no_such_template".to_string());
+                    continue;
+                }
                 ("{queue}", _) | ("{name}", Some("consumers")) => {
                     out.push("render".to_string());
                     continue;

@@ -9,6 +9,7 @@ mod chaos;
 mod config;
 mod console_core;
 mod creatomate;
+mod email;
 mod hardening;
 mod health;
 mod journey;

@@ -42,6 +42,7 @@ mod typescript {
             StreamGapEvent::decl(&cfg),
             HealthPointOut::decl(&cfg),
             HealthHistoryOut::decl(&cfg),
+            EmailTemplateOut::decl(&cfg),
         ];
         let mut out = String::from(
             "// Generated from crates/api by its `typescript` unit test: do not edit.\n\

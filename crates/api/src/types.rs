@@ -259,6 +259,16 @@ pub struct MemberIn {
     pub email: String,
 }
 
+/// An e-mail template (`GET /api/ops/emails/templates`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct EmailTemplateOut {
+    pub name: String,
+    pub description: String,
+    /// The subject it renders for its sample data.
+    pub sample_subject: String,
+}
+
 /// An invitation to join a client, sent to an e-mail address whether or not it has an account;
 /// the membership exists once the owner of the address accepts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -51,6 +51,7 @@ pub fn features() -> Vec<Arc<dyn Feature>> {
             name: "approvals",
             routes: crate::approvals::routes::routes,
         }),
+        Arc::new(crate::email::Feature),
         Arc::new(crate::render::Feature),
         Arc::new(crate::queue::Feature),
         Arc::new(crate::events::Feature),

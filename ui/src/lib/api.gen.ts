@@ -105,3 +105,9 @@ export type HealthHistoryOut = { component: string, observed_unit: string | null
  * Share of checks that passed or warned, 0–1 (absent with no checks).
  */
 uptime: number | null, };
+
+export type EmailTemplateOut = { name: string, description: string, 
+/**
+ * The subject it renders for its sample data.
+ */
+sample_subject: string, };

@@ -48,7 +48,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
     pub log_json: bool,
-    pub email_from: String,
+    pub email: crate::email::settings::EmailConfig,
     /// Where every response is written down (the test suite's contract check); never in production.
     pub record_responses: Option<PathBuf>,
     /// Each backend's and feature's own section, declared, read and validated in its folder.
@@ -151,11 +151,6 @@ pub mod server {
         },
         "Read only by `admin create-user` (otherwise the password is the first line of stdin).",
     );
-    pub const EMAIL_FROM: Setting = Setting::new(
-        "AIRWAVE_EMAIL_FROM",
-        Kind::Text { default: "AIrWAVE <notifications@airwave.app>" },
-        "The sender of e-mails. Until e-mail delivery lands, the outbox (the `emails` table) holds every message the server would send: password-reset and approval links are there.",
-    );
 
     pub const RECORD_RESPONSES: Setting = Setting::new(
         "AIRWAVE_RECORD_RESPONSES",
@@ -180,7 +175,6 @@ pub mod server {
                 RESET_REVOKES_TOKENS,
                 JWT_SECRET,
                 ADMIN_PASSWORD,
-                EMAIL_FROM,
                 RECORD_RESPONSES,
             ],
         }
@@ -387,6 +381,7 @@ impl Config {
             }
         }
 
+        let email = crate::email::settings::EmailConfig::read(&mut r, &public_url);
         let config = Config {
             env,
             bind,
@@ -404,7 +399,7 @@ impl Config {
             ops: crate::ops::settings::OpsConfig::read(&mut r),
             events: crate::events::settings::EventsConfig::read(&mut r),
             render: crate::render::settings::RenderConfig::read(&mut r, production),
-            email_from: r.text(&server::EMAIL_FROM),
+            email,
             record_responses: match r.text(&server::RECORD_RESPONSES) {
                 p if p.is_empty() => None,
                 _ if production => {
