@@ -25,7 +25,7 @@ pub async fn load_document(base: &url::Url) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a media type (without parameters) is one of `content`'s keys.
+/// A content type without its parameters (`text/html; charset=utf-8` → `text/html`).
 fn media_type(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }

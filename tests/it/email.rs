@@ -6,9 +6,8 @@ use airwave_tests::TestApp;
 #[tokio::test]
 async fn support_lists_the_templates_and_previews_each_in_html_and_text() {
     let app = TestApp::spawn_with(&[("AIRWAVE_EMAIL_PRODUCT_NAME", "AIrWAVE Studio")]).await;
-    let (_, support) = app.user_with_role("sup@example.com", Role::Support).await;
+    app.user_with_role("sup@example.com", Role::Support).await;
     let token = app.login("sup@example.com").await.token;
-    let _ = support;
     let http = app.http();
     let list: Vec<airwave_api::EmailTemplateOut> = http
         .get(app.url("/api/ops/emails/templates"))

@@ -105,12 +105,7 @@ pub async fn request(
             exp: expires_at.timestamp(),
         },
     );
-    let mut url = state
-        .config
-        .public_url
-        .join("/approve")
-        .map_err(|e| Error::Internal(e.into()))?;
-    url.query_pairs_mut().append_pair("token", &token);
+    let url = state.config.link("/approve", Some(&token))?;
     let row: ApprovalRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
         let row: ApprovalRow = sqlx::query_as(&format!(

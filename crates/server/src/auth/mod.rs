@@ -366,12 +366,7 @@ pub async fn request_password_reset(
         return Ok(());
     };
     let token = signing::random_token("rst_");
-    let mut link = state
-        .config
-        .public_url
-        .join("/reset-password")
-        .map_err(|e| Error::Internal(e.into()))?;
-    link.query_pairs_mut().append_pair("token", &token);
+    let link = state.config.link("/reset-password", Some(&token))?;
     let body = format!(
         "Hello {name},\n\nSomeone (hopefully you) asked to reset the password of your AIrWAVE account.\n\
          Open this link within {RESET_TTL_MINUTES} minutes to choose a new password:\n\n{link}\n\n\

@@ -55,17 +55,7 @@ pub async fn request(
         token_id: None,
         ip,
     };
-    let link = |path: &str, token: Option<&str>| -> Result<url::Url> {
-        let mut url = state
-            .config
-            .public_url
-            .join(path)
-            .map_err(|e| Error::Internal(e.into()))?;
-        if let Some(token) = token {
-            url.query_pairs_mut().append_pair("token", token);
-        }
-        Ok(url)
-    };
+    let link = |path: &str, token: Option<&str>| state.config.link(path, token);
     match existing {
         Some((user_id, existing_name)) => {
             let (login, reset) = (link("/login", None)?, link("/reset-password", None)?);

@@ -62,12 +62,7 @@ pub async fn invite(
     let now = state.clock.now();
     let id = InviteId::new(now);
     let token = signing::random_token("inv_");
-    let mut link = state
-        .config
-        .public_url
-        .join("/accept-invite")
-        .map_err(|e| Error::Internal(e.into()))?;
-    link.query_pairs_mut().append_pair("token", &token);
+    let link = state.config.link("/accept-invite", Some(&token))?;
     let client_name: String = with_db!(&state.db, pool => {
         sqlx::query_scalar("SELECT name FROM clients WHERE id = $1").bind(client.as_str()).fetch_optional(pool).await?
     })

@@ -290,6 +290,19 @@ impl std::fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// A link to `path` on the public URL (what e-mails carry), with `token` as its `token`
+    /// query parameter when given.
+    pub fn link(&self, path: &str, token: Option<&str>) -> crate::error::Result<Url> {
+        let mut url = self
+            .public_url
+            .join(path)
+            .map_err(|e| crate::error::Error::Internal(e.into()))?;
+        if let Some(token) = token {
+            url.query_pairs_mut().append_pair("token", token);
+        }
+        Ok(url)
+    }
+
     /// Reads the process environment.
     pub fn from_process_env() -> Result<Self, ConfigErrors> {
         Self::from_vars(&std::env::vars().collect())

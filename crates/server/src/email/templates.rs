@@ -178,15 +178,12 @@ impl Message {
         }
     }
 
+    /// The template's data: the `data` of the message's own `{template, data}` form.
     fn data(&self) -> Value {
-        let data = match self {
-            Self::ClientApproval(d) => serde_json::to_value(d),
-            Self::RenderComplete(d) => serde_json::to_value(d),
-            Self::Welcome(d) => serde_json::to_value(d),
-            Self::PasswordReset(d) => serde_json::to_value(d),
-            Self::SystemAlert(d) => serde_json::to_value(d),
-        };
-        data.unwrap_or(Value::Null)
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut m)) => m.remove("data").unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
     }
 
     /// Sample data for a template's preview.
