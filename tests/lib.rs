@@ -87,6 +87,11 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// `SELECT COUNT(*) FROM table WHERE condition`.
+    pub async fn count_where(&self, table: &str, condition: &str) -> i64 {
+        self.count(&format!("{table} WHERE {condition}")).await
+    }
+
     /// One text column of the first row of a query with one text parameter.
     pub async fn text(&self, sql: &str, param: &str) -> Option<String> {
         match self {
@@ -143,6 +148,30 @@ impl TestDb {
 }
 
 /// A running server with its own data dir and database.
+/// A message the outbox transport wrote (`<data dir>/outbox/<id>.json`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct OutboxMail {
+    pub id: String,
+    pub message_id: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
+impl OutboxMail {
+    /// Its template (the `template` tag).
+    pub fn template(&self) -> &str {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == "template")
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
 pub struct TestApp {
     pub base: Url,
     /// A client without credentials.
@@ -394,13 +423,61 @@ impl TestApp {
     }
 
     /// The newest e-mail sent to an address (the e-mail outbox).
+    /// The text of the newest message (other than a `welcome`) delivered to `to`, once every
+    /// recorded message has been sent.
     pub async fn last_email_to(&self, to: &str) -> Option<String> {
-        self.db
-            .text(
-                "SELECT text_body FROM emails WHERE to_address = $1 ORDER BY id DESC LIMIT 1",
-                to,
-            )
-            .await
+        self.settle_mail().await;
+        self.outbox()
+            .into_iter()
+            .rev()
+            .find(|m| m.to == to && m.template() != "welcome")
+            .map(|m| m.text)
+    }
+
+    /// The newest message of `template` delivered to `to`, waiting up to 20 s for it.
+    pub async fn mail_to(&self, to: &str, template: &str) -> Option<OutboxMail> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(m) = self
+                .outbox()
+                .into_iter()
+                .rev()
+                .find(|m| m.to == to && m.template() == template)
+            {
+                return Some(m);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to 20 s) until no recorded message is waiting to be sent.
+    pub async fn settle_mail(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.db.count_where("emails", "status = 'queued'").await > 0
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every message in the outbox folder, oldest first.
+    pub fn outbox(&self) -> Vec<OutboxMail> {
+        let dir = self.data_dir.path().join("outbox");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+            .iter()
+            .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
+            .collect()
     }
 
     /// Starts a separate worker process (`serve --role worker`) on this app's database and data dir.

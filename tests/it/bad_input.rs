@@ -38,6 +38,12 @@ pub fn fill_path_with_ids(path: &str) -> String {
                 (_, Some("tokens")) => "tok",
                 (_, Some("invites")) => "inv",
                 (_, Some("jobs")) => "job",
+                (_, Some("emails")) => "msg",
+                // An address that is well-formed and on no list.
+                ("{address}", Some("suppressions")) => {
+                    out.push("nobody%40example.com".to_string());
+                    continue;
+                }
                 // A template name that is well-formed and names nothing.
                 ("{name}", Some("templates")) => {
                     out.push("no_such_template".to_string());
@@ -372,6 +378,19 @@ async fn bad_input_on_every_route_is_a_4xx_problem_and_changes_nothing() {
     let execution = crate::journey::setup_execution(&member).await;
     // Let the worker finish rendering it, so the snapshot only moves if a request writes.
     airwave_tests::finished_execution(&member, &execution).await;
+    // The render's completion mail is recorded by an event consumer: let it land first.
+    let email = app
+        .db
+        .text(
+            "SELECT u.email FROM executions e JOIN users u ON u.id = e.created_by WHERE e.id = $1",
+            execution.as_str(),
+        )
+        .await
+        .unwrap();
+    app.mail_to(&email, "render_complete")
+        .await
+        .expect("the render-complete mail");
+    app.settle_mail().await;
     let before = app.db.snapshot().await;
     // A server answers 413 before reading a huge body and closes the connection: no pooling.
     let http = reqwest::Client::builder()

@@ -10,6 +10,8 @@ async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
     // The API alone; workers are separate processes on the same database. A short lease makes
     // the dead worker's job come back quickly.
     let app = TestApp::spawn_api_only(&[("AIRWAVE_QUEUE_LEASE_MS", "2000")]).await;
+    // The first worker sends the confirmation mail too.
+    let first = app.spawn_worker();
     let (_, ada) = app.member("ada@example.com").await;
     let client = ada.create_client("Acme").await.unwrap();
 
@@ -38,7 +40,6 @@ async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
     let template = json!({"width": 64, "height": 64, "layers": [{"type": "image", "asset_id": asset.id, "x": 0, "y": 0, "width": 64, "height": 64}]});
     let m = airwave_tests::matrix_for(&ada, &client.id, template).await;
 
-    let first = app.spawn_worker();
     let exe = ada
         .create_execution(&m, &ExecutionIn::default())
         .await

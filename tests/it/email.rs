@@ -26,7 +26,10 @@ async fn support_lists_the_templates_and_previews_each_in_html_and_text() {
             "render_complete",
             "welcome",
             "password_reset",
-            "system_alert"
+            "system_alert",
+            "confirm_registration",
+            "account_exists",
+            "client_invite"
         ]
     );
     let welcome = list.iter().find(|t| t.name == "welcome").unwrap();

@@ -43,6 +43,14 @@ mod typescript {
             HealthPointOut::decl(&cfg),
             HealthHistoryOut::decl(&cfg),
             EmailTemplateOut::decl(&cfg),
+            EmailStatus::decl(&cfg),
+            EmailOut::decl(&cfg),
+            EmailAttemptOut::decl(&cfg),
+            EmailDetailOut::decl(&cfg),
+            EmailResendIn::decl(&cfg),
+            SuppressionReason::decl(&cfg),
+            SuppressionOut::decl(&cfg),
+            SuppressionIn::decl(&cfg),
         ];
         let mut out = String::from(
             "// Generated from crates/api by its `typescript` unit test: do not edit.\n\

@@ -269,6 +269,150 @@ pub struct EmailTemplateOut {
     pub sample_subject: String,
 }
 
+/// A message's state in the e-mail log.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum EmailStatus {
+    /// Recorded, waiting for (or between) send attempts.
+    Queued,
+    /// The transport took it.
+    Sent,
+    /// The provider reports it delivered.
+    Delivered,
+    /// The provider reports a bounce.
+    Bounced,
+    /// The recipient marked it as spam.
+    Complained,
+    /// It could not be sent (a permanent error, or out of attempts).
+    Failed,
+    /// Not sent: the address is on the suppression list.
+    Suppressed,
+}
+
+/// A message in the e-mail log (`GET /api/ops/emails`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct EmailOut {
+    pub id: String,
+    pub to: String,
+    pub template: String,
+    pub subject: String,
+    pub status: EmailStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    /// The transport that took (or last tried) it: `resend`, `smtp` or `outbox`.
+    pub transport: Option<String>,
+    pub provider_id: Option<String>,
+    /// The `Message-ID` header it carries.
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    /// The message this one sends again.
+    pub resend_of: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub status_at: Option<DateTime<Utc>>,
+}
+
+/// One attempt to hand a message to the transport.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct EmailAttemptOut {
+    pub attempt: i32,
+    pub transport: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    /// `sent`, `retry` or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub provider_id: Option<String>,
+}
+
+/// A message with its rendered parts (links' tokens shown as `[redacted]`) and its attempts
+/// (`GET /api/ops/emails/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct EmailDetailOut {
+    pub email: EmailOut,
+    pub from: Option<String>,
+    pub text: String,
+    /// The HTML part, to show in a sandboxed frame (no scripts, no remote loads).
+    pub html: Option<String>,
+    pub attempts: Vec<EmailAttemptOut>,
+    /// Whether the recipient is on the suppression list now.
+    pub suppressed: bool,
+    /// The messages that sent this one again.
+    pub resent_as: Vec<String>,
+}
+
+/// Sends a logged message again (`POST /api/ops/emails/{id}/resend`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct EmailResendIn {
+    /// Required to send to a suppressed address: why (audited).
+    #[serde(default)]
+    pub override_suppression_reason: Option<String>,
+}
+
+/// Why an address is on the suppression list.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum SuppressionReason {
+    HardBounce,
+    Complaint,
+    Manual,
+}
+
+/// An address no message is sent to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SuppressionOut {
+    pub address: String,
+    pub reason: SuppressionReason,
+    pub note: Option<String>,
+    /// The message whose bounce or complaint put it here.
+    pub email_id: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Adds an address to the suppression list by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionIn {
+    pub address: String,
+    /// Why (audited); 1 to 500 characters.
+    pub note: String,
+}
+
 /// An invitation to join a client, sent to an e-mail address whether or not it has an account;
 /// the membership exists once the owner of the address accepts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

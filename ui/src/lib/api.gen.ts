@@ -111,3 +111,59 @@ export type EmailTemplateOut = { name: string, description: string,
  * The subject it renders for its sample data.
  */
 sample_subject: string, };
+
+export type EmailStatus = "queued" | "sent" | "delivered" | "bounced" | "complained" | "failed" | "suppressed";
+
+export type EmailOut = { id: string, to: string, template: string, subject: string, status: EmailStatus, attempts: number, last_error: string | null, 
+/**
+ * The transport that took (or last tried) it: `resend`, `smtp` or `outbox`.
+ */
+transport: string | null, provider_id: string | null, 
+/**
+ * The `Message-ID` header it carries.
+ */
+message_id: string | null, correlation_id: string | null, 
+/**
+ * The message this one sends again.
+ */
+resend_of: string | null, created_at: string, sent_at: string | null, status_at: string | null, };
+
+export type EmailAttemptOut = { attempt: number, transport: string, started_at: string, duration_ms: number, 
+/**
+ * `sent`, `retry` or `failed`.
+ */
+outcome: string, error: string | null, provider_id: string | null, };
+
+export type EmailDetailOut = { email: EmailOut, from: string | null, text: string, 
+/**
+ * The HTML part, to show in a sandboxed frame (no scripts, no remote loads).
+ */
+html: string | null, attempts: Array<EmailAttemptOut>, 
+/**
+ * Whether the recipient is on the suppression list now.
+ */
+suppressed: boolean, 
+/**
+ * The messages that sent this one again.
+ */
+resent_as: Array<string>, };
+
+export type EmailResendIn = { 
+/**
+ * Required to send to a suppressed address: why (audited).
+ */
+override_suppression_reason: string | null, };
+
+export type SuppressionReason = "hard_bounce" | "complaint" | "manual";
+
+export type SuppressionOut = { address: string, reason: SuppressionReason, note: string | null, 
+/**
+ * The message whose bounce or complaint put it here.
+ */
+email_id: string | null, created_by: string | null, created_at: string, };
+
+export type SuppressionIn = { address: string, 
+/**
+ * Why (audited); 1 to 500 characters.
+ */
+note: string, };

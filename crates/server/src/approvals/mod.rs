@@ -11,6 +11,9 @@ use crate::campaigns::load_execution;
 use crate::clients::{ensure_can_read, ensure_can_write};
 use crate::db::BeginWrite as _;
 use crate::domain::{self, Email};
+use crate::email::secrets::{LinkSecret, MARKER};
+use crate::email::templates::{self, Message};
+use crate::email::NewEmail;
 use crate::error::{Error, Result};
 use crate::events::types;
 use crate::ids::{ApprovalId, ClientId, ExecutionId};
@@ -27,6 +30,19 @@ use serde_json::json;
 
 const PURPOSE: &str = "approval";
 const DEFAULT_HOURS: u32 = 168;
+
+/// The token of an approval's link: its id and expiry, signed (the e-mail feature makes it again
+/// at send time from the same two).
+pub fn link_token(key: &secrecy::SecretSlice<u8>, id: &str, exp: i64) -> String {
+    signing::sign_link(
+        key,
+        PURPOSE,
+        &LinkClaims {
+            aid: id.to_owned(),
+            exp,
+        },
+    )
+}
 
 #[derive(Serialize, Deserialize)]
 struct LinkClaims {
@@ -97,15 +113,46 @@ pub async fn request(
     let now = state.clock.now();
     let id = ApprovalId::new(now);
     let expires_at = now + Duration::hours(i64::from(hours));
-    let token = signing::sign_link(
-        &state.signing_key,
-        PURPOSE,
-        &LinkClaims {
-            aid: id.to_string(),
-            exp: expires_at.timestamp(),
-        },
-    );
+    let token = link_token(&state.signing_key, id.as_str(), expires_at.timestamp());
     let url = state.config.link("/approve", Some(&token))?;
+    let mail = match &reviewer {
+        None => None,
+        Some(r) => {
+            let (client_name, campaign_name, matrix_name): (String, String, String) = with_db!(&state.db, pool => {
+                sqlx::query_as("SELECT c.name, ca.name, m.name FROM executions e JOIN clients c ON c.id = e.client_id
+                                JOIN campaigns ca ON ca.id = e.campaign_id JOIN matrices m ON m.id = e.matrix_id WHERE e.id = $1")
+                    .bind(execution.as_str()).fetch_one(pool).await?
+            });
+            let link = |decision: &str| -> Result<String> {
+                let mut u = state.config.link("/approve", Some(MARKER))?;
+                u.query_pairs_mut().append_pair("decision", decision);
+                Ok(u.to_string())
+            };
+            Some(
+                NewEmail::new(
+                    &state.config.email,
+                    now,
+                    r,
+                    Message::ClientApproval(templates::ClientApproval {
+                        client_name,
+                        campaign_name,
+                        execution_name: format!("{matrix_name} ({execution})"),
+                        requested_by: who.email.clone(),
+                        note: note.clone(),
+                        approve_url: link("approve")?,
+                        reject_url: link("reject")?,
+                        expires_at: chrono::SubsecRound::trunc_subsecs(expires_at, 0),
+                    }),
+                    Some(LinkSecret::Approval {
+                        id: id.to_string(),
+                        exp: expires_at.timestamp(),
+                    }),
+                )?
+                .caused_by(Some(who.user_id.as_str()), Some(&exe.client_id))
+                .correlation(Some(id.as_str())),
+            )
+        }
+    };
     let row: ApprovalRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
         let row: ApprovalRow = sqlx::query_as(&format!(
@@ -123,13 +170,8 @@ pub async fn request(
         .fetch_one(&mut *tx)
         .await?;
         emit_event!(&mut *tx, now, types::APPROVAL_REQUESTED, id.as_str(), json!({"approval_id": id, "execution_id": execution, "client_id": exe.client_id}))?;
-        if let Some(r) = &reviewer {
-            let body = format!(
-                "Hello,\n\nYou are asked to review a video ad rendered with AIrWAVE.{}\n\nApprove or reject it here (the link works once, until {}):\n\n{url}\n",
-                note.as_deref().map(|n| format!("\n\nNote from the team: {n}")).unwrap_or_default(),
-                expires_at.format("%Y-%m-%d %H:%M UTC"),
-            );
-            crate::enqueue_email_on!(&mut *tx, now, r.as_str(), "An ad is waiting for your approval", "client_approval", &body)?;
+        if let Some(mail) = &mail {
+            crate::record_email_on!(&mut *tx, mail)?;
         }
         record_on!(&mut *tx, now, actor, Entry { action: "approval.request", target_type: Some("approval"), target_id: Some(id.as_str()), detail: json!({"execution_id": execution}) })?;
         tx.commit().await?;

@@ -11,6 +11,9 @@ pub mod throttle;
 use crate::audit::{self, Actor, Entry};
 use crate::db::BeginWrite as _;
 use crate::domain::{self, Email, Password};
+use crate::email::secrets::{LinkSecret, MARKER};
+use crate::email::templates::{self, Message};
+use crate::email::NewEmail;
 use crate::error::{Error, Result};
 use crate::events::types;
 use crate::ids::{ApiTokenId, ResetId, SessionId, UserId};
@@ -365,13 +368,24 @@ pub async fn request_password_reset(
     let Some((user_id, name)) = user else {
         return Ok(());
     };
-    let token = signing::random_token("rst_");
-    let link = state.config.link("/reset-password", Some(&token))?;
-    let body = format!(
-        "Hello {name},\n\nSomeone (hopefully you) asked to reset the password of your AIrWAVE account.\n\
-         Open this link within {RESET_TTL_MINUTES} minutes to choose a new password:\n\n{link}\n\n\
-         If you did not ask for this, ignore this message: your password stays as it is.\n"
-    );
+    let reset_id = ResetId::new(now);
+    let secret = LinkSecret::derived("password_reset", reset_id.as_str(), "rst_");
+    let token = secret.token(&state.signing_key);
+    let mail = NewEmail::new(
+        &state.config.email,
+        now,
+        &email,
+        Message::PasswordReset(templates::PasswordReset {
+            name,
+            reset_url: state
+                .config
+                .link("/reset-password", Some(MARKER))?
+                .to_string(),
+            valid_minutes: u32::try_from(RESET_TTL_MINUTES).unwrap_or(60),
+        }),
+        Some(secret),
+    )?
+    .correlation(Some(&user_id));
     let actor = Actor {
         user_id: Some(user_id.clone()),
         token_id: None,
@@ -381,14 +395,14 @@ pub async fn request_password_reset(
         let mut tx = pool.begin_write().await?;
         sqlx::query("UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL").bind(&user_id).bind(now).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO password_resets (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(ResetId::new(now).as_str())
+            .bind(reset_id.as_str())
             .bind(&user_id)
             .bind(signing::token_hash(&token))
             .bind(now)
             .bind(now + Duration::minutes(RESET_TTL_MINUTES))
             .execute(&mut *tx)
             .await?;
-        crate::enqueue_email_on!(&mut *tx, now, email.as_str(), "Reset your AIrWAVE password", "password_reset", &body)?;
+        crate::record_email_on!(&mut *tx, &mail)?;
         record_on!(&mut *tx, now, &actor, Entry { action: "auth.password_reset_requested", target_type: Some("user"), target_id: Some(&user_id), detail: json!({}) })?;
         tx.commit().await?;
     });

@@ -12,6 +12,9 @@ use super::{insert_user, password, signing, NewUser};
 use crate::audit::{Actor, Entry};
 use crate::db::BeginWrite as _;
 use crate::domain::{self, Email, Password};
+use crate::email::secrets::{LinkSecret, MARKER};
+use crate::email::templates::{self, Message};
+use crate::email::NewEmail;
 use crate::error::{Error, Result};
 use crate::ids::RegistrationId;
 use crate::state::AppState;
@@ -58,28 +61,39 @@ pub async fn request(
     let link = |path: &str, token: Option<&str>| state.config.link(path, token);
     match existing {
         Some((user_id, existing_name)) => {
-            let (login, reset) = (link("/login", None)?, link("/reset-password", None)?);
-            let body = format!(
-                "Hello {existing_name},\n\nSomeone (hopefully you) tried to create an AIrWAVE account with this \
-                 address, which already has one.\nLog in at {login}, or choose a new password at {reset}.\n\n\
-                 If it was not you, there is nothing to do: nothing has changed.\n"
-            );
+            let mail = NewEmail::new(
+                &state.config.email,
+                now,
+                &email,
+                Message::AccountExists(templates::AccountExists {
+                    name: existing_name,
+                    login_url: link("/login", None)?.to_string(),
+                    reset_url: link("/reset-password", None)?.to_string(),
+                }),
+                None,
+            )?;
             with_db!(&state.db, pool => {
                 let mut tx = pool.begin_write().await?;
-                crate::enqueue_email_on!(&mut *tx, now, email.as_str(), "Your AIrWAVE account", "account_exists", &body)?;
+                crate::record_email_on!(&mut *tx, &mail)?;
                 record_on!(&mut *tx, now, &actor, Entry { action: "auth.register_existing", target_type: Some("user"), target_id: Some(&user_id), detail: json!({}) })?;
                 tx.commit().await?;
             });
         }
         None => {
-            let token = signing::random_token("reg_");
-            let confirm = link("/confirm-registration", Some(&token))?;
-            let body = format!(
-                "Hello {name},\n\nOpen this link within {REGISTRATION_TTL_HOURS} hours to confirm your address and \
-                 create your AIrWAVE account:\n\n{confirm}\n\n\
-                 If you did not ask for an account, ignore this message: none is created.\n"
-            );
             let id = RegistrationId::new(now);
+            let secret = LinkSecret::derived("registration", id.as_str(), "reg_");
+            let token = secret.token(&state.signing_key);
+            let mail = NewEmail::new(
+                &state.config.email,
+                now,
+                &email,
+                Message::ConfirmRegistration(templates::ConfirmRegistration {
+                    name: name.clone(),
+                    confirm_url: link("/confirm-registration", Some(MARKER))?.to_string(),
+                    valid_hours: u32::try_from(REGISTRATION_TTL_HOURS).unwrap_or(24),
+                }),
+                Some(secret),
+            )?;
             with_db!(&state.db, pool => {
                 let mut tx = pool.begin_write().await?;
                 sqlx::query("DELETE FROM registrations WHERE email = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)")
@@ -107,7 +121,7 @@ pub async fn request(
                 .bind(now + Duration::hours(REGISTRATION_TTL_HOURS))
                 .execute(&mut *tx)
                 .await?;
-                crate::enqueue_email_on!(&mut *tx, now, email.as_str(), "Confirm your AIrWAVE account", "confirm_registration", &body)?;
+                crate::record_email_on!(&mut *tx, &mail)?;
                 record_on!(&mut *tx, now, &actor, Entry { action: "auth.register_requested", target_type: Some("registration"), target_id: Some(id.as_str()), detail: json!({}) })?;
                 tx.commit().await?;
             });

@@ -87,6 +87,18 @@ pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", B64.encode(bytes))
 }
 
+/// A single-use link's token derived from the key, its purpose and the id of the row it opens:
+/// `<prefix><base64 HMAC>`, 256 bits no one can compute without the key. The row keeps only the
+/// token's hash; the e-mail that carries the link keeps only the row's id, and its sender derives
+/// the same token again at send time (every retry sends the same link), so the token itself is
+/// stored nowhere.
+pub fn derived_token(key: &SecretSlice<u8>, purpose: &str, id: &str, prefix: &str) -> String {
+    let tag = mac(key, &format!("link-token:{purpose}"), id.as_bytes())
+        .finalize()
+        .into_bytes();
+    format!("{prefix}{}", B64.encode(tag))
+}
+
 /// What is stored for a random token: its SHA-256, hex. The token itself is never stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -107,6 +119,17 @@ mod tests {
             iat: 0,
             exp,
         }
+    }
+
+    #[test]
+    fn derived_tokens_depend_on_key_purpose_and_id() {
+        let (k1, k2) = (key("k1"), key("k2"));
+        let t = derived_token(&k1, "password_reset", "rst_1", "rst_");
+        assert!(t.starts_with("rst_") && t.len() > 40, "{t}");
+        assert_eq!(t, derived_token(&k1, "password_reset", "rst_1", "rst_"));
+        assert_ne!(t, derived_token(&k2, "password_reset", "rst_1", "rst_"));
+        assert_ne!(t, derived_token(&k1, "registration", "rst_1", "rst_"));
+        assert_ne!(t, derived_token(&k1, "password_reset", "rst_2", "rst_"));
     }
 
     #[test]

@@ -313,8 +313,8 @@ pub async fn create_execution(
     let row: ExecutionRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
         let row: ExecutionRow = sqlx::query_as(&format!(
-            "INSERT INTO executions (id, matrix_id, campaign_id, client_id, status, progress, params, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6) RETURNING {EXECUTION_COLUMNS}"
+            "INSERT INTO executions (id, matrix_id, campaign_id, client_id, status, progress, params, created_at, updated_at, created_by)
+             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6, $7) RETURNING {EXECUTION_COLUMNS}"
         ))
         .bind(id.as_str())
         .bind(&m.id)
@@ -322,6 +322,7 @@ pub async fn create_execution(
         .bind(&m.client_id)
         .bind(Json(serde_json::Value::Object(input.params.clone())))
         .bind(now)
+        .bind(who.user_id.as_str())
         .fetch_one(&mut *tx)
         .await?;
         emit_event!(&mut *tx, now, types::EXECUTION_CREATED, id.as_str(), json!({"execution_id": id, "matrix_id": m.id, "client_id": m.client_id}))?;

@@ -8,6 +8,9 @@ use crate::audit::{Actor, Entry};
 use crate::auth::{signing, Principal};
 use crate::db::BeginWrite as _;
 use crate::domain::Email;
+use crate::email::secrets::{LinkSecret, MARKER};
+use crate::email::templates::{self, Message};
+use crate::email::NewEmail;
 use crate::error::{Error, Result};
 use crate::ids::{ClientId, InviteId};
 use crate::state::AppState;
@@ -61,18 +64,30 @@ pub async fn invite(
     let email = Email::parse(email)?;
     let now = state.clock.now();
     let id = InviteId::new(now);
-    let token = signing::random_token("inv_");
-    let link = state.config.link("/accept-invite", Some(&token))?;
+    let secret = LinkSecret::derived("invite", id.as_str(), "inv_");
+    let token = secret.token(&state.signing_key);
     let client_name: String = with_db!(&state.db, pool => {
         sqlx::query_scalar("SELECT name FROM clients WHERE id = $1").bind(client.as_str()).fetch_optional(pool).await?
     })
     .ok_or_else(|| Error::not_found("client"))?;
-    let body = format!(
-        "Hello,\n\n{inviter} invited you to work on {client_name} in AIrWAVE.\n\
-         Open this link within {INVITE_TTL_DAYS} days to accept (log in, or create an account with this \
-         address, first):\n\n{link}\n\nIf you do not know why you got this, ignore it.\n",
-        inviter = who.email,
-    );
+    let expires_at = now + Duration::days(INVITE_TTL_DAYS);
+    let mail = NewEmail::new(
+        &state.config.email,
+        now,
+        &email,
+        Message::ClientInvite(templates::ClientInvite {
+            client_name,
+            invited_by: who.email.clone(),
+            accept_url: state
+                .config
+                .link("/accept-invite", Some(MARKER))?
+                .to_string(),
+            valid_days: u32::try_from(INVITE_TTL_DAYS).unwrap_or(7),
+        }),
+        Some(secret),
+    )?
+    .caused_by(Some(who.user_id.as_str()), Some(client.as_str()))
+    .correlation(Some(id.as_str()));
     let row: InviteRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
         sqlx::query("UPDATE client_invites SET revoked_at = $3 WHERE client_id = $1 AND email = $2 AND accepted_at IS NULL AND revoked_at IS NULL")
@@ -104,10 +119,10 @@ pub async fn invite(
         .bind(signing::token_hash(&token))
         .bind(who.user_id.as_str())
         .bind(now)
-        .bind(now + Duration::days(INVITE_TTL_DAYS))
+        .bind(expires_at)
         .fetch_one(&mut *tx)
         .await?;
-        crate::enqueue_email_on!(&mut *tx, now, email.as_str(), &format!("You are invited to {client_name} on AIrWAVE"), "client_invite", &body)?;
+        crate::record_email_on!(&mut *tx, &mail)?;
         record_on!(&mut *tx, now, actor, Entry { action: "client.member_invite", target_type: Some("client"), target_id: Some(client.as_str()), detail: json!({"invite_id": id}) })?;
         tx.commit().await?;
         row

@@ -195,8 +195,6 @@ pub mod server {
                 s("UPSTASH_REDIS_TOKEN", "Redis rate limiter", "Upstash's token."),
                 s("AWS_S3_BUCKET", "S3 storage", "Blobs on S3 (until then they live in `$AIRWAVE_DATA_DIR/blobs`)."),
                 s("CDN_DOMAIN", "CDN delivery", "Assets served from a CDN."),
-                s("RESEND_API_KEY", "Resend e-mail transport", "E-mail through Resend."),
-                s("SMTP_URL", "SMTP e-mail transport", "E-mail through SMTP."),
                 s("SENTRY_DSN", "server error reporting", "The server's errors to Sentry (the console's own `AIRWAVE_CONSOLE_SENTRY_DSN` works today)."),
                 s("NEXT_PUBLIC_SENTRY_DSN", "server error reporting", "The plan's other name for `SENTRY_DSN`."),
                 s("MIXPANEL_TOKEN", "analytics forwarding", "Analytics forwarded to Mixpanel."),
@@ -394,7 +392,8 @@ impl Config {
             }
         }
 
-        let email = crate::email::settings::EmailConfig::read(&mut r, &public_url);
+        let email =
+            crate::email::settings::EmailConfig::read(&mut r, &public_url, &data_dir, production);
         let config = Config {
             env,
             bind,
@@ -528,15 +527,49 @@ mod tests {
     }
 
     #[test]
+    fn production_sends_email_somewhere_and_the_smtp_password_stays_secret() {
+        let prod = [
+            ("AIRWAVE_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("AIRWAVE_PUBLIC_URL", "https://app.example.com"),
+        ];
+        let err = Config::from_vars(&vars(&prod)).unwrap_err().to_string();
+        assert!(err.contains("production sends e-mail"), "{err}");
+        let mut outbox = prod.to_vec();
+        outbox.push(("AIRWAVE_EMAIL_TRANSPORT", "outbox"));
+        assert!(Config::from_vars(&vars(&outbox)).is_ok());
+        let mut smtp = prod.to_vec();
+        smtp.push(("SMTP_URL", "smtps://mailer:smtp-pw-9@mail.example.com:465"));
+        let c = Config::from_vars(&vars(&smtp)).unwrap();
+        assert_eq!(c.email.transport.name(), "smtp");
+        let text = format!("{}{:?}", c.describe(), c);
+        assert!(!text.contains("smtp-pw-9"), "{text}");
+        // Resend wins over SMTP under `auto`; naming a transport without its setting is an error.
+        let c = Config::from_vars(&vars(&[
+            ("RESEND_API_KEY", "re_0123456789"),
+            ("SMTP_URL", "smtp://m:25"),
+        ]))
+        .unwrap();
+        assert_eq!(c.email.transport.name(), "resend");
+        let err = Config::from_vars(&vars(&[("AIRWAVE_EMAIL_TRANSPORT", "smtp")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SMTP_URL is not set"), "{err}");
+        let err = Config::from_vars(&vars(&[("AIRWAVE_EMAIL_FROM", "not an address")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AIRWAVE_EMAIL_FROM"), "{err}");
+    }
+
+    #[test]
     fn settings_of_backends_this_build_lacks_are_refused_each_named() {
         let err = Config::from_vars(&vars(&[
-            ("SMTP_URL", "smtp://mail:25"),
             ("UPSTASH_REDIS_URL", "rediss://u:p@x:6379"),
             ("SENTRY_DSN", "https://k@sentry.example/1"),
         ]))
         .unwrap_err()
         .to_string();
-        for name in ["SMTP_URL", "UPSTASH_REDIS_URL", "SENTRY_DSN"] {
+        for name in ["UPSTASH_REDIS_URL", "SENTRY_DSN"] {
             assert!(
                 err.contains(&format!("{name} is set, but this build has no")),
                 "{name}:\n{err}"
@@ -583,6 +616,7 @@ mod tests {
             ("AIRWAVE_PUBLIC_URL", "https://app.example.com"),
             ("AIRWAVE_RENDER_PROVIDER", "creatomate"),
             ("CREATOMATE_API_KEY", "cm_key"),
+            ("SMTP_URL", "smtp://mail.example.com:587"),
         ];
         let mut plain = base.to_vec();
         plain.push(("AIRWAVE_CREATOMATE_URL", "http://api.creatomate.com"));

@@ -29,6 +29,9 @@ pub enum Message {
     Welcome(Welcome),
     PasswordReset(PasswordReset),
     SystemAlert(SystemAlert),
+    ConfirmRegistration(ConfirmRegistration),
+    AccountExists(AccountExists),
+    ClientInvite(ClientInvite),
 }
 
 /// A member asks their client to approve an execution.
@@ -84,6 +87,35 @@ pub struct SystemAlert {
     pub summary: String,
     pub details: Option<String>,
     pub since: DateTime<Utc>,
+}
+
+/// Someone asked for an account: the link that confirms the address and creates it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRegistration {
+    pub name: String,
+    pub confirm_url: String,
+    pub valid_hours: u32,
+}
+
+/// Someone tried to register an address that has an account (sent instead of a confirmation,
+/// so registering reveals nothing about which addresses have accounts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountExists {
+    pub name: String,
+    pub login_url: String,
+    pub reset_url: String,
+}
+
+/// A client's member invites an address to the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInvite {
+    pub client_name: String,
+    pub invited_by: String,
+    pub accept_url: String,
+    pub valid_days: u32,
 }
 
 /// A rendered message.
@@ -165,6 +197,27 @@ pub const TEMPLATES: &[Definition] = &[
         mjml: include_str!("templates/system_alert.mjml"),
         text: include_str!("templates/system_alert.txt"),
     },
+    Definition {
+        name: "confirm_registration",
+        description: "Someone asked for an account: the link that confirms the address.",
+        subject: "Confirm your {{ brand.product }} account",
+        mjml: include_str!("templates/confirm_registration.mjml"),
+        text: include_str!("templates/confirm_registration.txt"),
+    },
+    Definition {
+        name: "account_exists",
+        description: "Someone tried to register an address that already has an account.",
+        subject: "Your {{ brand.product }} account",
+        mjml: include_str!("templates/account_exists.mjml"),
+        text: include_str!("templates/account_exists.txt"),
+    },
+    Definition {
+        name: "client_invite",
+        description: "A client's member invites an address to work on the client.",
+        subject: "You are invited to {{ client_name }} on {{ brand.product }}",
+        mjml: include_str!("templates/client_invite.mjml"),
+        text: include_str!("templates/client_invite.txt"),
+    },
 ];
 
 impl Message {
@@ -175,6 +228,9 @@ impl Message {
             Self::Welcome(_) => "welcome",
             Self::PasswordReset(_) => "password_reset",
             Self::SystemAlert(_) => "system_alert",
+            Self::ConfirmRegistration(_) => "confirm_registration",
+            Self::AccountExists(_) => "account_exists",
+            Self::ClientInvite(_) => "client_invite",
         }
     }
 
@@ -226,6 +282,23 @@ impl Message {
                 summary: "The queue's Redis does not answer.".into(),
                 details: Some("Connection refused (os error 111)".into()),
                 since: at,
+            }),
+            "confirm_registration" => Self::ConfirmRegistration(ConfirmRegistration {
+                name: "Ada".into(),
+                confirm_url: "https://app.airwave.example/confirm-registration?token=reg_sample"
+                    .into(),
+                valid_hours: 24,
+            }),
+            "account_exists" => Self::AccountExists(AccountExists {
+                name: "Ada".into(),
+                login_url: "https://app.airwave.example/login".into(),
+                reset_url: "https://app.airwave.example/reset-password".into(),
+            }),
+            "client_invite" => Self::ClientInvite(ClientInvite {
+                client_name: "Acme Running".into(),
+                invited_by: "Ada Lovelace".into(),
+                accept_url: "https://app.airwave.example/accept-invite?token=inv_sample".into(),
+                valid_days: 7,
             }),
             _ => return None,
         })
