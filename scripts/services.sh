@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Dev/test services on loopback: PostgreSQL and Redis, each on a free port with its data in a
+# Dev/test services on loopback: PostgreSQL, Redis and an SMTP server (maildev), each on a free port with its data in a
 # temp dir. Sourced by scripts/test (and usable by hand: `source scripts/services.sh; services_start`).
 # Also a private D-Bus session with GNOME Keyring (the OS keychain the console uses).
 # Installs what is missing from Debian's packages. Exports AIRWAVE_TEST_PG_URL,
-# AIRWAVE_TEST_REDIS_URL, DBUS_SESSION_BUS_ADDRESS and AIRWAVE_TEST_KEYCHAIN; services_stop stops
+# AIRWAVE_TEST_REDIS_URL, AIRWAVE_TEST_SMTP_URL, AIRWAVE_TEST_MAILDEV_URL, DBUS_SESSION_BUS_ADDRESS and AIRWAVE_TEST_KEYCHAIN; services_stop stops
 # what services_start started.
 
 free_port() {
@@ -149,15 +149,41 @@ services_start() {
   export AIRWAVE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   echo "services: Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$REDIS_PORT"
 
+  maildev_start || return 1
+
   keychain_start || return 1
   export AIRWAVE_TEST_KEYCHAIN=1
   echo "services: keychain (GNOME Keyring Secret Service) on a private D-Bus session"
+}
+
+# An SMTP server with an HTTP API for the mail it received: maildev from the npm registry,
+# installed once into the tools cache. Exports AIRWAVE_TEST_SMTP_URL and AIRWAVE_TEST_MAILDEV_URL.
+MAILDEV_VERSION=3.0.0
+maildev_start() {
+  local dir="$TOOLS_DIR/maildev-$MAILDEV_VERSION"
+  if [ ! -x "$dir/node_modules/.bin/maildev" ]; then
+    command -v npm >/dev/null || { echo "services: maildev needs Node.js 20+ and npm" >&2; return 1; }
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "maildev@$MAILDEV_VERSION" >/dev/null \
+      || { echo "services: npm install maildev failed" >&2; return 1; }
+  fi
+  local smtp web
+  smtp=$(free_port); web=$(free_port)
+  mkdir -p "$SERVICES_DIR/maildev"
+  "$dir/node_modules/.bin/maildev" --smtp "$smtp" --web "$web" --ip 127.0.0.1 --web-ip 127.0.0.1 \
+    --mail-directory "$SERVICES_DIR/maildev" >"$SERVICES_DIR/maildev.log" 2>&1 &
+  MAILDEV_PID=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$web/api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fs "http://127.0.0.1:$web/api/healthz" >/dev/null || { cat "$SERVICES_DIR/maildev.log" >&2; return 1; }
+  export AIRWAVE_TEST_SMTP_URL="smtp://127.0.0.1:$smtp" AIRWAVE_TEST_MAILDEV_URL="http://127.0.0.1:$web"
+  echo "services: maildev $MAILDEV_VERSION (SMTP 127.0.0.1:$smtp, HTTP API 127.0.0.1:$web)"
 }
 
 services_stop() {
   [ -n "${SERVICES_DIR:-}" ] || return 0
   [ -n "${PG_STOP:-}" ] && "${PG_STOP[@]}" >/dev/null 2>&1
   [ -f "$SERVICES_DIR/redis.pid" ] && kill "$(cat "$SERVICES_DIR/redis.pid")" 2>/dev/null
+  [ -n "${MAILDEV_PID:-}" ] && kill "$MAILDEV_PID" 2>/dev/null
   [ -n "${XVFB_PID:-}" ] && kill "$XVFB_PID" 2>/dev/null
   # GNOME Keyring leaves with its bus.
   [ -n "${DBUS_PID:-}" ] && kill "$DBUS_PID" 2>/dev/null

@@ -87,6 +87,34 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Every row of `table`, each as one line of text holding every column's value.
+    pub async fn dump(&self, table: &str) -> Vec<String> {
+        match self {
+            TestDb::Postgres(p) => {
+                sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+                    .fetch_all(p)
+                    .await
+                    .unwrap()
+            }
+            TestDb::Sqlite(p) => {
+                let cols: Vec<String> =
+                    sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                        .fetch_all(p)
+                        .await
+                        .unwrap();
+                let expr = cols
+                    .iter()
+                    .map(|c| format!("quote({c})"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || ");
+                sqlx::query_scalar(&format!("SELECT {expr} FROM {table}"))
+                    .fetch_all(p)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
     /// `SELECT COUNT(*) FROM table WHERE condition`.
     pub async fn count_where(&self, table: &str, condition: &str) -> i64 {
         self.count(&format!("{table} WHERE {condition}")).await
@@ -611,6 +639,7 @@ impl Drop for TestApp {
 }
 
 pub mod contract;
+pub mod mail;
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -2,6 +2,7 @@
 
 use airwave_api::Role;
 use airwave_tests::TestApp;
+use std::time::Duration;
 
 #[tokio::test]
 async fn support_lists_the_templates_and_previews_each_in_html_and_text() {
@@ -125,4 +126,407 @@ async fn a_support_link_that_is_not_a_web_url_is_refused_at_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("AIRWAVE_EMAIL_SUPPORT_URL"), "{err}");
+}
+
+use airwave_api::{ApprovalIn, RegisterIn};
+use airwave_tests::mail::{self, ResendScript, ResendStandIn};
+use airwave_tests::token_in;
+use serde_json::Value;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Registers `to` through the mails maildev received, and logs in.
+async fn register_over_smtp(app: &TestApp, api: &url::Url, to: &str) -> airwave_api::ApiClient {
+    app.api
+        .register(&RegisterIn {
+            email: to.into(),
+            password: PASSWORD.into(),
+            name: "Zoë Example".into(),
+        })
+        .await
+        .unwrap();
+    let got = mail::maildev_wait(api, to, 1).await;
+    assert_eq!(got.len(), 1, "one confirmation mail");
+    let confirm = got[0]["text"].as_str().unwrap();
+    assert!(got[0]["html"]
+        .as_str()
+        .unwrap()
+        .contains("Confirm and create my account"));
+    app.api
+        .confirm_registration(&token_in(confirm), PASSWORD)
+        .await
+        .unwrap();
+    let login = app.api.login(to, PASSWORD).await.unwrap();
+    app.api.with_token(login.token)
+}
+
+fn subjects(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| m["subject"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn over_smtp_welcome_reset_and_approval_mails_arrive_with_both_parts_and_links_that_work_once(
+) {
+    let Some((smtp, api)) = mail::smtp_server() else {
+        return;
+    };
+    let app = TestApp::spawn_with(&[("SMTP_URL", smtp.as_str())]).await;
+    let to = mail::unique_address("zoe");
+    register_over_smtp(&app, &api, &to).await;
+
+    // Registering sends Welcome (an event consumer), HTML and text.
+    let got = mail::maildev_wait(&api, &to, 2).await;
+    let welcome = got
+        .iter()
+        .find(|m| m["subject"] == "Welcome to AIrWAVE")
+        .unwrap_or_else(|| panic!("{:?}", subjects(&got)));
+    assert!(welcome["text"].as_str().unwrap().contains("Zoë Example"));
+    assert!(
+        welcome["html"].as_str().unwrap().contains("<table"),
+        "responsive table-based HTML"
+    );
+
+    // A reset mail arrives; its link works once.
+    app.api.request_password_reset(&to).await.unwrap();
+    let got = mail::maildev_wait(&api, &to, 3).await;
+    let reset = got
+        .iter()
+        .find(|m| m["subject"] == "Reset your AIrWAVE password")
+        .unwrap_or_else(|| panic!("{:?}", subjects(&got)));
+    let token = token_in(reset["text"].as_str().unwrap());
+    assert!(
+        reset["html"].as_str().unwrap().contains(&token),
+        "the same link in the HTML part"
+    );
+    app.api
+        .confirm_password_reset(&token, "a brand new passphrase 42")
+        .await
+        .unwrap();
+    let again = app
+        .api
+        .confirm_password_reset(&token, "yet another passphrase 43")
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Some("invalid_token"), "{again:?}");
+
+    // The reset ended every session: log in with the new password.
+    let zoe = app.api.with_token(
+        app.api
+            .login(&to, "a brand new passphrase 42")
+            .await
+            .unwrap()
+            .token,
+    );
+    // An approval request mails the reviewer approve and reject links.
+    let execution = crate::journey::setup_execution(&zoe).await;
+    let reviewer = mail::unique_address("reviewer");
+    zoe.request_approval(
+        &execution,
+        &ApprovalIn {
+            reviewer_email: Some(reviewer.clone()),
+            note: Some("<b>final</b> cut".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let got = mail::maildev_wait(&api, &reviewer, 1).await;
+    assert_eq!(got.len(), 1);
+    let text = got[0]["text"].as_str().unwrap();
+    let html = got[0]["html"].as_str().unwrap();
+    assert!(
+        text.contains("decision=approve") && text.contains("decision=reject"),
+        "{text}"
+    );
+    assert!(
+        html.contains("&lt;b&gt;final&lt;") && !html.contains("<b>final"),
+        "the note is escaped"
+    );
+    let view = app.api.view_approval(&token_in(text)).await.unwrap();
+    assert_eq!(view.execution.id, execution);
+    // The log has every message sent by SMTP with its Message-ID, as maildev saw it.
+    let recorded = app
+        .db
+        .text(
+            "SELECT message_id FROM emails WHERE to_address = $1 AND status = 'sent'",
+            &reviewer,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got[0]["headers"]["message-id"].as_str(),
+        Some(recorded.as_str())
+    );
+}
+
+#[tokio::test]
+async fn with_smtp_down_the_send_is_retried_and_the_mail_arrives_exactly_once_when_it_returns() {
+    let Some((smtp, api)) = mail::smtp_server() else {
+        return;
+    };
+    let target: std::net::SocketAddr = url::Url::parse(&smtp)
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0];
+    let relay = mail::Relay::start(target, false).await;
+    let app = TestApp::spawn_with(&[
+        ("SMTP_URL", format!("smtp://{}", relay.addr).as_str()),
+        ("AIRWAVE_QUEUE_EMAIL_BACKOFF_BASE_MS", "200"),
+        ("AIRWAVE_QUEUE_EMAIL_BACKOFF_CAP_MS", "1000"),
+    ])
+    .await;
+    let to = mail::unique_address("outage");
+    app.api
+        .register(&RegisterIn {
+            email: to.clone(),
+            password: PASSWORD.into(),
+            name: "Outage".into(),
+        })
+        .await
+        .unwrap();
+    // The first attempt fails and is recorded, then the message waits for its retry.
+    airwave_tests::eventually("a failed attempt", || async {
+        (app.db
+            .count_where("email_attempts", "outcome = 'retry'")
+            .await
+            >= 1)
+            .then_some(())
+    })
+    .await;
+    let status = app
+        .db
+        .text("SELECT status FROM emails WHERE to_address = $1", &to)
+        .await;
+    assert_eq!(status.as_deref(), Some("queued"));
+    assert!(mail::maildev_messages(&api, &to).await.is_empty());
+    relay.set_up(true);
+    let got = mail::maildev_wait(&api, &to, 1).await;
+    assert_eq!(got.len(), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        mail::maildev_messages(&api, &to).await.len(),
+        1,
+        "exactly once"
+    );
+    assert_eq!(
+        app.db
+            .text("SELECT status FROM emails WHERE to_address = $1", &to)
+            .await
+            .as_deref(),
+        Some("sent")
+    );
+}
+
+#[tokio::test]
+async fn through_resend_a_429_is_waited_out_and_the_message_delivered_once() {
+    let resend = ResendStandIn::start().await;
+    resend.script(vec![ResendScript::TooMany(1)]);
+    let app = TestApp::spawn_with(&[
+        ("RESEND_API_KEY", resend.key.as_str()),
+        ("RESEND_API_URL", resend.url.as_str()),
+    ])
+    .await;
+    let to = "ada@example.com";
+    app.api
+        .register(&RegisterIn {
+            email: to.into(),
+            password: PASSWORD.into(),
+            name: "Ada".into(),
+        })
+        .await
+        .unwrap();
+    app.settle_mail().await;
+    let delivered = resend.delivered();
+    assert_eq!(delivered.len(), 1, "{:?}", resend.requests());
+    let (id, body) = &delivered[0];
+    assert_eq!(body["to"], serde_json::json!([to]));
+    assert_eq!(body["tags"][0]["value"], "confirm_registration");
+    assert!(body["text"].as_str().unwrap().contains("token=reg_"));
+    assert_eq!(
+        resend
+            .requests()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [429, 200]
+    );
+    assert_eq!(resend.problems(), Vec::<String>::new());
+    let (status, provider): (String, String) = match &app.db {
+        airwave_tests::TestDb::Sqlite(p) => {
+            sqlx::query_as("SELECT status, provider_id FROM emails")
+                .fetch_one(p)
+                .await
+                .unwrap()
+        }
+        airwave_tests::TestDb::Postgres(p) => {
+            sqlx::query_as("SELECT status, provider_id FROM emails")
+                .fetch_one(p)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!((status.as_str(), provider.as_str()), ("sent", id.as_str()));
+}
+
+#[tokio::test]
+async fn after_a_reset_no_column_of_the_email_log_holds_a_token_that_works() {
+    let app = TestApp::spawn().await;
+    app.member("ada@example.com").await;
+    app.api
+        .request_password_reset("ada@example.com")
+        .await
+        .unwrap();
+    let delivered = app.last_email_to("ada@example.com").await.unwrap();
+    let real = token_in(&delivered);
+    let rows = app.db.dump("emails").await;
+    let everything = rows.join("\n");
+    assert!(
+        !everything.contains(&real),
+        "the delivered token is not stored"
+    );
+    assert!(
+        everything.contains("[redacted]"),
+        "the log shows where the token was"
+    );
+    // Every token-like word anywhere in the table fails to reset the password.
+    let mut tried = 0;
+    for word in
+        everything.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+    {
+        if ["rst_", "reg_", "inv_"].iter().any(|p| word.starts_with(p)) {
+            tried += 1;
+            assert!(
+                app.api
+                    .confirm_password_reset(word, "a brand new passphrase 42")
+                    .await
+                    .is_err(),
+                "{word}"
+            );
+        }
+    }
+    eprintln!("tried {tried} token-like words");
+    // The delivered one works (the test would prove nothing otherwise).
+    app.api
+        .confirm_password_reset(&real, "a brand new passphrase 42")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn support_finds_a_mail_resends_it_and_a_suppressed_address_needs_a_reason() {
+    let app = TestApp::spawn().await;
+    let (_, sup) = app.user_with_role("sup@example.com", Role::Support).await;
+    let (_, member) = app.member("client@example.com").await;
+    app.api
+        .request_password_reset("client@example.com")
+        .await
+        .unwrap();
+    app.settle_mail().await;
+    let http = app.http();
+    let token = app.login("sup@example.com").await.token;
+    let get = |path: String| {
+        let http = http.clone();
+        let token = token.clone();
+        let url = app.url(&path);
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let page: airwave_api::Page<airwave_api::EmailOut> =
+        get("/api/ops/emails?to=CLIENT@example&template=password_reset".into())
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(page.items.len(), 1, "{page:?}");
+    let original = &page.items[0];
+    assert_eq!(original.status, airwave_api::EmailStatus::Sent);
+    let detail: airwave_api::EmailDetailOut = get(format!("/api/ops/emails/{}", original.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(detail.text.contains("token=[redacted]"), "{}", detail.text);
+    assert!(detail.html.as_deref().unwrap().contains("[redacted]"));
+    assert_eq!(detail.attempts.len(), 1);
+    assert_eq!(detail.attempts[0].outcome, "sent");
+    // Bad filters are 400s with a code.
+    let bad = get("/api/ops/emails?status=lost".into()).await;
+    assert_eq!(bad.status(), 400);
+
+    // Resend: a new message linked to the original arrives.
+    let resend = |body: Value| {
+        let http = http.clone();
+        let token = token.clone();
+        let url = app.url(&format!("/api/ops/emails/{}/resend", original.id));
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = resend(serde_json::json!({})).await;
+    assert_eq!(r.status(), 202);
+    let again: airwave_api::EmailOut = r.json().await.unwrap();
+    assert_eq!(again.resend_of.as_deref(), Some(original.id.as_str()));
+    app.settle_mail().await;
+    assert_eq!(
+        app.outbox()
+            .iter()
+            .filter(|m| m.to == "client@example.com" && m.template() == "password_reset")
+            .count(),
+        2
+    );
+
+    // Suppressed: refused without a reason, sent with one; both audited.
+    let add = http
+        .post(app.url("/api/ops/emails/suppressions"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"address": "Client@Example.com", "note": "asked us to stop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(add.status(), 201);
+    let refused = resend(serde_json::json!({})).await;
+    assert_eq!(refused.status(), 409);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "address_suppressed");
+    let overridden = resend(
+        serde_json::json!({"override_suppression_reason": "the client called: wants it once"}),
+    )
+    .await;
+    assert_eq!(overridden.status(), 202);
+    app.settle_mail().await;
+    assert_eq!(
+        app.outbox()
+            .iter()
+            .filter(|m| m.to == "client@example.com" && m.template() == "password_reset")
+            .count(),
+        3
+    );
+    let audited = app
+        .db
+        .count_where("audit_log", "action = 'email.resend'")
+        .await;
+    assert_eq!(audited, 2);
+    assert_eq!(
+        app.db
+            .count_where("audit_log", "action = 'email.suppress'")
+            .await,
+        1
+    );
+
+    // A member sees none of it; support cannot do what is not theirs.
+    let member_token = app.login("client@example.com").await.token;
+    let denied = http
+        .get(app.url("/api/ops/emails"))
+        .bearer_auth(member_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    drop((sup, member));
 }

@@ -10,6 +10,7 @@ mod config;
 mod console_core;
 mod creatomate;
 mod email;
+mod email_transport;
 mod hardening;
 mod health;
 mod journey;
