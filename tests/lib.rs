@@ -94,14 +94,14 @@ impl TestDb {
                 sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
                     .fetch_all(p)
                     .await
-                    .unwrap()
+                    .expect("dump")
             }
             TestDb::Sqlite(p) => {
                 let cols: Vec<String> =
                     sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
                         .fetch_all(p)
                         .await
-                        .unwrap();
+                        .expect("dump");
                 let expr = cols
                     .iter()
                     .map(|c| format!("quote({c})"))
@@ -110,7 +110,7 @@ impl TestDb {
                 sqlx::query_scalar(&format!("SELECT {expr} FROM {table}"))
                     .fetch_all(p)
                     .await
-                    .unwrap()
+                    .expect("dump")
             }
         }
     }

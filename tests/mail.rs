@@ -2,6 +2,9 @@
 //! HTTP API), a local stand-in for Resend's API that checks the documented request, and a TCP
 //! relay that can be cut to take an SMTP server "down" and bring it back.
 
+// Test fixtures: a broken fixture should stop the test at once.
+#![allow(clippy::unwrap_used)]
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;

@@ -37,7 +37,7 @@ CREATE TABLE email_attempts (
     attempt         INTEGER NOT NULL,
     transport       TEXT NOT NULL,
     started_at      TIMESTAMPTZ NOT NULL,
-    duration_ms     INTEGER NOT NULL,
+    duration_ms     BIGINT NOT NULL,
     outcome         TEXT NOT NULL,
     error           TEXT,
     provider_id     TEXT,

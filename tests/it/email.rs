@@ -494,10 +494,22 @@ async fn support_finds_a_mail_resends_it_and_a_suppressed_address_needs_a_reason
     assert_eq!(refused.status(), 409);
     let problem: Value = refused.json().await.unwrap();
     assert_eq!(problem["code"], "address_suppressed");
-    let overridden = resend(
-        serde_json::json!({"override_suppression_reason": "the client called: wants it once"}),
-    )
-    .await;
+    let reason =
+        serde_json::json!({"override_suppression_reason": "the client called: wants it once"});
+    assert_eq!(
+        resend(reason.clone()).await.status(),
+        403,
+        "support cannot override the list"
+    );
+    app.user_with_role("ops@example.com", Role::Operator).await;
+    let ops_token = app.login("ops@example.com").await.token;
+    let overridden = http
+        .post(app.url(&format!("/api/ops/emails/{}/resend", original.id)))
+        .bearer_auth(&ops_token)
+        .json(&reason)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(overridden.status(), 202);
     app.settle_mail().await;
     assert_eq!(

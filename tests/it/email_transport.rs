@@ -241,12 +241,22 @@ async fn the_resend_transport_conforms_against_a_stand_in_checking_the_documente
         Duration::from_secs(5),
     )
     .unwrap();
+    // A key problem keeps messages waiting (retryable) until an operator fixes it.
     match wrong_key
         .send(&envelope(&mail::unique_address("key")))
         .await
     {
-        Err(TransportError::Permanent { message }) => {
+        Err(TransportError::Retryable { message, .. }) => {
             assert!(message.contains("missing_api_key"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A request Resend refuses (here: no valid recipient) fails for good with its message.
+    let mut bad = envelope(&mail::unique_address("bad"));
+    bad.to = "nobody".into();
+    match t.send(&bad).await {
+        Err(TransportError::Permanent { message }) => {
+            assert!(message.contains("validation_error"), "{message}")
         }
         other => panic!("{other:?}"),
     }

@@ -75,6 +75,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         latency_samples: usize,
     },
+    /// E-mail: template rendering per core, a plain lettre loop to `SMTP_URL`, and the same
+    /// messages recorded and sent by the `email` queue's worker (messages/s, recorded→accepted).
+    Email {
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +196,13 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         } => {
             crate::bench::queue(&config, backend, jobs, &concurrency, latency_samples.max(1)).await
         }
+        Command::Bench {
+            command:
+                BenchCommand::Email {
+                    messages,
+                    concurrency,
+                },
+        } => crate::email::bench::run(&config, messages, concurrency).await,
     }
 }
 

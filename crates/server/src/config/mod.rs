@@ -538,6 +538,10 @@ mod tests {
         let mut outbox = prod.to_vec();
         outbox.push(("AIRWAVE_EMAIL_TRANSPORT", "outbox"));
         assert!(Config::from_vars(&vars(&outbox)).is_ok());
+        let mut plain = prod.to_vec();
+        plain.push(("SMTP_URL", "smtp://mailer:pw@mail.example.com:587"));
+        let err = Config::from_vars(&vars(&plain)).unwrap_err().to_string();
+        assert!(err.contains("SMTP_URL must use TLS in production"), "{err}");
         let mut smtp = prod.to_vec();
         smtp.push(("SMTP_URL", "smtps://mailer:smtp-pw-9@mail.example.com:465"));
         let c = Config::from_vars(&vars(&smtp)).unwrap();
@@ -616,7 +620,7 @@ mod tests {
             ("AIRWAVE_PUBLIC_URL", "https://app.example.com"),
             ("AIRWAVE_RENDER_PROVIDER", "creatomate"),
             ("CREATOMATE_API_KEY", "cm_key"),
-            ("SMTP_URL", "smtp://mail.example.com:587"),
+            ("SMTP_URL", "smtps://mail.example.com:465"),
         ];
         let mut plain = base.to_vec();
         plain.push(("AIRWAVE_CREATOMATE_URL", "http://api.creatomate.com"));

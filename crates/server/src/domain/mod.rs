@@ -31,6 +31,17 @@ impl Email {
         if local.is_empty() || local.len() > 64 || !domain_ok {
             return Err(bad());
         }
+        // No display names, quoting or lists: what a mail transport takes as exactly this one
+        // address (`x<victim@corp>` would otherwise reach `victim@corp` past the suppression list).
+        if s.chars().any(|c| {
+            matches!(
+                c,
+                '<' | '>' | ',' | '"' | '(' | ')' | ';' | ':' | '[' | ']' | '\\'
+            )
+        }) || s.parse::<lettre::Address>().is_err()
+        {
+            return Err(bad());
+        }
         Ok(Email(s))
     }
 
@@ -147,6 +158,14 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_rejected() {
+        for raw in [
+            "x<victim@corp.com>",
+            "a,b@example.com",
+            "\"q\"@example.com",
+            "a@b@example.com",
+        ] {
+            assert!(Email::parse(raw).is_err(), "{raw}");
+        }
         for bad in [
             "",
             "ada",

@@ -106,6 +106,15 @@ pub async fn search(state: &AppState, q: &Search) -> Result<Page<EmailOut>> {
             ));
         }
     }
+    if q.correlation_id
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > 200)
+    {
+        return Err(Error::invalid(
+            "invalid_filter",
+            "`correlation_id` must be 1 to 200 characters",
+        ));
+    }
     if let Some(t) = &q.template {
         if !templates::TEMPLATES.iter().any(|d| d.name == t) {
             return Err(Error::invalid(

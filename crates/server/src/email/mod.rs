@@ -5,6 +5,7 @@
 //! one transport — Resend, SMTP or the outbox folder (`transport/`); the log, resends and the
 //! suppression list for support staff (`log.rs`, `routes.rs`). See `docs/email.md`.
 
+pub mod bench;
 pub mod log;
 pub mod routes;
 pub mod secrets;
@@ -125,6 +126,10 @@ pub mod settings {
     pub struct Budget {
         pub per_user_hour: i64,
         pub per_client_hour: i64,
+        /// Most messages to one address an hour that nobody signed in caused (password resets,
+        /// registrations): past it they are silently not sent, so a stranger cannot mail-bomb an
+        /// address and the answer still reveals nothing.
+        pub per_recipient_hour: i64,
     }
 
     #[derive(Debug, Clone)]
@@ -156,6 +161,20 @@ pub mod settings {
                 ));
             }
             let smtp = r.url(&SMTP_URL);
+            if let Some(u) = smtp.as_ref().filter(|_| production) {
+                let tls = u
+                    .query_pairs()
+                    .find(|(k, _)| k == "tls")
+                    .map(|(_, v)| v.into_owned());
+                let loopback = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                    || u.host_str() == Some("localhost");
+                if u.scheme() == "smtp" && tls.as_deref() != Some("required") && !loopback {
+                    r.error(format!(
+                        "{} must use TLS in production: smtps://… or smtp://…?tls=required (the password and every link would cross the network in the clear)",
+                        SMTP_URL.name
+                    ));
+                }
+            }
             let resend_key = r.secret(&RESEND_API_KEY);
             let resend_base = r.url(&RESEND_API_URL);
             if production && resend_base.as_ref().is_some_and(|u| u.scheme() != "https") {
@@ -221,6 +240,7 @@ pub mod settings {
                 budget: Budget {
                     per_user_hour: r.int(&BUDGET_USER),
                     per_client_hour: r.int(&BUDGET_CLIENT),
+                    per_recipient_hour: r.int(&BUDGET_RECIPIENT),
                 },
                 send_timeout: r.secs(&SEND_TIMEOUT),
             }
@@ -264,7 +284,7 @@ pub mod settings {
             default: None,
             secret: true,
         },
-        "An SMTP server: `smtp://user:pass@host:587` (STARTTLS when offered; add `?tls=required` to insist) or `smtps://user:pass@host:465`.",
+        "An SMTP server: `smtps://user:pass@host:465` (TLS) or `smtp://user:pass@host:587` (STARTTLS when offered; `?tls=required` insists, and production requires TLS except to a loopback relay).",
     );
     pub const SMTP_POOL: Setting = Setting::new(
         "AIRWAVE_EMAIL_SMTP_POOL",
@@ -304,10 +324,10 @@ pub mod settings {
         Kind::Int {
             default: 30,
             min: 1,
-            max: 300,
+            max: 50,
             unit: "s",
         },
-        "One send's time limit.",
+        "One send's time limit (below the `email` queue's 60 s attempt timeout, so an attempt that runs out is recorded).",
     );
     pub const BUDGET_USER: Setting = Setting::new(
         "AIRWAVE_EMAIL_BUDGET_PER_USER_HOUR",
@@ -330,6 +350,17 @@ pub mod settings {
         "Most e-mails the members of one client cause in an hour.",
     );
 
+    pub const BUDGET_RECIPIENT: Setting = Setting::new(
+        "AIRWAVE_EMAIL_BUDGET_PER_RECIPIENT_HOUR",
+        Kind::Int {
+            default: 10,
+            min: 1,
+            max: 10_000,
+            unit: "",
+        },
+        "Most e-mails to one address in an hour that nobody signed in caused (password resets, registration mails); more are silently not sent.",
+    );
+
     pub fn section() -> Section {
         Section {
             title: "E-mail",
@@ -348,6 +379,7 @@ pub mod settings {
                 SEND_TIMEOUT,
                 BUDGET_USER,
                 BUDGET_CLIENT,
+                BUDGET_RECIPIENT,
             ],
         }
     }
@@ -376,12 +408,15 @@ pub struct NewEmail {
     /// At most one message per key (an event consumer's delivery key).
     pub dedupe_key: Option<String>,
     pub budget: settings::Budget,
+    /// Whether the per-recipient budget applies (it does unless a signed-in user or a staff
+    /// member caused the message).
+    pub anonymous: bool,
 }
 
 impl NewEmail {
     /// Renders `message` once: a template that cannot render its data is an error here, before
-    /// anything is recorded. A link carrying a token must hold [`secrets::MARKER`] in its place
-    /// and come with the `secret` that makes it again.
+    /// anything is recorded. A link carrying a token holds [`secrets::MARKER`] in its place and
+    /// comes with the `secret` that makes it again.
     pub fn new(
         config: &settings::EmailConfig,
         now: chrono::DateTime<chrono::Utc>,
@@ -392,12 +427,6 @@ impl NewEmail {
         let rendered = templates::templates()
             .and_then(|t| t.render(&message, &config.branding))
             .map_err(|e| crate::error::Error::Internal(e.into()))?;
-        if secret.is_none() && rendered.text.contains(secrets::MARKER) {
-            return Err(crate::error::Error::Internal(anyhow::anyhow!(
-                "a {} message has a link token but no secret to make it",
-                message.template()
-            )));
-        }
         let id = crate::ids::EmailId::new(now);
         Ok(Self {
             message_id: format!(
@@ -419,6 +448,7 @@ impl NewEmail {
             resend_of: None,
             dedupe_key: None,
             budget: config.budget,
+            anonymous: true,
         })
     }
 
@@ -427,6 +457,14 @@ impl NewEmail {
     pub fn caused_by(mut self, user: Option<&str>, client: Option<&str>) -> Self {
         self.user_id = user.map(str::to_owned);
         self.client_id = client.map(str::to_owned);
+        self.anonymous = false;
+        self
+    }
+
+    /// A staff member's (a resend) or the system's own message: no per-recipient budget.
+    #[must_use]
+    pub fn by_staff_or_system(mut self) -> Self {
+        self.anonymous = false;
         self
     }
 
@@ -469,6 +507,14 @@ macro_rules! record_email_on {
                     .bind(client).bind(hour_ago).fetch_one($conn).await?;
                 if n >= mail.budget.per_client_hour {
                     return Err($crate::email::NewEmail::budget_exceeded("this client's team", mail.budget.per_client_hour));
+                }
+            }
+            if mail.anonymous {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM emails WHERE to_address = $1 AND created_at > $2 AND user_id IS NULL")
+                    .bind(&mail.to).bind(hour_ago).fetch_one($conn).await?;
+                if n >= mail.budget.per_recipient_hour {
+                    tracing::warn!(template = mail.message.template(), "per-recipient e-mail budget reached: not sending");
+                    return Ok(false);
                 }
             }
             let inserted = sqlx::query(

@@ -20,8 +20,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-/// Who may read e-mails and their templates.
+/// Who may read e-mails and their templates, resend a message and suppress an address.
 const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Support];
+/// Who may send to a suppressed address or take one off the list.
+const OVERRIDERS: &[Role] = &[Role::Admin, Role::Operator];
 
 /// This feature's routes with their OpenAPI descriptions.
 pub fn routes() -> crate::feature::Routes {
@@ -99,8 +101,9 @@ pub async fn get_email(
     Ok(axum::Json(log::detail(&s, &id).await?))
 }
 
-/// Sends a message again: a new message linked to the original (202). A suppressed recipient
-/// answers 409 `address_suppressed` unless `override_suppression_reason` is given (audited).
+/// Sends a message again: a new message linked to the original (202; admin, operator, support).
+/// A suppressed recipient answers 409 `address_suppressed` unless `override_suppression_reason`
+/// is given (admin and operator only; audited).
 #[utoipa::path(post, path = "/api/ops/emails/{id}/resend", tag = "operations", params(("id" = String, Path, description = "msg_… id")),
     request_body = EmailResendIn,
     responses((status = 202, body = EmailOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -114,6 +117,9 @@ pub async fn resend_email(
     Json(body): Json<EmailResendIn>,
 ) -> Result<(StatusCode, axum::Json<EmailOut>)> {
     who.require(READERS)?;
+    if body.override_suppression_reason.is_some() {
+        who.require(OVERRIDERS)?;
+    }
     let out = log::resend(
         &s,
         &id,
@@ -172,7 +178,7 @@ pub async fn add_suppression(
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
-/// Takes an address off the suppression list (audited).
+/// Takes an address off the suppression list (admin and operator; audited).
 #[utoipa::path(delete, path = "/api/ops/emails/suppressions/{address}", tag = "operations", params(("address" = String, Path, description = "the address")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -182,7 +188,7 @@ pub async fn remove_suppression(
     ip: ClientIp,
     Path(address): Path<String>,
 ) -> Result<StatusCode> {
-    who.require(READERS)?;
+    who.require(OVERRIDERS)?;
     log::unsuppress(&s, &address, &who.actor(ip.0)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -146,7 +146,7 @@ impl SendJob {
 
 #[async_trait]
 impl JobHandler for SendJob {
-    async fn handle(&self, job: &Job, _ctx: &JobContext) -> Result<Value, JobFailure> {
+    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<Value, JobFailure> {
         let id = job
             .payload
             .get("email_id")
@@ -193,15 +193,18 @@ impl JobHandler for SendJob {
                     return Err(JobFailure::permanent("email.render", e.to_string()));
                 }
             };
-        let (html, text) = match p.secret_ref {
-            Some(Json(secret)) => {
-                let token = secret.token(&self.key);
-                (
-                    secrets::reveal(&rendered.html, &token),
-                    secrets::reveal(&rendered.text, &token),
-                )
-            }
+        let token = p.secret_ref.map(|Json(secret)| secret.token(&self.key));
+        let (html, text) = match &token {
+            Some(token) => (
+                secrets::reveal(&rendered.html, token),
+                secrets::reveal(&rendered.text, token),
+            ),
             None => (rendered.html, rendered.text),
+        };
+        // A provider's error may quote the message (a rejected link): never record the token.
+        let scrub = |m: String| match &token {
+            Some(t) => m.replace(t.as_str(), secrets::REDACTED),
+            None => m,
         };
         let envelope = Envelope {
             message_id: p.message_id.unwrap_or_else(|| {
@@ -219,7 +222,12 @@ impl JobHandler for SendJob {
             tags: vec![("template".into(), message.template().into())],
         };
         let start = Instant::now();
-        let result = self.transport.send(&envelope).await;
+        let result = tokio::select! {
+            r = self.transport.send(&envelope) => r,
+            // The attempt timed out or was cancelled: record it (the SMTP server may have taken
+            // the message; a retry sends it again with the same Message-ID).
+            () = ctx.cancel.cancelled() => Err(TransportError::retryable("the attempt timed out or was cancelled")),
+        };
         let took = i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
         match result {
             Ok(accepted) => {
@@ -237,6 +245,7 @@ impl JobHandler for SendJob {
                 )
             }
             Err(TransportError::Retryable { message, .. }) => {
+                let message = scrub(message);
                 self.record(
                     &id,
                     attempt,
@@ -249,6 +258,7 @@ impl JobHandler for SendJob {
                 Err(JobFailure::retryable("email.transport", message))
             }
             Err(TransportError::Permanent { message }) => {
+                let message = scrub(message);
                 self.record(
                     &id,
                     attempt,
@@ -291,6 +301,7 @@ impl EventMails {
         };
         let mut mail = NewEmail::new(&self.config.email, self.clock.now(), &to, message, None)
             .map_err(|e| DeliveryError::permanent(e.to_string()))?
+            .by_staff_or_system()
             .correlation(correlation);
         mail.dedupe_key = Some(key.to_owned());
         with_db!(&self.db, pool => {
@@ -354,11 +365,14 @@ impl Consumer for EventMails {
                         "SELECT u.email, u.name, c.name, m.name FROM executions e
                          JOIN campaigns c ON c.id = e.campaign_id JOIN matrices m ON m.id = e.matrix_id
                          LEFT JOIN users u ON u.id = e.created_by AND u.disabled_at IS NULL
+                           AND (u.role IN ('admin', 'operator')
+                                OR EXISTS (SELECT 1 FROM client_memberships cm WHERE cm.client_id = e.client_id AND cm.user_id = u.id))
                          WHERE e.id = $1",
                     )
                     .bind(&execution).fetch_optional(pool).await.map_err(db_delivery)?
                 });
-                // Executions made before their creator was recorded, or whose creator is gone: no mail.
+                // Executions made before their creator was recorded, or whose creator is gone or
+                // no longer on the client: no mail.
                 let Some((Some(email), Some(name), campaign, matrix)) = row else {
                     return Ok(());
                 };

@@ -3,7 +3,8 @@
 //! `html`, `text`, `tags` and our `Message-ID` header, authorised by `RESEND_API_KEY`, and an
 //! `Idempotency-Key` of the message's id, so a retried send is delivered once. A `429` is waited
 //! out (its `Retry-After`, a few times within one attempt, then the queue's backoff); other
-//! `4xx` fail for good with Resend's message; `5xx` and network errors are retried.
+//! `4xx` fail for good with Resend's message; `5xx`, `401`/`403` (a key problem an operator must
+//! fix) and network errors are retried.
 
 use super::{Accepted, Envelope, Transport, TransportError};
 use async_trait::async_trait;
@@ -20,7 +21,7 @@ pub struct Resend {
 }
 
 /// How many `429`s one attempt waits out before giving the message back to the queue.
-const WAITS_PER_ATTEMPT: u32 = 3;
+const WAITS_PER_ATTEMPT: u32 = 2;
 
 impl Resend {
     pub fn new(
@@ -39,7 +40,7 @@ impl Resend {
             http,
             base,
             key,
-            max_wait: Duration::from_secs(10),
+            max_wait: Duration::from_secs(5),
         })
     }
 
@@ -144,6 +145,11 @@ impl Transport for Resend {
                 });
             }
             // 3xx (never followed) and 4xx: the request is wrong; sending it again will not help.
+            if matches!(status.as_u16(), 401 | 403) {
+                // A revoked or mistyped key: every message would fail for good until an operator
+                // fixes it; keep them waiting instead (the health check says why).
+                return Err(TransportError::retryable(provider_message(r).await));
+            }
             return Err(TransportError::permanent(provider_message(r).await));
         }
     }
@@ -157,7 +163,7 @@ impl Transport for Resend {
             .send()
             .await
             .map_err(|err| TransportError::retryable(format!("Resend: {}", err.without_url())))?;
-        if r.status().is_server_error() {
+        if r.status().is_server_error() || matches!(r.status().as_u16(), 401 | 403) {
             return Err(TransportError::retryable(format!(
                 "Resend answered {}",
                 r.status().as_u16()

@@ -27,7 +27,7 @@ impl Smtp {
                 .port()
                 .map_or_else(|| "default".to_owned(), |p| p.to_string())
         );
-        let inner = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        let inner = AsyncSmtpTransport::<Tokio1Executor>::from_url(parsed.as_str())
             .map_err(|e| TransportError::permanent(format!("SMTP_URL: {e}")))?
             .pool_config(PoolConfig::new().max_size(pool_size))
             .timeout(Some(timeout))
