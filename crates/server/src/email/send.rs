@@ -244,31 +244,23 @@ impl JobHandler for SendJob {
                     json!({"sent": true, "transport": self.transport.name(), "provider_id": accepted.provider_id, "message_id": envelope.message_id}),
                 )
             }
-            Err(TransportError::Retryable { message, .. }) => {
-                let message = scrub(message);
-                self.record(
-                    &id,
-                    attempt,
-                    now,
-                    took,
-                    &Outcome::Retry(message.clone()),
-                    last,
-                )
-                .await?;
-                Err(JobFailure::retryable("email.transport", message))
-            }
-            Err(TransportError::Permanent { message }) => {
-                let message = scrub(message);
-                self.record(
-                    &id,
-                    attempt,
-                    now,
-                    took,
-                    &Outcome::Failed(message.clone()),
-                    true,
-                )
-                .await?;
-                Err(JobFailure::permanent("email.transport", message))
+            Err(e) => {
+                let (permanent, message) = match e {
+                    TransportError::Retryable { message, .. } => (false, scrub(message)),
+                    TransportError::Permanent { message } => (true, scrub(message)),
+                };
+                let outcome = if permanent {
+                    Outcome::Failed(message.clone())
+                } else {
+                    Outcome::Retry(message.clone())
+                };
+                self.record(&id, attempt, now, took, &outcome, last || permanent)
+                    .await?;
+                Err(if permanent {
+                    JobFailure::permanent("email.transport", message)
+                } else {
+                    JobFailure::retryable("email.transport", message)
+                })
             }
         }
     }
