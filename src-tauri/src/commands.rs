@@ -2,7 +2,9 @@
 //! `{kind, message}`. Nothing returned or emitted ever carries a token.
 
 use crate::Console;
-use airwave_api::{ops_event, HealthChangedEvent, HealthHistoryOut, HealthOut, QueueOut, UserOut};
+use airwave_api::{
+    ops_event, HealthChangedEvent, HealthHistoryOut, HealthOut, JobDetailOut, QueueOut, UserOut,
+};
 use airwave_console_core::alerts::{Decision, Prefs};
 use airwave_console_core::charts::{self, Theme};
 use airwave_console_core::profiles::{Profile, ProfilesView};
@@ -102,9 +104,32 @@ pub async fn queues(console: State<'_, Console>, id: String) -> Result<Vec<Queue
     Ok(client.list_queues().await?)
 }
 
+/// Who is logged in on profile `id`, with their role (the views shown follow it).
+#[tauri::command]
+pub async fn me(console: State<'_, Console>, id: String) -> Result<UserOut> {
+    let client = client_for(&console, &id).await?;
+    Ok(client.me().await?)
+}
+
+/// One job with its attempts (the command palette finds a job by its id).
+#[tauri::command]
+pub async fn job(console: State<'_, Console>, id: String, job_id: String) -> Result<JobDetailOut> {
+    let ok = job_id.strip_prefix("job_").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 60 && rest.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    if !ok {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!("{job_id:?} is not a job id (job_…)"),
+        ));
+    }
+    let client = client_for(&console, &id).await?;
+    Ok(client.get_job(&job_id).await?)
+}
+
 /// A client for profile `id`, its token renewed first when it is due (a renewal that fails is
 /// reported and retried on the next call; the call itself goes on with the current token).
-async fn client_for(console: &Console, id: &str) -> Result<airwave_api::ApiClient> {
+pub(crate) async fn client_for(console: &Console, id: &str) -> Result<airwave_api::ApiClient> {
     let mut p = console.profiles.lock().await;
     let secrets = console.secrets.as_ref();
     match session::renew_if_due(&mut p, secrets, id, chrono::Utc::now()).await {

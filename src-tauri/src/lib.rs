@@ -4,6 +4,7 @@
 //! every request itself).
 
 pub mod commands;
+pub mod emails;
 pub mod errors;
 
 use airwave_api::HealthStatus;
@@ -89,6 +90,16 @@ pub fn configure<R: Runtime>(builder: Builder<R>, console: Console) -> Builder<R
             commands::remove_profile,
             commands::prefs,
             commands::report_error,
+            commands::me,
+            commands::job,
+            emails::emails,
+            emails::email,
+            emails::resend_email,
+            emails::email_templates,
+            emails::email_preview,
+            emails::suppressions,
+            emails::add_suppression,
+            emails::remove_suppression,
         ])
 }
 

@@ -542,3 +542,35 @@ async fn support_finds_a_mail_resends_it_and_a_suppressed_address_needs_a_reason
     assert_eq!(denied.status(), 403);
     drop((sup, member));
 }
+
+#[tokio::test]
+async fn the_ops_stream_shows_each_message_queued_then_sent_without_its_address() {
+    let app = TestApp::spawn().await;
+    app.user_with_role("sup@example.com", Role::Support).await;
+    let token = app.login("sup@example.com").await.token;
+    let mut stream = airwave_tests::SseStream::open(&app, "/api/ops/stream", &token, Some("0"))
+        .await
+        .expect("support watches the stream");
+    app.member("watched@example.com").await;
+    app.api
+        .request_password_reset("watched@example.com")
+        .await
+        .unwrap();
+    let is_reset = |e: &airwave_tests::SseEvent, status: &str| {
+        e.event == airwave_api::ops_event::EMAIL_CHANGED
+            && e.json()["template"] == "password_reset"
+            && e.json()["status"] == status
+    };
+    let wait = std::time::Duration::from_secs(30);
+    let (queued, _) = stream.until(wait, |e| is_reset(e, "queued")).await;
+    let (sent, _) = stream.until(wait, |e| is_reset(e, "sent")).await;
+    assert_eq!(queued.json()["id"], sent.json()["id"]);
+    assert_eq!(sent.json()["attempts"], 1);
+    for e in [&queued, &sent] {
+        assert!(
+            !e.data.contains("watched@"),
+            "no address on the stream: {}",
+            e.data
+        );
+    }
+}

@@ -479,4 +479,98 @@ impl ApiClient {
     ) -> Result<ApprovalOut, ClientError> {
         self.post("/api/approvals/decide", body).await
     }
+
+    /// A URL on the server with `segments` as path segments (each percent-encoded) and `query`.
+    fn url_of(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, ClientError> {
+        // Like every other method here: paths are from the server's root.
+        let mut url = self.base.clone();
+        url.set_path("/");
+        url.set_query(None);
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Url(url::ParseError::RelativeUrlWithCannotBeABaseBase))?
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    fn relative(url: &Url) -> String {
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        }
+    }
+
+    /// The e-mail log, newest first; `query` pairs are `GET /api/ops/emails`'s filters.
+    pub async fn list_emails(&self, query: &[(&str, &str)]) -> Result<Page<EmailOut>, ClientError> {
+        let url = self.url_of(&["api", "ops", "emails"], query)?;
+        self.get(&Self::relative(&url)).await
+    }
+
+    pub async fn get_email(&self, id: &str) -> Result<EmailDetailOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "emails", id], &[])?;
+        self.get(&Self::relative(&url)).await
+    }
+
+    pub async fn resend_email(
+        &self,
+        id: &str,
+        body: &EmailResendIn,
+    ) -> Result<EmailOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "emails", id, "resend"], &[])?;
+        self.post(&Self::relative(&url), body).await
+    }
+
+    pub async fn email_templates(&self) -> Result<Vec<EmailTemplateOut>, ClientError> {
+        self.get("/api/ops/emails/templates").await
+    }
+
+    /// A template rendered with sample data: `format` is `html` or `text`.
+    pub async fn preview_template(&self, name: &str, format: &str) -> Result<String, ClientError> {
+        let url = self.url_of(
+            &["api", "ops", "emails", "templates", name, "preview"],
+            &[("format", format)],
+        )?;
+        let mut req = self.http.get(url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => Err(ClientError::Api(p)),
+            Err(_) => Err(ClientError::Unexpected {
+                status,
+                body: excerpt(&bytes),
+            }),
+        }
+    }
+
+    /// The suppression list; `query` pairs are `address`, `limit` and `cursor`.
+    pub async fn list_suppressions(
+        &self,
+        query: &[(&str, &str)],
+    ) -> Result<Page<SuppressionOut>, ClientError> {
+        let url = self.url_of(&["api", "ops", "emails", "suppressions"], query)?;
+        self.get(&Self::relative(&url)).await
+    }
+
+    pub async fn add_suppression(
+        &self,
+        body: &SuppressionIn,
+    ) -> Result<SuppressionOut, ClientError> {
+        self.post("/api/ops/emails/suppressions", body).await
+    }
+
+    pub async fn remove_suppression(&self, address: &str) -> Result<(), ClientError> {
+        let url = self.url_of(&["api", "ops", "emails", "suppressions", address], &[])?;
+        self.call(Method::DELETE, &Self::relative(&url), None::<&()>)
+            .await
+    }
 }

@@ -51,6 +51,11 @@ mod typescript {
             SuppressionReason::decl(&cfg),
             SuppressionOut::decl(&cfg),
             SuppressionIn::decl(&cfg),
+            EmailChangedEvent::decl(&cfg),
+            Page::<()>::decl(&cfg),
+            JobOut::decl(&cfg),
+            AttemptOut::decl(&cfg),
+            JobDetailOut::decl(&cfg),
         ];
         let mut out = String::from(
             "// Generated from crates/api by its `typescript` unit test: do not edit.\n\

@@ -106,6 +106,7 @@ fn unknown_health_status(s: &str) -> UnknownValue {
 
 /// A page of a cursor-paginated list. Pass `next_cursor` back as `cursor` for the next page.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -837,6 +838,7 @@ pub struct RetryJobsIn {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct JobOut {
     pub id: String,
     pub queue: String,
@@ -866,6 +868,7 @@ pub struct JobOut {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AttemptOut {
     pub attempt: u32,
     pub worker_id: String,
@@ -877,6 +880,7 @@ pub struct AttemptOut {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct JobDetailOut {
     pub job: JobOut,
     pub attempts: Vec<AttemptOut>,
@@ -946,6 +950,20 @@ pub mod ops_event {
     /// The client asked to resume from an event the log no longer holds: reload everything.
     /// Data: [`super::StreamGapEvent`].
     pub const STREAM_GAP: &str = "stream.gap";
+    /// A message in the e-mail log was recorded or changed state: [`super::EmailChangedEvent`].
+    pub const EMAIL_CHANGED: &str = "email.changed";
+}
+
+/// `email.changed`: a message was recorded or changed state. It carries no address (the stream's
+/// log is kept for a day and shown to every watcher); the console reads the message itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct EmailChangedEvent {
+    pub id: String,
+    pub template: String,
+    pub status: EmailStatus,
+    pub attempts: i32,
+    pub time: DateTime<Utc>,
 }
 
 /// `health.changed`: a component's status differs from its previous check.

@@ -16,7 +16,8 @@ pub enum ErrorKind {
     Offline,
     /// No OS keychain (Secret Service / Keychain / Credential Manager) is available.
     NoKeychain,
-    /// Bad input from the user (a malformed URL, an unknown profile).
+    /// Bad input from the user (a malformed URL, an unknown profile), or a request the server
+    /// refused as such (any other 4xx; its `code` says which).
     Invalid,
     /// Anything else the server said (its problem's detail is the message).
     Server,
@@ -30,6 +31,10 @@ pub enum ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// The server's stable problem code (e.g. `address_suppressed`), when it answered with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub code: Option<String>,
 }
 
 impl Error {
@@ -37,7 +42,13 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            code: None,
         }
+    }
+
+    fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_owned());
+        self
     }
 }
 
@@ -46,10 +57,15 @@ impl From<airwave_api::ClientError> for Error {
         use airwave_api::ClientError as C;
         match &e {
             C::Api(p) if p.status == 401 => {
-                Error::new(ErrorKind::Unauthenticated, p.detail.clone())
+                Error::new(ErrorKind::Unauthenticated, p.detail.clone()).with_code(&p.code)
             }
-            C::Api(p) if p.status == 403 => Error::new(ErrorKind::Forbidden, p.detail.clone()),
-            C::Api(p) => Error::new(ErrorKind::Server, p.detail.clone()),
+            C::Api(p) if p.status == 403 => {
+                Error::new(ErrorKind::Forbidden, p.detail.clone()).with_code(&p.code)
+            }
+            C::Api(p) if (400..500).contains(&p.status) => {
+                Error::new(ErrorKind::Invalid, p.detail.clone()).with_code(&p.code)
+            }
+            C::Api(p) => Error::new(ErrorKind::Server, p.detail.clone()).with_code(&p.code),
             C::Http(h) if h.is_connect() || h.is_timeout() => Error::new(
                 ErrorKind::Offline,
                 "the server could not be reached; check the profile's URL and your network",

@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod charts;
+pub mod emails;
 pub mod error;
 pub mod files;
 pub mod local;
@@ -27,7 +28,7 @@ pub use error::{Error, ErrorKind};
 /// from these types and a stale file fails this test (`AIRWAVE_UPDATE_TS=1` rewrites it).
 #[cfg(test)]
 mod typescript {
-    use super::{alerts, error, profiles, stream};
+    use super::{alerts, emails, error, profiles, stream};
     use ts_rs::{Config, TS};
 
     #[test]
@@ -42,6 +43,7 @@ mod typescript {
             alerts::Notification::decl(&cfg),
             stream::ConnState::decl(&cfg),
             stream::StreamEvent::decl(&cfg),
+            emails::EmailSearch::decl(&cfg),
         ];
         let mut fresh = String::from(
             "// Generated from crates/console-core by its `typescript` unit test: do not edit.\n\

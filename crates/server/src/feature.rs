@@ -37,6 +37,8 @@ pub struct Backends {
     pub renderer: Arc<dyn RenderProvider>,
     /// Every feature's event consumers (collected before health checks are asked for).
     pub consumers: Arc<[Arc<dyn Consumer>]>,
+    /// Appends to the operations stream the console watches.
+    pub ops: crate::ops::Publisher,
 }
 
 /// Which processes run a task.

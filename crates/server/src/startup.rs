@@ -159,7 +159,9 @@ async fn build(
         };
     let features = features();
     let config = Arc::new(config);
+    let ops_appended = Arc::new(tokio::sync::Notify::new());
     let mut backends = Backends {
+        ops: crate::ops::Publisher::new(db.clone(), ops_appended.clone()),
         db: db.clone(),
         clock: clock.clone(),
         config: config.clone(),
@@ -191,7 +193,7 @@ async fn build(
         health: Arc::new(health),
         queue,
         blobs,
-        ops_appended: Arc::new(tokio::sync::Notify::new()),
+        ops_appended,
         consumers: backends.consumers,
         supervisor,
         renderer,

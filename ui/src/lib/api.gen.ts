@@ -167,3 +167,13 @@ export type SuppressionIn = { address: string,
  * Why (audited); 1 to 500 characters.
  */
 note: string, };
+
+export type EmailChangedEvent = { id: string, template: string, status: EmailStatus, attempts: number, time: string, };
+
+export type Page<T> = { items: Array<T>, next_cursor: string | null, };
+
+export type JobOut = { id: string, queue: string, kind: string, payload: JsonValue, priority: number, state: JobStateOut, run_at: string, attempts: number, max_attempts: number, unique_key: string | null, correlation_id: string | null, progress: number, progress_message: string | null, result: JsonValue | null, last_error: string | null, error_fingerprint: string | null, worker_id: string | null, lease_until: string | null, cancel_requested: boolean, created_at: string, updated_at: string, started_at: string | null, finished_at: string | null, };
+
+export type AttemptOut = { attempt: number, worker_id: string, started_at: string | null, finished_at: string | null, outcome: string, error: string | null, fingerprint: string | null, };
+
+export type JobDetailOut = { job: JobOut, attempts: Array<AttemptOut>, };

@@ -3,7 +3,11 @@
 
 export type ErrorKind = "unauthenticated" | "forbidden" | "offline" | "no_keychain" | "invalid" | "server" | "io";
 
-export type Error = { kind: ErrorKind, message: string, };
+export type Error = { kind: ErrorKind, message: string, 
+/**
+ * The server's stable problem code (e.g. `address_suppressed`), when it answered with one.
+ */
+code?: string, };
 
 export type Profile = { 
 /**
@@ -65,3 +69,25 @@ view: string, };
 export type ConnState = { "state": "connecting" } | { "state": "live" } | { "state": "disconnected", since: string, reason: string, } | { "state": "unauthorized" };
 
 export type StreamEvent = { id: number | null, event: string, data: unknown, };
+
+export type EmailSearch = { 
+/**
+ * Part of the recipient's address.
+ */
+to?: string, template?: string, 
+/**
+ * `queued`, `sent`, `delivered`, `bounced`, `complained`, `failed` or `suppressed`.
+ */
+status?: string, 
+/**
+ * Only messages recorded in the last this many hours (1 to a year); none: any time.
+ */
+hours?: number, 
+/**
+ * The previous page's `next_cursor`.
+ */
+cursor?: string, 
+/**
+ * 1 to 200 (the server's default when absent).
+ */
+limit?: number, };

@@ -130,6 +130,8 @@ pub async fn run(config: &Config, messages: usize, concurrency: usize) -> anyhow
         transport: smtp.clone(),
         config: config.email.clone(),
         key: Arc::new(secrecy::SecretSlice::from(vec![7u8; 32])),
+        // As in production: every state change goes on the operations stream too.
+        ops: crate::ops::Publisher::new(db.clone(), Arc::new(tokio::sync::Notify::new())),
     };
     let worker = Arc::new(
         Worker::new(

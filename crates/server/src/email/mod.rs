@@ -36,6 +36,8 @@ impl crate::feature::Feature for Feature {
         vec![
             Arc::new(send::QueuedConsumer {
                 queue: b.queue.clone(),
+                ops: b.ops.clone(),
+                clock: b.clock.clone(),
             }),
             Arc::new(send::EventMails {
                 db: b.db.clone(),
@@ -63,6 +65,7 @@ impl crate::feature::Feature for Feature {
             transport: transport.clone(),
             config: s.config.email.clone(),
             key: s.signing_key.clone(),
+            ops: crate::ops::Publisher::new(s.db.clone(), s.ops_appended.clone()),
         };
         let worker = Arc::new(
             crate::queue::worker::Worker::for_queue(

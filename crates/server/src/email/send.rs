@@ -18,9 +18,11 @@ use super::NewEmail;
 use crate::clock::Clock;
 use crate::db::{BeginWrite as _, Db};
 use crate::events::{types, Consumer, Delivery, DeliveryError};
+use crate::ops::Publisher;
 use crate::queue::worker::{JobContext, JobHandler};
 use crate::queue::{Job, JobFailure, JobQueue};
 use crate::with_db;
+use airwave_api::{ops_event, EmailChangedEvent, EmailStatus};
 use async_trait::async_trait;
 use secrecy::SecretSlice;
 use serde_json::{json, Value};
@@ -35,6 +37,8 @@ pub const KIND: &str = "email.send";
 /// finds the job already there).
 pub struct QueuedConsumer {
     pub queue: Arc<dyn JobQueue>,
+    pub ops: Publisher,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -60,7 +64,20 @@ impl Consumer for QueuedConsumer {
                 .job(QUEUE, KIND, json!({"email_id": id}))
         };
         match self.queue.enqueue(job).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let template = d.event.payload.get("template").and_then(Value::as_str);
+                let event = EmailChangedEvent {
+                    id: id.to_owned(),
+                    template: template.unwrap_or_default().to_owned(),
+                    status: EmailStatus::Queued,
+                    attempts: 0,
+                    time: self.clock.now(),
+                };
+                self.ops
+                    .publish(event.time, ops_event::EMAIL_CHANGED, &event)
+                    .await;
+                Ok(())
+            }
             Err(e @ crate::queue::QueueError::Invalid(_)) => {
                 Err(DeliveryError::permanent(e.to_string()))
             }
@@ -77,10 +94,12 @@ pub struct SendJob {
     pub transport: Arc<dyn Transport>,
     pub config: EmailConfig,
     pub key: Arc<SecretSlice<u8>>,
+    pub ops: Publisher,
 }
 
 #[derive(sqlx::FromRow)]
 struct Pending {
+    template: String,
     to_address: String,
     from_address: Option<String>,
     status: String,
@@ -107,7 +126,7 @@ impl SendJob {
     /// Records an attempt and the message's new state in one transaction.
     async fn record(
         &self,
-        id: &str,
+        (id, template): (&str, &str),
         attempt: i32,
         started: chrono::DateTime<chrono::Utc>,
         took_ms: i64,
@@ -140,7 +159,27 @@ impl SendJob {
             .execute(&mut *tx).await.map_err(db_failure)?;
             tx.commit().await.map_err(db_failure)?;
         });
+        let status = match status {
+            "sent" => EmailStatus::Sent,
+            "queued" => EmailStatus::Queued,
+            _ => EmailStatus::Failed,
+        };
+        self.changed(id, template, status, attempt).await;
         Ok(())
+    }
+
+    /// Tells the operations stream (the console's Emails view refreshes).
+    async fn changed(&self, id: &str, template: &str, status: EmailStatus, attempts: i32) {
+        let event = EmailChangedEvent {
+            id: id.to_owned(),
+            template: template.to_owned(),
+            status,
+            attempts,
+            time: self.clock.now(),
+        };
+        self.ops
+            .publish(event.time, ops_event::EMAIL_CHANGED, &event)
+            .await;
     }
 }
 
@@ -154,7 +193,7 @@ impl JobHandler for SendJob {
             .ok_or_else(|| JobFailure::permanent("email.payload", "the payload has no email_id"))?
             .to_owned();
         let pending: Option<Pending> = with_db!(&self.db, pool => {
-            sqlx::query_as("SELECT to_address, from_address, status, message, secret_ref, message_id, attempts, resend_reason FROM emails WHERE id = $1")
+            sqlx::query_as("SELECT template, to_address, from_address, status, message, secret_ref, message_id, attempts, resend_reason FROM emails WHERE id = $1")
                 .bind(&id).fetch_optional(pool).await.map_err(db_failure)?
         });
         let Some(p) = pending else {
@@ -172,13 +211,16 @@ impl JobHandler for SendJob {
                 sqlx::query("UPDATE emails SET status = 'suppressed', last_error = $2, updated_at = $3, status_at = $3 WHERE id = $1 AND status = 'queued'")
                     .bind(&id).bind(format!("the address is suppressed ({reason})")).bind(now).execute(pool).await.map_err(db_failure)?;
             });
+            self.changed(&id, &p.template, EmailStatus::Suppressed, p.attempts)
+                .await;
             return Ok(json!({"suppressed": reason}));
         }
         let attempt = p.attempts + 1;
         let last = job.attempts >= job.max_attempts;
         let Some(Json(message)) = p.message else {
             let outcome = Outcome::Failed("the message has no template data".into());
-            self.record(&id, attempt, now, 0, &outcome, true).await?;
+            self.record((&id, &p.template), attempt, now, 0, &outcome, true)
+                .await?;
             return Err(JobFailure::permanent(
                 "email.load",
                 "the message has no template data",
@@ -189,7 +231,8 @@ impl JobHandler for SendJob {
                 Ok(r) => r,
                 Err(e) => {
                     let outcome = Outcome::Failed(format!("rendering: {e}"));
-                    self.record(&id, attempt, now, 0, &outcome, true).await?;
+                    self.record((&id, &p.template), attempt, now, 0, &outcome, true)
+                        .await?;
                     return Err(JobFailure::permanent("email.render", e.to_string()));
                 }
             };
@@ -232,7 +275,7 @@ impl JobHandler for SendJob {
         match result {
             Ok(accepted) => {
                 self.record(
-                    &id,
+                    (&id, &p.template),
                     attempt,
                     now,
                     took,
@@ -254,8 +297,15 @@ impl JobHandler for SendJob {
                 } else {
                     Outcome::Retry(message.clone())
                 };
-                self.record(&id, attempt, now, took, &outcome, last || permanent)
-                    .await?;
+                self.record(
+                    (&id, &p.template),
+                    attempt,
+                    now,
+                    took,
+                    &outcome,
+                    last || permanent,
+                )
+                .await?;
                 Err(if permanent {
                     JobFailure::permanent("email.transport", message)
                 } else {

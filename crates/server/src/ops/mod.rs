@@ -12,8 +12,38 @@ pub mod log;
 pub mod routes;
 pub mod streams;
 
+use crate::db::Db;
 use crate::feature::{Routes, Runs, Task};
 use crate::state::AppState;
+use std::sync::Arc;
+
+/// How a feature puts an event on the operations stream: appended to the replay log, and this
+/// instance's open streams woken (other instances' streams find it on their next poll).
+#[derive(Clone)]
+pub struct Publisher {
+    db: Db,
+    appended: Arc<tokio::sync::Notify>,
+}
+
+impl Publisher {
+    pub fn new(db: Db, appended: Arc<tokio::sync::Notify>) -> Self {
+        Self { db, appended }
+    }
+
+    /// Publishes one event. A failure is logged, never passed on: the stream is for watching,
+    /// and what it shows is also in the feature's own tables.
+    pub async fn publish(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        kind: &str,
+        data: &impl serde::Serialize,
+    ) {
+        match log::append(&self.db, now, kind, data).await {
+            Ok(_) => self.appended.notify_waiters(),
+            Err(e) => tracing::warn!(kind, error = %e, "could not append to the operations stream"),
+        }
+    }
+}
 
 /// The operations feature: the live stream and health history routes, and the background checker
 /// that feeds them (in every role: the log is shared).
