@@ -2,8 +2,11 @@
 //! WebKitWebDriver against a real `airwave-server` (with its job queue on a real Redis). Logs in
 //! through the UI, sees health live, makes a component fail for real (Redis is stopped), sees the
 //! view change and a native notification raised (the `Notify` call on the session bus, answered
-//! by dunst), sees it recover; saves a screenshot of each view; and scans the console's config
-//! dir, logs and webview storage for the API token.
+//! by dunst), sees it recover. Then support's day: a support login sees only the Overview and
+//! E-mails, finds a client's password-reset mail through Ctrl+K, reads it (HTML in a sandboxed
+//! frame), resends it after a confirmation, and the second copy arrives at the real SMTP server
+//! (maildev). Saves a screenshot of each view; scans the console's config dir, logs and webview
+//! storage for both API tokens.
 //!
 //! Needs a display, a D-Bus session with a Secret Service, dunst, dbus-monitor, tauri-driver and
 //! WebKitWebDriver: `scripts/test` provides them and sets `AIRWAVE_E2E=1`. Without it the test
@@ -17,7 +20,7 @@ mod webdriver;
 use airwave_api::Role;
 use airwave_console_core::profiles::{Profile, Profiles};
 use airwave_console_core::secrets::{KeyringStore, SecretStore};
-use airwave_tests::{free_port, server_bin, spawn_redis, TestApp, PASSWORD};
+use airwave_tests::{free_port, mail, server_bin, spawn_redis, TestApp, PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -122,7 +125,18 @@ async fn the_console_end_to_end() {
         console_bin.display()
     );
     let driver = std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into());
-    let home = tempfile::tempdir().unwrap();
+    // AIRWAVE_E2E_KEEP=1 keeps the console's home (its logs, config and webview data) to look at.
+    let mut home = tempfile::Builder::new()
+        .prefix("airwave-e2e")
+        .tempdir()
+        .unwrap();
+    if std::env::var_os("AIRWAVE_E2E_KEEP").is_some() {
+        home.disable_cleanup(true);
+        eprintln!(
+            "e2e: the console's home is kept in {}",
+            home.path().display()
+        );
+    }
     let shots = std::env::var("AIRWAVE_E2E_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| home.path().join("screenshots"));
@@ -132,8 +146,12 @@ async fn the_console_end_to_end() {
     let redis_port = free_port();
     let mut redis_proc = Some(redis(redis_port, home.path()));
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    // Its mail goes to the test command's real SMTP server.
+    let (smtp, maildev) = mail::smtp_server().expect("scripts/test starts maildev");
     let app = TestApp::spawn_with(&[
         ("REDIS_URL", redis_url.as_str()),
+        ("AIRWAVE_EMAIL_TRANSPORT", "smtp"),
+        ("SMTP_URL", smtp.as_str()),
         ("AIRWAVE_HEALTH_CHECK_INTERVAL_MS", "500"),
         ("AIRWAVE_OPS_STATS_INTERVAL_MS", "1000"),
     ])
@@ -288,16 +306,131 @@ async fn the_console_end_to_end() {
     s.wait_text(queue, "passing", WAIT).await.unwrap();
     wait_file_contains(&notify_log, "Queue recovered", WAIT).await;
 
-    // The token is nowhere but the keychain: not in the page, its storage, the config dir, the
+    // Support's day. A client says the password-reset mail never came.
+    let client = mail::unique_address("e2e-client");
+    // (made by the CLI: this server's mail goes to maildev, not to an outbox to confirm from)
+    app.user_with_role(&client, Role::Member).await;
+    app.api.request_password_reset(&client).await.unwrap();
+    // Its account's Welcome and the reset reached the SMTP server.
+    let resets = |mails: &[serde_json::Value]| {
+        mails
+            .iter()
+            .filter(|m| {
+                m["subject"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("Reset your")
+            })
+            .count()
+    };
+    assert_eq!(resets(&mail::maildev_wait(&maildev, &client, 2).await), 1);
+    let support = "support@airwave.test";
+    app.user_with_role(support, Role::Support).await;
+    s.click("nav button[data-view='settings']").await.unwrap();
+    s.click("[data-testid='profiles'] .actions button")
+        .await
+        .unwrap();
+    s.wait_text("[role='dialog']", "Log out", WAIT)
+        .await
+        .unwrap();
+    s.click("[role='dialog'] button.primary").await.unwrap();
+    s.wait_text("body", "Logged out of Staging", Duration::from_secs(15))
+        .await
+        .unwrap();
+    s.wait_text("main", "Log in to Staging", WAIT)
+        .await
+        .unwrap();
+    s.type_into("form[aria-label='Log in'] input[name='email']", support)
+        .await
+        .unwrap();
+    s.type_into("form[aria-label='Log in'] input[name='password']", PASSWORD)
+        .await
+        .unwrap();
+    s.click("form[aria-label='Log in'] button.primary")
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='profiles']", support, WAIT)
+        .await
+        .unwrap();
+    let support_token = KeyringStore
+        .get(&keychain_key)
+        .unwrap()
+        .expect("support's token is in the keychain");
+    // Support sees the Overview and E-mails (and Settings), nothing else.
+    s.wait_for("nav button[data-view='emails']", WAIT)
+        .await
+        .unwrap();
+    let nav = s.text("nav").await.unwrap();
+    assert!(
+        nav.contains("Overview") && !nav.contains("Health"),
+        "support's sidebar: {nav}"
+    );
+
+    // Ctrl+K, the client's address, Enter: the E-mails view filtered to it.
+    s.script("window.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', ctrlKey: true, bubbles: true})); return null")
+        .await
+        .unwrap();
+    s.type_into("input[name='palette']", &client).await.unwrap();
+    s.wait_text("[data-testid='palette-results']", "E-mails to", WAIT)
+        .await
+        .unwrap();
+    s.type_into("input[name='palette']", "\u{E007}")
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='email-list']", &client, WAIT)
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='email-list']", "password_reset", WAIT)
+        .await
+        .unwrap();
+    s.script("[...document.querySelectorAll(\"[data-testid='email-list'] tbody tr\")].find((r) => r.innerText.includes('password_reset')).querySelector('button').click(); return null")
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='email-detail']", "Reset your", WAIT)
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='email-attempts']", "sent", WAIT)
+        .await
+        .unwrap();
+    // The HTML part is in a frame with no scripts and no remote loads; its link shows no token.
+    let frame = s
+        .script("const f = document.querySelector(\"[data-testid='mail-frame']\"); return [f.getAttribute('sandbox'), f.getAttribute('srcdoc')]")
+        .await
+        .unwrap();
+    assert_eq!(frame[0], "", "sandboxed without allowances");
+    let srcdoc = frame[1].as_str().unwrap_or_default();
+    assert!(srcdoc.contains("default-src 'none'") && srcdoc.contains("[redacted]"));
+    shot(&s, &shots, "emails").await;
+
+    // Resend: confirmed first, saying to whom; then the second copy arrives at the SMTP server.
+    s.click("[data-testid='email-detail'] button[data-action='resend']")
+        .await
+        .unwrap();
+    s.wait_text("[role='dialog']", &client, WAIT).await.unwrap();
+    shot(&s, &shots, "emails-resend").await;
+    s.click("[role='dialog'] button.primary").await.unwrap();
+    let got = mail::maildev_wait(&maildev, &client, 3).await;
+    assert_eq!(resets(&got), 2, "the resent mail arrived");
+    // The new message is shown, linked to the one it resends, and goes to sent live.
+    s.wait_text("[data-testid='email-detail']", "Resends", WAIT)
+        .await
+        .unwrap();
+    s.wait_text("[data-testid='email-detail'] [data-status]", "sent", WAIT)
+        .await
+        .unwrap();
+
+    // The tokens are nowhere but the keychain: not in the page, its storage, the config dir, the
     // webview's data and cache, or the console's logs.
     let page = s
         .script("return document.documentElement.outerHTML + JSON.stringify(Object.assign({}, localStorage)) + JSON.stringify(Object.assign({}, sessionStorage))")
         .await
         .unwrap();
-    assert!(
-        !page.to_string().contains(&token),
-        "the token reached the webview"
-    );
+    for t in [&token, &support_token] {
+        assert!(
+            !page.to_string().contains(t.as_str()),
+            "a token reached the webview"
+        );
+    }
     s.close().await.unwrap();
     drop(tauri_driver);
     let mut files = Vec::new();
@@ -309,11 +442,13 @@ async fn the_console_end_to_end() {
     );
     for f in &scanned {
         let bytes = std::fs::read(f).unwrap_or_default();
-        assert!(
-            !contains(&bytes, token.as_bytes()),
-            "the token is in {}",
-            f.display()
-        );
+        for t in [&token, &support_token] {
+            assert!(
+                !contains(&bytes, t.as_bytes()),
+                "a token is in {}",
+                f.display()
+            );
+        }
     }
     eprintln!(
         "e2e: {} files scanned for the token (config, webview data and cache, logs); screenshots in {}",

@@ -481,13 +481,13 @@ impl ApiClient {
     }
 
     /// A URL on the server with `segments` as path segments (each percent-encoded) and `query`.
-    fn url_of(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, ClientError> {
+    fn url_of(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, url::ParseError> {
         // Like every other method here: paths are from the server's root.
         let mut url = self.base.clone();
         url.set_path("/");
         url.set_query(None);
         url.path_segments_mut()
-            .map_err(|()| ClientError::Url(url::ParseError::RelativeUrlWithCannotBeABaseBase))?
+            .map_err(|()| url::ParseError::RelativeUrlWithCannotBeABaseBase)?
             .pop_if_empty()
             .extend(segments);
         if !query.is_empty() {

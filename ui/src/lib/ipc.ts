@@ -3,9 +3,20 @@
 // core's `{kind, message}`. The webview never holds a token: the core makes every request.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { HealthOut, QueueOut, UserOut } from "./api.gen";
+import type {
+  EmailDetailOut,
+  EmailOut,
+  EmailTemplateOut,
+  HealthOut,
+  JobDetailOut,
+  Page,
+  QueueOut,
+  SuppressionOut,
+  UserOut,
+} from "./api.gen";
 import type {
   ConnState,
+  EmailSearch,
   ErrorKind,
   Notification,
   Prefs,
@@ -18,6 +29,8 @@ export class ConsoleError extends Error {
   constructor(
     readonly kind: ErrorKind | "timeout" | "internal",
     message: string,
+    /** The server's stable problem code, when it answered with one. */
+    readonly code: string | null = null,
   ) {
     super(message);
     this.name = "ConsoleError";
@@ -30,8 +43,8 @@ export const DEFAULT_TIMEOUT_MS = 15_000;
 function toConsoleError(e: unknown): ConsoleError {
   if (e instanceof ConsoleError) return e;
   if (e && typeof e === "object" && "kind" in e && "message" in e) {
-    const { kind, message } = e as { kind: ErrorKind; message: string };
-    return new ConsoleError(kind, message);
+    const { kind, message, code } = e as { kind: ErrorKind; message: string; code?: string };
+    return new ConsoleError(kind, message, code ?? null);
   }
   return new ConsoleError("internal", e instanceof Error ? e.message : String(e));
 }
@@ -86,6 +99,20 @@ export const api = {
   prefs: () => call<Prefs>("prefs"),
   setPrefs: (prefs: Prefs) => call<void>("set_prefs", { prefs }),
   pauseNotifications: (minutes: number) => call<void>("pause_notifications", { minutes }),
+  me: (id: string) => call<UserOut>("me", { id }),
+  job: (id: string, jobId: string) => call<JobDetailOut>("job", { id, jobId }),
+  emails: (id: string, search: EmailSearch) => call<Page<EmailOut>>("emails", { id, search }),
+  email: (id: string, emailId: string) => call<EmailDetailOut>("email", { id, emailId }),
+  resendEmail: (id: string, emailId: string, overrideReason: string | null) =>
+    call<EmailOut>("resend_email", { id, emailId, overrideReason }, 30_000),
+  emailTemplates: (id: string) => call<EmailTemplateOut[]>("email_templates", { id }),
+  emailPreview: (id: string, name: string, format: "html" | "text") =>
+    call<string>("email_preview", { id, name, format }),
+  suppressions: (id: string, address: string | null, cursor: string | null) =>
+    call<Page<SuppressionOut>>("suppressions", { id, address, cursor }),
+  addSuppression: (id: string, address: string, note: string) =>
+    call<SuppressionOut>("add_suppression", { id, address, note }),
+  removeSuppression: (id: string, address: string) => call<void>("remove_suppression", { id, address }),
   reportError: (message: string, stack: string | null, view: string | null) =>
     call<void>("report_error", { message, stack, view }, 5_000),
 };

@@ -1,15 +1,49 @@
 // What every view shows, kept current by the live stream: the active profile, each health
 // component's latest check (with a short history for the sparklines), the queues' counts and
 // the connection state ("live", or "disconnected — data as of …").
-import type { HealthOut, HealthStatus, QueueCountsOut, QueueStatsEvent, QueueStatsItem } from "./api.gen";
+import type {
+  EmailChangedEvent,
+  HealthOut,
+  HealthStatus,
+  QueueCountsOut,
+  QueueStatsEvent,
+  QueueStatsItem,
+  Role,
+} from "./api.gen";
 import type { ConnState, Profile, StreamEvent } from "./console.gen";
 
-export type View = "overview" | "health" | "settings";
-export const VIEWS: { id: View; label: string; key: string }[] = [
-  { id: "overview", label: "Overview", key: "1" },
-  { id: "health", label: "Health", key: "2" },
-  { id: "settings", label: "Settings", key: "3" },
+export type View = "overview" | "health" | "emails" | "settings";
+export type Group = "Monitor" | "Operate" | "Govern";
+export type ViewDef = {
+  id: View;
+  label: string;
+  /** Ctrl+key opens it. */
+  key: string;
+  /** Where the sidebar lists it (Settings stands apart). */
+  group: Group | null;
+  /** Who may use it; `null`: anyone, logged in or not. */
+  roles: Role[] | null;
+};
+/** The sidebar's groups, in order. Views still to come (Alerts, Queues, Webhooks, Backups, Rate
+ * limits, Privacy, Analytics, Launch) join their group as they land. */
+export const GROUPS: Group[] = ["Monitor", "Operate", "Govern"];
+const STAFF: Role[] = ["admin", "operator", "support"];
+export const VIEWS: ViewDef[] = [
+  { id: "overview", label: "Overview", key: "1", group: "Monitor", roles: null },
+  { id: "health", label: "Health", key: "2", group: "Monitor", roles: ["admin", "operator"] },
+  { id: "emails", label: "E-mails", key: "6", group: "Operate", roles: STAFF },
+  { id: "settings", label: "Settings", key: ",", group: null, roles: null },
 ];
+
+/** The views `role` may use (before anyone logs in: the ones open to anyone). */
+export function viewsFor(role: Role | null): ViewDef[] {
+  return VIEWS.filter((v) => v.roles === null || (role !== null && v.roles.includes(role)));
+}
+
+export const canSee = (role: Role | null, view: View): boolean => viewsFor(role).some((v) => v.id === view);
+
+/** What another view asked the Emails view to show (from the command palette). */
+export type EmailsIntent = { to?: string; open?: string };
 
 export type Component = {
   key: string;
@@ -42,9 +76,34 @@ export class ConsoleState {
   /** When the data shown was last known to be current. */
   asOf = $state<string | null>(null);
   view = $state<View>("overview");
+  /** The logged-in user's role on the active profile (from `GET /api/me`). */
+  role = $state<Role | null>(null);
+  /** The last `email.changed` seen on the stream, and how many so far (views refresh on it). */
+  lastEmailChange = $state<EmailChangedEvent | null>(null);
+  emailChanges = $state(0);
+  /** Messages that failed in the last day, when the Emails view last counted them. */
+  failedEmails = $state<number | null>(null);
+  emailsIntent = $state<EmailsIntent | null>(null);
 
   active = $derived(this.profiles.find((p) => p.id === this.activeId) ?? null);
   overall = $derived(overallStatus(Object.values(this.components)));
+  /** Whether what is shown may be out of date (the stream is not live). */
+  stale = $derived(this.conn !== null && this.conn.state !== "live");
+  /** A count beside a view in the sidebar, where something needs attention. */
+  badges = $derived<Partial<Record<View, number>>>({
+    overview: Object.values(this.components).filter((c) => c.status === "fail").length,
+    emails: this.failedEmails ?? 0,
+  });
+
+  /** Opens a view the role may use (else the Overview). */
+  go(view: View): void {
+    this.view = canSee(this.role, view) ? view : "overview";
+  }
+
+  setRole(role: Role | null): void {
+    this.role = role;
+    if (!canSee(role, this.view)) this.view = "overview";
+  }
 
   setProfiles(profiles: Profile[], active: string | null): void {
     if (active !== this.activeId) {
@@ -53,6 +112,11 @@ export class ConsoleState {
       this.depth = {};
       this.conn = null;
       this.asOf = null;
+      this.role = null;
+      this.failedEmails = null;
+      this.lastEmailChange = null;
+      this.emailsIntent = null;
+      this.view = "overview";
     }
     this.profiles = profiles;
     this.activeId = active;
@@ -89,6 +153,9 @@ export class ConsoleState {
         this.depth[q.name] = series.slice(-DEPTH_POINTS);
       }
       this.asOf = d.time;
+    } else if (ev.event === "email.changed") {
+      this.lastEmailChange = ev.data as EmailChangedEvent;
+      this.emailChanges += 1;
     }
   }
 
