@@ -640,6 +640,7 @@ impl Drop for TestApp {
 
 pub mod contract;
 pub mod mail;
+pub mod sentry_ingest;
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};

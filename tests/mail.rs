@@ -93,6 +93,8 @@ pub enum ResendScript {
     TooMany(u64),
     /// `503`.
     Unavailable,
+    /// `422` with this message (Resend's validation error): a permanent failure.
+    Rejected(String),
 }
 
 /// One request the stand-in took (delivered or not).
@@ -256,6 +258,14 @@ async fn resend_emails(
                 r.headers_mut()
                     .insert("retry-after", after.to_string().parse().unwrap());
                 r
+            }
+            ResendScript::Rejected(message) => {
+                record(&mut st, body, 422);
+                err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_error",
+                    &message,
+                )
             }
             ResendScript::Unavailable => {
                 record(&mut st, body, 503);

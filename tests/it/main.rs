@@ -11,6 +11,7 @@ mod console_core;
 mod creatomate;
 mod email;
 mod email_transport;
+mod error_tracking;
 mod hardening;
 mod health;
 mod journey;

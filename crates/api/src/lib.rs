@@ -6,6 +6,7 @@
 //! This crate depends on nothing of the server.
 
 mod client;
+pub mod redact;
 mod types;
 
 pub use client::{

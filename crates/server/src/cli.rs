@@ -53,11 +53,22 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         memory_mib: u64,
     },
+    /// Error tracking.
+    Sentry {
+        #[command(subcommand)]
+        command: SentryCommand,
+    },
     /// Benchmarks (one `bench=… key=value` line per scenario on stdout).
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SentryCommand {
+    /// Sends one test event to `SENTRY_DSN` and waits until it has left (prints its id).
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +146,24 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(config.log_json);
+    if let Some(Command::Sentry {
+        command: SentryCommand::Test,
+    }) = cli.command
+    {
+        return match crate::tracking::send_test(&config.tracking) {
+            Ok(id) => {
+                println!("sentry test event sent: {id}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("airwave-server: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Error tracking first (its panic hook and transport), then logging, which feeds it.
+    let sentry = crate::tracking::init(&config.tracking);
+    crate::telemetry::init(config.log_json, sentry.is_some());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,6 +213,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Admin { command } => admin(config, command).await,
         // Handled in `main`, before configuration and the runtime.
         Command::RenderRaster { .. } => anyhow::bail!("render-raster runs on its own"),
+        Command::Sentry { .. } => anyhow::bail!("sentry test runs on its own"),
         Command::Bench {
             command:
                 BenchCommand::Queue {

@@ -30,6 +30,7 @@ pub mod state;
 pub mod storage;
 pub mod supervise;
 pub mod telemetry;
+pub mod tracking;
 
 /// The message of a caught panic (`panic!("…")` payloads are `&str` or `String`).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

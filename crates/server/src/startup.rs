@@ -31,6 +31,7 @@ const SHUTDOWN_GRACE: Duration = crate::feature::SHUTDOWN_GRACE;
 pub fn features() -> Vec<Arc<dyn Feature>> {
     vec![
         Arc::new(crate::health::Feature),
+        Arc::new(crate::tracking::Feature),
         Arc::new(RoutesOnly {
             name: "auth",
             routes: crate::auth::routes::routes,

@@ -1,18 +1,26 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON
 //! (`AIRWAVE_LOG_FORMAT`). Request spans carry method, matched path and request id; no header or
-//! body is logged, so tokens and passwords never reach the log.
+//! body is logged, so tokens and passwords never reach the log. With error tracking on, a second
+//! layer hands errors (events) and warnings (breadcrumbs) to Sentry, whatever `RUST_LOG` says.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
 
-pub fn init(json: bool) {
+pub fn init(json: bool, sentry: bool) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        builder.try_init()
+        fmt.with_filter(filter).boxed()
     };
+    let sentry = sentry.then(|| {
+        crate::tracking::tracing_layer().with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(sentry)
+        .try_init();
 }

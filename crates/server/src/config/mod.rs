@@ -57,6 +57,7 @@ pub struct Config {
     pub ops: crate::ops::settings::OpsConfig,
     pub events: crate::events::settings::EventsConfig,
     pub render: crate::render::settings::RenderConfig,
+    pub tracking: crate::tracking::settings::TrackingConfig,
     /// The variables it was read from (for `config check`; only declared ones are ever printed,
     /// secrets redacted).
     vars: BTreeMap<String, String>,
@@ -195,8 +196,6 @@ pub mod server {
                 s("UPSTASH_REDIS_TOKEN", "Redis rate limiter", "Upstash's token."),
                 s("AWS_S3_BUCKET", "S3 storage", "Blobs on S3 (until then they live in `$AIRWAVE_DATA_DIR/blobs`)."),
                 s("CDN_DOMAIN", "CDN delivery", "Assets served from a CDN."),
-                s("SENTRY_DSN", "server error reporting", "The server's errors to Sentry (the console's own `AIRWAVE_CONSOLE_SENTRY_DSN` works today)."),
-                s("NEXT_PUBLIC_SENTRY_DSN", "server error reporting", "The plan's other name for `SENTRY_DSN`."),
                 s("MIXPANEL_TOKEN", "analytics forwarding", "Analytics forwarded to Mixpanel."),
                 s("AIRWAVE_WEBHOOK_ALLOW_HOSTS", "outgoing webhooks", "Hosts/CIDRs exempt from the webhooks' SSRF guard."),
             ],
@@ -411,6 +410,7 @@ impl Config {
             ops: crate::ops::settings::OpsConfig::read(&mut r),
             events: crate::events::settings::EventsConfig::read(&mut r),
             render: crate::render::settings::RenderConfig::read(&mut r, production),
+            tracking: crate::tracking::settings::TrackingConfig::read(&mut r, production),
             email,
             record_responses: match r.text(&server::RECORD_RESPONSES) {
                 p if p.is_empty() => None,
@@ -569,11 +569,11 @@ mod tests {
     fn settings_of_backends_this_build_lacks_are_refused_each_named() {
         let err = Config::from_vars(&vars(&[
             ("UPSTASH_REDIS_URL", "rediss://u:p@x:6379"),
-            ("SENTRY_DSN", "https://k@sentry.example/1"),
+            ("CDN_DOMAIN", "cdn.example.com"),
         ]))
         .unwrap_err()
         .to_string();
-        for name in ["UPSTASH_REDIS_URL", "SENTRY_DSN"] {
+        for name in ["UPSTASH_REDIS_URL", "CDN_DOMAIN"] {
             assert!(
                 err.contains(&format!("{name} is set, but this build has no")),
                 "{name}:\n{err}"

@@ -143,8 +143,17 @@ impl FromRequestParts<AppState> for Principal {
                 Error::Unauthenticated("send `Authorization: Bearer <token>`".into())
                     .into_response()
             })?;
-        auth::authenticate(state, token)
+        let who = auth::authenticate(state, token)
             .await
-            .map_err(IntoResponse::into_response)
+            .map_err(IntoResponse::into_response)?;
+        // What this request reports to error tracking names the user by id only (and the role).
+        sentry::configure_scope(|scope| {
+            scope.set_user(Some(sentry::User {
+                id: Some(who.user_id.to_string()),
+                ..Default::default()
+            }));
+            scope.set_tag("role", who.role.as_str());
+        });
+        Ok(who)
     }
 }

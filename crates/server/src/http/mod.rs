@@ -169,11 +169,17 @@ pub fn router(state: AppState) -> Router {
             let id = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
         }))
+        // Each request in its own error-tracking hub, one transaction named by its matched route,
+        // tagged with its request id; a panic below is caught inside it (one event).
+        .layer(sentry::integrations::tower::NewSentryLayer::<Request<Body>>::new_from_top())
+        .layer(sentry::integrations::tower::SentryHttpLayer::new().enable_transaction())
+        .layer(middleware::from_fn(tag_request_id))
         .layer(middleware::from_fn(normalise_problems))
         .layer(cors)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            tracing::error!("a request handler panicked");
+            // The panic itself is the error-tracking event: this line stays a breadcrumb.
+            tracing::error!(target: crate::tracking::ALREADY_REPORTED, "a request handler panicked");
             problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
         }))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -199,6 +205,24 @@ pub fn router(state: AppState) -> Router {
         }
         None => app,
     }
+}
+
+/// Names what this request reports to error tracking by its route (`GET /api/ops/emails/{id}`)
+/// and tags it with the request id.
+async fn tag_request_id(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let name = format!("{} {}", req.method(), route.unwrap_or("(unmatched)"));
+    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
+    sentry::configure_scope(|scope| {
+        scope.set_transaction(Some(&name));
+        if let Some(id) = id {
+            scope.set_tag("request_id", id);
+        }
+    });
+    next.run(req).await
 }
 
 /// Until the database is reachable and migrated, only health and the API document are served;

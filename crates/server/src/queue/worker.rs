@@ -299,6 +299,8 @@ impl Worker {
         };
         let mut cancelled_by_operator = false;
         let mut lease_lost = false;
+        // What the attempt reports to error tracking carries the job (a panic included).
+        let hub = crate::tracking::job_hub(&job);
         let result = {
             // A panicking handler is a failed attempt with the panic's message (not a lost lease).
             let run = async {
@@ -313,6 +315,7 @@ impl Worker {
                     ))
                 })
             };
+            let run = sentry::SentryFutureExt::bind_hub(run, hub.clone());
             tokio::pin!(run);
             let deadline = tokio::time::sleep(self.timeout);
             tokio::pin!(deadline);
@@ -380,7 +383,12 @@ impl Worker {
                 .fail(&id, &self.id, &failure, rand::random::<f64>())
                 .await
             {
-                Ok(f) => Outcome::Failed(id, f),
+                Ok(f) => {
+                    if matches!(f, FailOutcome::Dead) {
+                        crate::tracking::job_dead(&hub, &job, &failure);
+                    }
+                    Outcome::Failed(id, f)
+                }
                 Err(QueueError::LeaseLost) => Outcome::LeaseLost(id),
                 Err(e) => return Err(e),
             },
