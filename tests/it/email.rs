@@ -130,7 +130,7 @@ async fn a_support_link_that_is_not_a_web_url_is_refused_at_start() {
 use airwave_api::{ApprovalIn, RegisterIn};
 use airwave_tests::mail::{self, ResendScript, ResendStandIn};
 use airwave_tests::token_in;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -573,4 +573,236 @@ async fn the_ops_stream_shows_each_message_queued_then_sent_without_its_address(
             e.data
         );
     }
+}
+
+/// A Resend webhook delivery for `provider_id`, signed by Standard Webhooks' official library
+/// (under the `svix-*` names Resend uses), `age_secs` old.
+fn resend_event(
+    secret: &str,
+    kind: &str,
+    provider_id: &str,
+    extra: Value,
+    age_secs: i64,
+) -> (reqwest::header::HeaderMap, String) {
+    let mut data = json!({
+        "created_at": "2026-12-02T10:00:00.000Z",
+        "email_id": provider_id,
+        "from": "AIrWAVE <notifications@airwave.app>",
+        "to": ["someone@example.com"],
+        "subject": "Hello",
+    });
+    if let (Some(d), Some(x)) = (data.as_object_mut(), extra.as_object()) {
+        d.extend(x.clone());
+    }
+    let body =
+        json!({"type": kind, "created_at": "2026-12-02T10:00:01.000Z", "data": data}).to_string();
+    let wh = standardwebhooks::Webhook::new(secret).unwrap();
+    let ts = chrono::Utc::now().timestamp() - age_secs;
+    let id = format!("msg_{}", ulid_like());
+    let sig = wh.sign(&id, ts, body.as_bytes()).unwrap();
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("svix-id", id.parse().unwrap());
+    h.insert("svix-timestamp", ts.to_string().parse().unwrap());
+    h.insert("svix-signature", sig.parse().unwrap());
+    h.insert("content-type", "application/json".parse().unwrap());
+    (h, body)
+}
+
+fn ulid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:x}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[tokio::test]
+async fn resend_webhooks_signed_per_svix_mark_messages_and_fill_the_suppression_list() {
+    let resend = ResendStandIn::start().await;
+    // The secret as Resend shows it: whsec_ and base64 of random bytes.
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let app = TestApp::spawn_with(&[
+        ("RESEND_API_KEY", resend.key.as_str()),
+        ("RESEND_API_URL", resend.url.as_str()),
+        ("RESEND_WEBHOOK_SECRET", secret),
+    ])
+    .await;
+    // Accounts made by the CLI: each gets its Welcome through Resend.
+    for who in ["del", "bounce", "spam"] {
+        app.user_with_role(&format!("{who}@example.com"), Role::Member)
+            .await;
+    }
+    app.settle_mail().await;
+    let provider = |to: &str| {
+        let db = &app.db;
+        let to = to.to_owned();
+        async move {
+            db.text(
+                "SELECT provider_id FROM emails WHERE to_address = $1 AND template = 'welcome'",
+                &to,
+            )
+            .await
+            .expect("a welcome sent through Resend")
+        }
+    };
+    let status = |to: &str| {
+        let db = &app.db;
+        let to = to.to_owned();
+        async move {
+            db.text(
+                "SELECT status FROM emails WHERE to_address = $1 AND template = 'welcome'",
+                &to,
+            )
+            .await
+            .unwrap_or_default()
+        }
+    };
+    let http = app.http();
+    let post = |(h, body): (reqwest::header::HeaderMap, String)| {
+        let http = http.clone();
+        let url = app.url("/api/webhooks/resend");
+        async move { http.post(url).headers(h).body(body).send().await.unwrap() }
+    };
+
+    // Delivered.
+    let p = provider("del@example.com").await;
+    let r = post(resend_event(secret, "email.delivered", &p, json!({}), 0)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(status("del@example.com").await, "delivered");
+    // Redelivered: nothing changes; a late "delivered" after a bounce never undoes it.
+    let r = post(resend_event(secret, "email.delivered", &p, json!({}), 0)).await;
+    assert_eq!(r.status(), 200);
+
+    // A permanent bounce: bounced and suppressed, with the message that caused it.
+    let p = provider("bounce@example.com").await;
+    let bounce = json!({"bounce": {"type": "Permanent", "subType": "General", "message": "550 no such user"}});
+    assert_eq!(
+        post(resend_event(secret, "email.bounced", &p, bounce, 0))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(status("bounce@example.com").await, "bounced");
+    assert_eq!(
+        post(resend_event(secret, "email.delivered", &p, json!({}), 0))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        status("bounce@example.com").await,
+        "bounced",
+        "states only move forward"
+    );
+    assert_eq!(
+        app.db
+            .text(
+                "SELECT reason FROM email_suppressions WHERE address = $1",
+                "bounce@example.com"
+            )
+            .await
+            .as_deref(),
+        Some("hard_bounce")
+    );
+
+    // A complaint: complained and suppressed.
+    let p = provider("spam@example.com").await;
+    assert_eq!(
+        post(resend_event(secret, "email.complained", &p, json!({}), 0))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(status("spam@example.com").await, "complained");
+    assert_eq!(
+        app.db
+            .text(
+                "SELECT reason FROM email_suppressions WHERE address = $1",
+                "spam@example.com"
+            )
+            .await
+            .as_deref(),
+        Some("complaint")
+    );
+
+    // Refused: a tampered body, another secret, a stale timestamp, no signature.
+    let (h, body) = resend_event(
+        secret,
+        "email.complained",
+        &provider("del@example.com").await,
+        json!({}),
+        0,
+    );
+    let r = post((h, body.replace("complained", "bounced"))).await;
+    assert_eq!(r.status(), 401);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_signature");
+    let other = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let r = post(resend_event(
+        other,
+        "email.complained",
+        &provider("del@example.com").await,
+        json!({}),
+        0,
+    ))
+    .await;
+    assert_eq!(r.status(), 401);
+    let r = post(resend_event(
+        secret,
+        "email.complained",
+        &provider("del@example.com").await,
+        json!({}),
+        600,
+    ))
+    .await;
+    assert_eq!(r.status(), 401);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "stale_signature");
+    let r = http
+        .post(app.url("/api/webhooks/resend"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        status("del@example.com").await,
+        "delivered",
+        "nothing refused changed anything"
+    );
+
+    // The official library accepts what it signed, and refuses the tampered body too (our
+    // verification and the standard's agree).
+    let (h, body) = resend_event(secret, "email.delivered", "re_1", json!({}), 0);
+    let mut std_headers = reqwest::header::HeaderMap::new();
+    for (from, to) in [
+        ("svix-id", "webhook-id"),
+        ("svix-timestamp", "webhook-timestamp"),
+        ("svix-signature", "webhook-signature"),
+    ] {
+        std_headers.insert(to, h[from].to_str().unwrap().parse().unwrap());
+    }
+    let wh = standardwebhooks::Webhook::new(secret).unwrap();
+    assert!(wh.verify(body.as_bytes(), &std_headers).is_ok());
+    assert!(wh
+        .verify(
+            body.replace("delivered", "bounced").as_bytes(),
+            &std_headers
+        )
+        .is_err());
+}
+
+#[tokio::test]
+async fn without_a_webhook_secret_the_resend_webhook_is_not_there() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http()
+        .post(app.url("/api/webhooks/resend"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod send;
 pub mod templates;
 pub mod transport;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -143,6 +144,8 @@ pub mod settings {
         pub budget: Budget,
         /// One send's time limit (connect, talk, answer).
         pub send_timeout: Duration,
+        /// The signing secret of Resend's webhook (`whsec_…`, decoded); none: the endpoint is off.
+        pub resend_webhook_secret: Option<secrecy::SecretSlice<u8>>,
     }
 
     impl EmailConfig {
@@ -178,6 +181,22 @@ pub mod settings {
                     ));
                 }
             }
+            let resend_webhook_secret = r.secret(&RESEND_WEBHOOK_SECRET).and_then(|s| {
+                use base64::Engine as _;
+                use secrecy::ExposeSecret as _;
+                let text = s.expose_secret();
+                let decoded = text
+                    .strip_prefix("whsec_")
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .filter(|k| k.len() >= 16);
+                if decoded.is_none() {
+                    r.error(format!(
+                        "{} must be the signing secret Resend shows for the webhook (whsec_ and base64)",
+                        RESEND_WEBHOOK_SECRET.name
+                    ));
+                }
+                decoded.map(secrecy::SecretSlice::from)
+            });
             let resend_key = r.secret(&RESEND_API_KEY);
             let resend_base = r.url(&RESEND_API_URL);
             if production && resend_base.as_ref().is_some_and(|u| u.scheme() != "https") {
@@ -246,6 +265,7 @@ pub mod settings {
                     per_recipient_hour: r.int(&BUDGET_RECIPIENT),
                 },
                 send_timeout: r.secs(&SEND_TIMEOUT),
+                resend_webhook_secret,
             }
         }
     }
@@ -303,6 +323,11 @@ pub mod settings {
         "RESEND_API_KEY",
         Kind::Secret { min_len: 8 },
         "Resend's API key (`re_…`): e-mail goes through Resend's API.",
+    );
+    pub const RESEND_WEBHOOK_SECRET: Setting = Setting::new(
+        "RESEND_WEBHOOK_SECRET",
+        Kind::Secret { min_len: 20 },
+        "The signing secret of Resend's webhook (`whsec_…`): `POST /api/webhooks/resend` takes delivery, bounce and complaint events signed with it (Svix signatures). Unset: that endpoint answers `404`.",
     );
     pub const RESEND_API_URL: Setting = Setting::new(
         "RESEND_API_URL",
@@ -377,6 +402,7 @@ pub mod settings {
                 SMTP_URL,
                 SMTP_POOL,
                 RESEND_API_KEY,
+                RESEND_WEBHOOK_SECRET,
                 RESEND_API_URL,
                 OUTBOX_DIR,
                 SEND_TIMEOUT,

@@ -35,6 +35,7 @@ pub fn routes() -> crate::feature::Routes {
         .routes(utoipa_axum::routes!(resend_email))
         .routes(utoipa_axum::routes!(list_suppressions, add_suppression))
         .routes(utoipa_axum::routes!(remove_suppression))
+        .routes(utoipa_axum::routes!(super::webhook::resend_webhook))
 }
 
 /// `GET /api/ops/emails` filters.
