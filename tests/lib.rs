@@ -481,9 +481,10 @@ impl TestApp {
         }
     }
 
-    /// Waits (up to 20 s) until no recorded message is waiting to be sent.
+    /// Waits (up to 60 s) until no recorded message is waiting to be sent.
     pub async fn settle_mail(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // Generous: on a loaded machine a separate worker process may take a while to start.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while self.db.count_where("emails", "status = 'queued'").await > 0
             && std::time::Instant::now() < deadline
         {

@@ -635,16 +635,19 @@ async fn resend_webhooks_signed_per_svix_mark_messages_and_fill_the_suppression_
             .await;
     }
     app.settle_mail().await;
+    // Each Welcome is recorded by an event consumer, then sent: wait for Resend's id.
     let provider = |to: &str| {
         let db = &app.db;
         let to = to.to_owned();
         async move {
-            db.text(
-                "SELECT provider_id FROM emails WHERE to_address = $1 AND template = 'welcome'",
-                &to,
-            )
+            airwave_tests::eventually("a welcome sent through Resend", || async {
+                db.text(
+                    "SELECT provider_id FROM emails WHERE to_address = $1 AND template = 'welcome' AND status = 'sent'",
+                    &to,
+                )
+                .await
+            })
             .await
-            .expect("a welcome sent through Resend")
         }
     };
     let status = |to: &str| {

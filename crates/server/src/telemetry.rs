@@ -7,18 +7,32 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
 
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"))
+}
+
 pub fn init(json: bool, sentry: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    if !sentry {
+        // One global filter: callsites it disables cost nothing.
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr);
+        let _ = if json {
+            builder.json().try_init()
+        } else {
+            builder.try_init()
+        };
+        return;
+    }
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
-        fmt.json().with_filter(filter).boxed()
+        fmt.json().with_filter(filter()).boxed()
     } else {
-        fmt.with_filter(filter).boxed()
+        fmt.with_filter(filter()).boxed()
     };
-    let sentry = sentry.then(|| {
-        crate::tracking::tracing_layer().with_filter(tracing_subscriber::filter::LevelFilter::INFO)
-    });
+    let sentry =
+        crate::tracking::tracing_layer().with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let _ = tracing_subscriber::registry()
         .with(fmt)
         .with(sentry)
