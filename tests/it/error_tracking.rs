@@ -69,6 +69,7 @@ async fn a_handler_panic_answers_500_and_sends_exactly_one_scrubbed_event() {
     for envelope in sentry.envelopes() {
         for secret in [
             "ada.admin@example.com",
+            "someone@example.com",
             "awt_DEBUGtoken0123456789",
             "awt_INQUERY0123456789",
             token.as_str(),

@@ -149,15 +149,19 @@ impl SendJob {
             )
             .bind(id).bind(attempt).bind(transport).bind(started).bind(took_ms).bind(label).bind(error).bind(provider)
             .execute(&mut *tx).await.map_err(db_failure)?;
-            sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE emails SET status = $2, attempts = $3, last_error = $4, transport = $5,
                     provider_id = COALESCE($6, provider_id), sent_at = CASE WHEN $2 = 'sent' THEN $7 ELSE sent_at END,
                     updated_at = $7, status_at = CASE WHEN status = $2 THEN status_at ELSE $7 END
                  WHERE id = $1 AND status = 'queued'",
             )
             .bind(id).bind(status).bind(attempt).bind(error).bind(transport).bind(provider).bind(now)
-            .execute(&mut *tx).await.map_err(db_failure)?;
+            .execute(&mut *tx).await.map_err(db_failure)?.rows_affected();
             tx.commit().await.map_err(db_failure)?;
+            if updated == 0 {
+                // Not queued any more (a resend raced it, or the webhook moved it on): no change.
+                return Ok(());
+            }
         });
         let status = match status {
             "sent" => EmailStatus::Sent,

@@ -58,7 +58,11 @@ pub fn verify(
     let ts_raw = header(headers, ["svix-timestamp", "webhook-timestamp"])?.trim();
     let sigs = header(headers, ["svix-signature", "webhook-signature"])?;
     let ts: i64 = ts_raw.parse().map_err(|_| Refused::Stale)?;
-    if (now.timestamp() - ts).abs() > TOLERANCE_SECS {
+    if now
+        .timestamp()
+        .checked_sub(ts)
+        .is_none_or(|d| d.unsigned_abs() > TOLERANCE_SECS.unsigned_abs())
+    {
         return Err(Refused::Stale);
     }
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| Refused::Mismatch)?;

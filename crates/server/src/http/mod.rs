@@ -171,8 +171,10 @@ pub fn router(state: AppState) -> Router {
         }))
         // Each request in its own error-tracking hub, one transaction named by its matched route,
         // tagged with its request id; a panic below is caught inside it (one event).
-        .layer(sentry::integrations::tower::NewSentryLayer::<Request<Body>>::new_from_top())
-        .layer(sentry::integrations::tower::SentryHttpLayer::new().enable_transaction())
+        .layer(sentry::integrations::tower::SentryLayer::new(|_: &Request<Body>| {
+            // From the main hub, not this thread's: nothing of another request carries over.
+            std::sync::Arc::new(sentry::Hub::new_from_top(sentry::Hub::main()))
+        }))
         .layer(middleware::from_fn(tag_request_id))
         .layer(middleware::from_fn(normalise_problems))
         .layer(cors)
@@ -216,13 +218,27 @@ async fn tag_request_id(req: Request, next: Next) -> Response {
         .map(MatchedPath::as_str);
     let name = format!("{} {}", req.method(), route.unwrap_or("(unmatched)"));
     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
+    // Our own transaction: its name, timing and status only — no URL, query or headers (no
+    // scrubbing hook runs on transactions), and a caller's `sentry-trace` cannot force sampling.
+    let tx = sentry::start_transaction(sentry::TransactionContext::new(&name, "http.server"));
     sentry::configure_scope(|scope| {
         scope.set_transaction(Some(&name));
+        scope.set_span(Some(tx.clone().into()));
         if let Some(id) = id {
             scope.set_tag("request_id", id);
         }
     });
-    next.run(req).await
+    let resp = next.run(req).await;
+    let status = resp.status();
+    tx.set_status(if status.is_server_error() {
+        sentry::protocol::SpanStatus::InternalError
+    } else if status.is_client_error() {
+        sentry::protocol::SpanStatus::InvalidArgument
+    } else {
+        sentry::protocol::SpanStatus::Ok
+    });
+    tx.finish();
+    resp
 }
 
 /// Until the database is reachable and migrated, only health and the API document are served;

@@ -51,10 +51,7 @@ pub async fn debug_panic(
         return Err(crate::error::Error::not_found("route"));
     }
     who.require(&[airwave_api::Role::Admin])?;
-    panic!(
-        "a forced panic for {} holding awt_DEBUGtoken0123456789",
-        who.email
-    );
+    panic!("a forced panic for someone@example.com holding awt_DEBUGtoken0123456789");
 }
 
 /// Starts the Sentry client when a DSN is configured; the guard flushes what is pending when
@@ -90,13 +87,16 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     use sentry::integrations::tracing::EventFilter;
-    sentry::integrations::tracing::layer().event_filter(|md| match (md.target(), *md.level()) {
-        // tower-http's "response failed" follows every 500, which is reported already.
-        (ALREADY_REPORTED | "tower_http::trace::on_failure", _) => EventFilter::Breadcrumb,
-        (_, tracing::Level::ERROR) => EventFilter::Event,
-        (_, tracing::Level::WARN | tracing::Level::INFO) => EventFilter::Breadcrumb,
-        _ => EventFilter::Ignore,
-    })
+    sentry::integrations::tracing::layer()
+        // `tracing` spans are not transactions (requests and jobs make their own).
+        .span_filter(|_| false)
+        .event_filter(|md| match (md.target(), *md.level()) {
+            // tower-http's "response failed" follows every 500, which is reported already.
+            (ALREADY_REPORTED | "tower_http::trace::on_failure", _) => EventFilter::Breadcrumb,
+            (_, tracing::Level::ERROR) => EventFilter::Event,
+            (_, tracing::Level::WARN | tracing::Level::INFO) => EventFilter::Breadcrumb,
+            _ => EventFilter::Ignore,
+        })
 }
 
 /// Every string of a JSON value, redacted.
@@ -175,7 +175,8 @@ pub fn job_hub(job: &Job) -> Arc<sentry::Hub> {
     if current.client().is_none() {
         return current;
     }
-    let hub = Arc::new(sentry::Hub::new_from_top(&current));
+    // From the main hub, not this thread's: nothing of another job carries over.
+    let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::main()));
     hub.configure_scope(|s| {
         s.set_tag("job.id", job.id.as_str());
         s.set_tag("job.kind", &job.kind);
