@@ -108,7 +108,32 @@ impl ApiClient {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T, ClientError> {
-        let mut req = self.http.request(method, self.base.join(path)?);
+        self.call_at(method, self.base.join(path)?, body).await
+    }
+
+    /// A JSON answer from `url`.
+    async fn call_at<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        let (status, bytes) = self.send(method, url, body).await?;
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
+            status,
+            body: format!("{e}: {}", excerpt(&bytes)),
+        })
+    }
+
+    /// Sends a request; a success's status and body, or the problem it answered with.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let mut req = self.http.request(method, url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -117,13 +142,9 @@ impl ApiClient {
         }
         let resp = req.send().await?;
         let status = resp.status();
-        let bytes = resp.bytes().await?;
+        let bytes = resp.bytes().await?.to_vec();
         if status.is_success() {
-            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
-                status,
-                body: format!("{e}: {}", excerpt(&bytes)),
-            });
+            return Ok((status, bytes));
         }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(p) => Err(ClientError::Api(p)),
@@ -496,22 +517,15 @@ impl ApiClient {
         Ok(url)
     }
 
-    fn relative(url: &Url) -> String {
-        match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        }
-    }
-
     /// The e-mail log, newest first; `query` pairs are `GET /api/ops/emails`'s filters.
     pub async fn list_emails(&self, query: &[(&str, &str)]) -> Result<Page<EmailOut>, ClientError> {
         let url = self.url_of(&["api", "ops", "emails"], query)?;
-        self.get(&Self::relative(&url)).await
+        self.call_at(Method::GET, url, None::<&()>).await
     }
 
     pub async fn get_email(&self, id: &str) -> Result<EmailDetailOut, ClientError> {
         let url = self.url_of(&["api", "ops", "emails", id], &[])?;
-        self.get(&Self::relative(&url)).await
+        self.call_at(Method::GET, url, None::<&()>).await
     }
 
     pub async fn resend_email(
@@ -520,7 +534,7 @@ impl ApiClient {
         body: &EmailResendIn,
     ) -> Result<EmailOut, ClientError> {
         let url = self.url_of(&["api", "ops", "emails", id, "resend"], &[])?;
-        self.post(&Self::relative(&url), body).await
+        self.call_at(Method::POST, url, Some(body)).await
     }
 
     pub async fn email_templates(&self) -> Result<Vec<EmailTemplateOut>, ClientError> {
@@ -533,23 +547,8 @@ impl ApiClient {
             &["api", "ops", "emails", "templates", name, "preview"],
             &[("format", format)],
         )?;
-        let mut req = self.http.get(url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let bytes = resp.bytes().await?;
-        if status.is_success() {
-            return Ok(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        match serde_json::from_slice::<Problem>(&bytes) {
-            Ok(p) => Err(ClientError::Api(p)),
-            Err(_) => Err(ClientError::Unexpected {
-                status,
-                body: excerpt(&bytes),
-            }),
-        }
+        let (_, bytes) = self.send(Method::GET, url, None::<&()>).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// The suppression list; `query` pairs are `address`, `limit` and `cursor`.
@@ -558,7 +557,7 @@ impl ApiClient {
         query: &[(&str, &str)],
     ) -> Result<Page<SuppressionOut>, ClientError> {
         let url = self.url_of(&["api", "ops", "emails", "suppressions"], query)?;
-        self.get(&Self::relative(&url)).await
+        self.call_at(Method::GET, url, None::<&()>).await
     }
 
     pub async fn add_suppression(
@@ -570,7 +569,6 @@ impl ApiClient {
 
     pub async fn remove_suppression(&self, address: &str) -> Result<(), ClientError> {
         let url = self.url_of(&["api", "ops", "emails", "suppressions", address], &[])?;
-        self.call(Method::DELETE, &Self::relative(&url), None::<&()>)
-            .await
+        self.call_at(Method::DELETE, url, None::<&()>).await
     }
 }

@@ -53,3 +53,10 @@ impl Ready {
         self.0.load(std::sync::atomic::Ordering::Acquire)
     }
 }
+
+impl AppState {
+    /// What puts an event on the operations stream (see [`crate::ops::Publisher`]).
+    pub fn ops(&self) -> crate::ops::Publisher {
+        crate::ops::Publisher::new(self.db.clone(), self.ops_appended.clone())
+    }
+}

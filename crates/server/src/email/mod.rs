@@ -66,7 +66,7 @@ impl crate::feature::Feature for Feature {
             transport: transport.clone(),
             config: s.config.email.clone(),
             key: s.signing_key.clone(),
-            ops: crate::ops::Publisher::new(s.db.clone(), s.ops_appended.clone()),
+            ops: s.ops(),
         };
         let worker = Arc::new(
             crate::queue::worker::Worker::for_queue(

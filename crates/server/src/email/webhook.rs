@@ -213,9 +213,7 @@ async fn take(s: &AppState, headers: &HeaderMap, body: &[u8]) -> crate::error::R
                 attempts: c.attempts,
                 time: now,
             };
-            crate::ops::Publisher::new(s.db.clone(), s.ops_appended.clone())
-                .publish(now, ops_event::EMAIL_CHANGED, &event)
-                .await;
+            s.ops().publish(now, ops_event::EMAIL_CHANGED, &event).await;
         }
         None => tracing::info!(
             kind = %event.kind,
