@@ -10,6 +10,7 @@ mod config;
 mod console_core;
 mod creatomate;
 mod email;
+mod email_domain;
 mod email_transport;
 mod error_tracking;
 mod hardening;

@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: SentryCommand,
     },
+    /// E-mail tools.
+    Email {
+        #[command(subcommand)]
+        command: EmailCommand,
+    },
     /// Benchmarks (one `bench=… key=value` line per scenario on stdout).
     Bench {
         #[command(subcommand)]
@@ -69,6 +74,38 @@ enum Command {
 enum SentryCommand {
     /// Sends one test event to `SENTRY_DSN` and waits until it has left (prints its id).
     Test,
+}
+
+#[derive(Debug, Subcommand)]
+enum EmailCommand {
+    /// Looks up the sending domain's SPF, DKIM and DMARC records and says what is missing, with
+    /// the record to publish. Exit status 1 when a required record is missing, invalid or could
+    /// not be looked up.
+    CheckDomain {
+        /// The domain (default: that of AIRWAVE_EMAIL_FROM).
+        domain: Option<String>,
+        /// Who sends the mail (default: resend when the transport is Resend, else generic).
+        #[arg(long, value_enum)]
+        provider: Option<crate::email::domain::Provider>,
+        /// A DKIM selector to check (repeatable; default: `resend`, or the common selectors).
+        #[arg(long = "selector", value_name = "SELECTOR")]
+        selectors: Vec<String>,
+        /// The Return-Path (envelope sender) domain (default: send.DOMAIN for Resend, else DOMAIN).
+        #[arg(long, value_name = "DOMAIN")]
+        return_path: Option<String>,
+        /// A domain the SPF record must include (repeatable), e.g. your SMTP relay's.
+        #[arg(long = "spf-include", value_name = "DOMAIN")]
+        spf_includes: Vec<String>,
+        /// The Amazon SES region of the Resend domain (its bounce MX names it).
+        #[arg(long, default_value = "us-east-1")]
+        resend_region: String,
+        /// Ask this name server (IP:PORT) instead of the system's resolver.
+        #[arg(long, value_name = "IP:PORT")]
+        nameserver: Option<std::net::SocketAddr>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +248,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(config, command).await,
+        Command::Email { command } => email(&config, command).await,
         // Handled in `main`, before configuration and the runtime.
         Command::RenderRaster { .. } => anyhow::bail!("render-raster runs on its own"),
         Command::Sentry { .. } => anyhow::bail!("sentry test runs on its own"),
@@ -233,6 +271,69 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 },
         } => crate::email::bench::run(&config, messages, concurrency).await,
     }
+}
+
+async fn email(config: &Config, command: EmailCommand) -> anyhow::Result<()> {
+    use crate::email::domain::{self, HickoryDns, Provider};
+    let EmailCommand::CheckDomain {
+        domain,
+        provider,
+        selectors,
+        return_path,
+        spf_includes,
+        resend_region,
+        nameserver,
+        json,
+    } = command;
+    let domain = match domain {
+        Some(d) => d,
+        None => config
+            .email
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .map(|m| m.email.domain().to_owned())
+            .context("AIRWAVE_EMAIL_FROM has no domain: name one")?,
+    };
+    let domain = domain::normalise_domain(&domain)?;
+    let return_path = return_path
+        .as_deref()
+        .map(domain::normalise_domain)
+        .transpose()?;
+    let spf_includes = spf_includes
+        .iter()
+        .map(|d| domain::normalise_domain(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let provider = provider.unwrap_or(match config.email.transport {
+        crate::email::settings::TransportConfig::Resend { .. } => Provider::Resend,
+        _ => Provider::Generic,
+    });
+    let options = domain::Options {
+        domain,
+        provider,
+        selectors,
+        return_path,
+        spf_includes,
+        resend_region,
+    };
+    let dns = match nameserver {
+        Some(addr) => HickoryDns::at(addr),
+        None => HickoryDns::system()?,
+    };
+    let report = domain::check(&dns, &options).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    std::io::stdout().flush().ok();
+    if !report.passed() {
+        anyhow::bail!(
+            "the domain's authentication is incomplete: {} of {} checks failed",
+            report.failures(),
+            report.findings.len()
+        );
+    }
+    Ok(())
 }
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {

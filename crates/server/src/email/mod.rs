@@ -6,6 +6,7 @@
 //! suppression list for support staff (`log.rs`, `routes.rs`). See `docs/email.md`.
 
 pub mod bench;
+pub mod domain;
 pub mod log;
 pub mod routes;
 pub mod secrets;
