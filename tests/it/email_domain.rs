@@ -2,7 +2,7 @@
 //! resolver (hickory) over UDP to loopback, answers built with hickory-proto.
 
 use airwave_tests::server_bin;
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{MX, TXT};
 use hickory_proto::rr::{Name, RData, Record};
 use std::collections::HashMap;
@@ -48,29 +48,25 @@ impl Zone {
 
     fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
         let request = Message::from_vec(query).ok()?;
-        let q = request.queries().first()?.clone();
+        let q = request.queries.first()?.clone();
         let name = q
             .name()
             .to_ascii()
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let mut response = Message::new();
-        response
-            .set_id(request.id())
-            .set_message_type(MessageType::Response)
-            .set_op_code(OpCode::Query)
-            .set_authoritative(true)
-            .set_recursion_desired(request.recursion_desired())
-            .set_recursion_available(true)
-            .add_query(q.clone());
+        let mut response = Message::response(request.metadata.id, OpCode::Query);
+        response.metadata.authoritative = true;
+        response.metadata.recursion_desired = request.metadata.recursion_desired;
+        response.metadata.recursion_available = true;
+        response.add_query(q.clone());
         if self.failing.contains(&name) {
-            response.set_response_code(ResponseCode::ServFail);
+            response.metadata.response_code = ResponseCode::ServFail;
         } else if let Some(records) = self.records.get(&name) {
             for rdata in records.iter().filter(|r| r.record_type() == q.query_type()) {
                 response.add_answer(Record::from_rdata(q.name().clone(), 60, rdata.clone()));
             }
         } else {
-            response.set_response_code(ResponseCode::NXDomain);
+            response.metadata.response_code = ResponseCode::NXDomain;
         }
         response.to_vec().ok()
     }

@@ -316,7 +316,7 @@ async fn email(config: &Config, command: EmailCommand) -> anyhow::Result<()> {
         resend_region,
     };
     let dns = match nameserver {
-        Some(addr) => HickoryDns::at(addr),
+        Some(addr) => HickoryDns::at(addr)?,
         None => HickoryDns::system()?,
     };
     let report = domain::check(&dns, &options).await;

@@ -41,28 +41,35 @@ pub struct HickoryDns(hickory_resolver::TokioResolver);
 impl HickoryDns {
     /// The system's resolver (`/etc/resolv.conf`).
     pub fn system() -> Result<Self, DnsError> {
-        let mut builder = hickory_resolver::Resolver::builder_tokio().map_err(|e| DnsError {
+        let failed = |e: hickory_resolver::net::NetError| DnsError {
             name: "/etc/resolv.conf".into(),
             rtype: "resolver configuration",
             reason: e.to_string(),
-        })?;
+        };
+        let mut builder = hickory_resolver::Resolver::builder_tokio().map_err(failed)?;
         Self::tune(builder.options_mut());
-        Ok(Self(builder.build()))
+        Ok(Self(builder.build().map_err(failed)?))
     }
 
     /// One name server (UDP, and TCP for long answers), nothing else.
-    pub fn at(server: SocketAddr) -> Self {
+    pub fn at(server: SocketAddr) -> Result<Self, DnsError> {
         use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-        use hickory_resolver::proto::xfer::Protocol;
-        let mut config = ResolverConfig::new();
-        config.add_name_server(NameServerConfig::new(server, Protocol::Udp));
-        config.add_name_server(NameServerConfig::new(server, Protocol::Tcp));
+        let mut name_server = NameServerConfig::udp_and_tcp(server.ip());
+        for connection in &mut name_server.connections {
+            connection.port = server.port();
+        }
+        let config = ResolverConfig::from_parts(None, Vec::new(), vec![name_server]);
         let mut builder = hickory_resolver::Resolver::builder_with_config(
             config,
-            hickory_resolver::name_server::TokioConnectionProvider::default(),
+            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
         );
         Self::tune(builder.options_mut());
-        Self(builder.build())
+        let resolver = builder.build().map_err(|e| DnsError {
+            name: server.to_string(),
+            rtype: "name server",
+            reason: e.to_string(),
+        })?;
+        Ok(Self(resolver))
     }
 
     fn tune(options: &mut hickory_resolver::config::ResolverOpts) {
@@ -72,68 +79,76 @@ impl HickoryDns {
         options.ndots = 0;
         options.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
     }
+
+    async fn lookup(
+        &self,
+        name: &str,
+        rtype: hickory_resolver::proto::rr::RecordType,
+    ) -> Result<Vec<hickory_resolver::proto::rr::RData>, DnsError> {
+        use hickory_resolver::net::{DnsError as Dns, NetError, NoRecords};
+        use hickory_resolver::proto::op::ResponseCode;
+        match self.0.lookup(absolute(name), rtype).await {
+            Ok(lookup) => Ok(lookup.answers().iter().map(|r| r.data.clone()).collect()),
+            // "No such record" (the name exists without it, or does not exist) — not a server
+            // failure (SERVFAIL, REFUSED) or a timeout, which say nothing about the record.
+            Err(NetError::Dns(Dns::NoRecordsFound(NoRecords {
+                response_code: ResponseCode::NoError | ResponseCode::NXDomain,
+                ..
+            }))) => Ok(Vec::new()),
+            Err(e) => Err(DnsError {
+                name: name.to_owned(),
+                rtype: if rtype == hickory_resolver::proto::rr::RecordType::MX {
+                    "MX"
+                } else {
+                    "TXT"
+                },
+                reason: e.to_string(),
+            }),
+        }
+    }
 }
 
 fn absolute(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
-/// "No such record" (the name exists without it, or does not exist) — not a server failure
-/// (SERVFAIL, REFUSED), which hickory also reports as "no records found".
-fn is_empty_answer(e: &hickory_resolver::ResolveError) -> bool {
-    use hickory_resolver::proto::op::ResponseCode;
-    matches!(
-        e.proto().map(|p| p.kind()),
-        Some(hickory_resolver::proto::ProtoErrorKind::NoRecordsFound {
-            response_code: ResponseCode::NoError | ResponseCode::NXDomain,
-            ..
-        })
-    )
-}
-
-fn lookup_error(name: &str, rtype: &'static str, e: &hickory_resolver::ResolveError) -> DnsError {
-    DnsError {
-        name: name.to_owned(),
-        rtype,
-        reason: e.to_string(),
-    }
-}
-
 impl Dns for HickoryDns {
     async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
-        match self.0.txt_lookup(absolute(name)).await {
-            Ok(lookup) => Ok(lookup
-                .iter()
-                .map(|txt| {
+        use hickory_resolver::proto::rr::{RData, RecordType};
+        let answers = self.lookup(name, RecordType::TXT).await?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::TXT(txt) => {
                     let bytes: Vec<u8> = txt
-                        .txt_data()
+                        .txt_data
                         .iter()
                         .flat_map(|s| s.iter().copied())
                         .collect();
-                    String::from_utf8_lossy(&bytes).into_owned()
-                })
-                .collect()),
-            Err(e) if is_empty_answer(&e) => Ok(Vec::new()),
-            Err(e) => Err(lookup_error(name, "TXT", &e)),
-        }
+                    Some(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     async fn mx(&self, name: &str) -> Result<Vec<Mx>, DnsError> {
-        match self.0.mx_lookup(absolute(name)).await {
-            Ok(lookup) => Ok(lookup
-                .iter()
-                .map(|mx| Mx {
-                    preference: mx.preference(),
+        use hickory_resolver::proto::rr::{RData, RecordType};
+        let answers = self.lookup(name, RecordType::MX).await?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::MX(mx) => Some(Mx {
+                    preference: mx.preference,
                     exchange: mx
-                        .exchange()
+                        .exchange
                         .to_ascii()
                         .trim_end_matches('.')
                         .to_ascii_lowercase(),
-                })
-                .collect()),
-            Err(e) if is_empty_answer(&e) => Ok(Vec::new()),
-            Err(e) => Err(lookup_error(name, "MX", &e)),
-        }
+                }),
+                _ => None,
+            })
+            .collect())
     }
 }
 
