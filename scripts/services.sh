@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Dev/test services on loopback: PostgreSQL, Redis and an SMTP server (maildev), each on a free port with its data in a
+# Dev/test services on loopback: PostgreSQL, Redis, an SMTP server (maildev) and S3 (s3s-fs), each on a free port with its data in a
 # temp dir. Sourced by scripts/test (and usable by hand: `source scripts/services.sh; services_start`).
 # Also a private D-Bus session with GNOME Keyring (the OS keychain the console uses).
 # Installs what is missing from Debian's packages. Exports AIRWAVE_TEST_PG_URL,
-# AIRWAVE_TEST_REDIS_URL, AIRWAVE_TEST_SMTP_URL, AIRWAVE_TEST_MAILDEV_URL, DBUS_SESSION_BUS_ADDRESS and AIRWAVE_TEST_KEYCHAIN; services_stop stops
+# AIRWAVE_TEST_REDIS_URL, AIRWAVE_TEST_SMTP_URL, AIRWAVE_TEST_MAILDEV_URL, AIRWAVE_TEST_S3_*, DBUS_SESSION_BUS_ADDRESS and AIRWAVE_TEST_KEYCHAIN; services_stop stops
 # what services_start started.
 
 free_port() {
@@ -151,6 +151,8 @@ services_start() {
 
   maildev_start || return 1
 
+  s3s_start || return 1
+
   keychain_start || return 1
   export AIRWAVE_TEST_KEYCHAIN=1
   echo "services: keychain (GNOME Keyring Secret Service) on a private D-Bus session"
@@ -179,11 +181,38 @@ maildev_start() {
   echo "services: maildev $MAILDEV_VERSION (SMTP 127.0.0.1:$smtp, HTTP API 127.0.0.1:$web)"
 }
 
+# An S3-compatible server that checks request signatures (SigV4, presigned URLs): s3s-fs from
+# crates.io, built once into the tools cache (a few minutes). Exports AIRWAVE_TEST_S3_URL,
+# AIRWAVE_TEST_S3_KEY and AIRWAVE_TEST_S3_SECRET (fresh per run).
+S3S_VERSION=0.14.1
+s3s_start() {
+  local root="$TOOLS_DIR/s3s-fs-$S3S_VERSION"
+  if [ ! -x "$root/bin/s3s-fs" ]; then
+    echo "services: building s3s-fs $S3S_VERSION into $root (once)"
+    # Its own temp target dir: the release build is thrown away, only the binary is kept.
+    env -u CARGO_TARGET_DIR cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked \
+      --root "$root" --quiet || { echo "services: cargo install s3s-fs failed" >&2; return 1; }
+  fi
+  local port key secret
+  port=$(free_port)
+  key="airwave-$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+  secret=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+  mkdir -p "$SERVICES_DIR/s3"
+  "$root/bin/s3s-fs" --host 127.0.0.1 --port "$port" --access-key "$key" --secret-key "$secret" \
+    "$SERVICES_DIR/s3" >"$SERVICES_DIR/s3s.log" 2>&1 &
+  S3S_PID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  curl -s -o /dev/null "http://127.0.0.1:$port/" || { cat "$SERVICES_DIR/s3s.log" >&2; return 1; }
+  export AIRWAVE_TEST_S3_URL="http://127.0.0.1:$port" AIRWAVE_TEST_S3_KEY="$key" AIRWAVE_TEST_S3_SECRET="$secret"
+  echo "services: s3s-fs $S3S_VERSION (S3 with signature checks) on 127.0.0.1:$port"
+}
+
 services_stop() {
   [ -n "${SERVICES_DIR:-}" ] || return 0
   [ -n "${PG_STOP:-}" ] && "${PG_STOP[@]}" >/dev/null 2>&1
   [ -f "$SERVICES_DIR/redis.pid" ] && kill "$(cat "$SERVICES_DIR/redis.pid")" 2>/dev/null
   [ -n "${MAILDEV_PID:-}" ] && kill "$MAILDEV_PID" 2>/dev/null
+  [ -n "${S3S_PID:-}" ] && kill "$S3S_PID" 2>/dev/null
   [ -n "${XVFB_PID:-}" ] && kill "$XVFB_PID" 2>/dev/null
   # GNOME Keyring leaves with its bus.
   [ -n "${DBUS_PID:-}" ] && kill "$DBUS_PID" 2>/dev/null

@@ -96,3 +96,54 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
     }
 }
+
+#[test]
+fn s3_storage_settings_are_checked_and_its_secret_never_prints() {
+    let out = run(
+        &[
+            ("AWS_S3_BUCKET", "airwave-blobs"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_S3_FORCE_PATH_STYLE", "on"),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "s3-secret-that-must-never-print"),
+        ],
+        &["config", "check"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("AWS_S3_BUCKET"), "{stdout}");
+    assert!(
+        !stdout.contains("s3-secret-that-must-never-print"),
+        "{stdout}"
+    );
+
+    // Half a credential pair, an s3 backend without a bucket, a plain-http remote endpoint in
+    // production: each named.
+    let out = run(
+        &[
+            ("AIRWAVE_ENV", "production"),
+            ("AIRWAVE_PUBLIC_URL", "https://ops.example.com"),
+            (
+                "JWT_SECRET",
+                "a-very-long-secret-that-must-never-print-0123456789",
+            ),
+            ("AIRWAVE_STORAGE_BACKEND", "s3"),
+            ("AWS_ENDPOINT_URL", "http://s3.example.com"),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ],
+        &["config", "check"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "AIRWAVE_STORAGE_BACKEND is `s3` but AWS_S3_BUCKET is not set",
+        "AWS_ENDPOINT_URL must be https:// in production",
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together",
+    ] {
+        assert!(err.contains(expected), "`{expected}` not in:\n{err}");
+    }
+}

@@ -12,7 +12,6 @@ use crate::queue::sql::SqlQueue;
 use crate::queue::JobQueue;
 use crate::render::local::LocalRenderer;
 use crate::state::AppState;
-use crate::storage::fs::FolderStore;
 use crate::storage::BlobStore;
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -139,7 +138,7 @@ async fn build(
             config.queue.policies.clone(),
         )),
     };
-    let blobs: Arc<dyn BlobStore> = Arc::new(FolderStore::new(config.data_dir.join("blobs")));
+    let blobs: Arc<dyn BlobStore> = config.storage.open().await;
     // The render provider, chosen once here like every backend.
     let renderer: Arc<dyn crate::render::RenderProvider> =
         match (config.render.provider, &config.render.creatomate_api_key) {

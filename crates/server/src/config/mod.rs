@@ -53,6 +53,7 @@ pub struct Config {
     pub record_responses: Option<PathBuf>,
     /// Each backend's and feature's own section, declared, read and validated in its folder.
     pub database: DatabaseConfig,
+    pub storage: crate::storage::settings::StorageConfig,
     pub queue: crate::queue::settings::QueueConfig,
     pub ops: crate::ops::settings::OpsConfig,
     pub events: crate::events::settings::EventsConfig,
@@ -194,7 +195,6 @@ pub mod server {
             settings: vec![
                 s("UPSTASH_REDIS_URL", "Redis rate limiter", "The rate limiter on Redis/Upstash."),
                 s("UPSTASH_REDIS_TOKEN", "Redis rate limiter", "Upstash's token."),
-                s("AWS_S3_BUCKET", "S3 storage", "Blobs on S3 (until then they live in `$AIRWAVE_DATA_DIR/blobs`)."),
                 s("CDN_DOMAIN", "CDN delivery", "Assets served from a CDN."),
                 s("MIXPANEL_TOKEN", "analytics forwarding", "Analytics forwarded to Mixpanel."),
                 s("AIRWAVE_WEBHOOK_ALLOW_HOSTS", "outgoing webhooks", "Hosts/CIDRs exempt from the webhooks' SSRF guard."),
@@ -206,7 +206,11 @@ pub mod server {
 /// Every section of the configuration, in the manual's order: the server's, the database's,
 /// each feature's (as `startup::features` lists them), then what this build refuses.
 pub fn sections() -> Vec<Section> {
-    let mut out = vec![server::section(), crate::db::settings::section()];
+    let mut out = vec![
+        server::section(),
+        crate::db::settings::section(),
+        crate::storage::settings::section(),
+    ];
     out.extend(
         crate::startup::features()
             .iter()
@@ -366,6 +370,7 @@ impl Config {
         });
 
         let database = DatabaseConfig::read(&mut r, &data_dir);
+        let storage = crate::storage::settings::StorageConfig::read(&mut r, &data_dir, production);
 
         let jwt_secret = r.secret(&server::JWT_SECRET);
         if jwt_secret.is_none() && production {
@@ -399,6 +404,7 @@ impl Config {
             data_dir,
             public_url,
             database,
+            storage,
             jwt_secret,
             session_ttl: r.secs(&server::SESSION_TTL) * 60,
             reset_revokes_tokens: r.choice(&server::RESET_REVOKES_TOKENS) == "on",

@@ -316,6 +316,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, ::1): where production may
+/// use plain `http://`.
+pub fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     if digits.len() <= 4 {

@@ -173,8 +173,7 @@ pub mod settings {
                     .query_pairs()
                     .find(|(k, _)| k == "tls")
                     .map(|(_, v)| v.into_owned());
-                let loopback = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-                    || u.host_str() == Some("localhost");
+                let loopback = crate::config::settings::is_loopback(u);
                 if u.scheme() == "smtp" && tls.as_deref() != Some("required") && !loopback {
                     r.error(format!(
                         "{} must use TLS in production: smtps://… or smtp://…?tls=required (the password and every link would cross the network in the clear)",

@@ -204,18 +204,22 @@ impl LocalRenderer {
         let key = key.ok_or_else(|| {
             RenderError::Invalid(format!("image layer: asset {asset_id} has no stored file"))
         })?;
-        let bytes = self.blobs.get(&key).await.map_err(|e| match e {
-            crate::storage::StorageError::NotFound(_)
-            | crate::storage::StorageError::InvalidKey(_) => RenderError::Invalid(format!(
-                "image layer: the file of asset {asset_id} is missing"
-            )),
-            other => RenderError::Transient(other.to_string()),
-        })?;
-        if bytes.len() > MAX_IMAGE_BYTES {
-            return Err(RenderError::Invalid(format!(
-                "image layer: asset {asset_id} is over 20 MiB"
-            )));
-        }
+        let bytes = self
+            .blobs
+            .get_bounded(&key, MAX_IMAGE_BYTES as u64)
+            .await
+            .map_err(|e| match e {
+                crate::storage::StorageError::NotFound(_)
+                | crate::storage::StorageError::InvalidKey(_) => RenderError::Invalid(format!(
+                    "image layer: the file of asset {asset_id} is missing"
+                )),
+                crate::storage::StorageError::Io(e)
+                    if e.kind() == std::io::ErrorKind::FileTooLarge =>
+                {
+                    RenderError::Invalid(format!("image layer: asset {asset_id} is over 20 MiB"))
+                }
+                other => RenderError::Transient(other.to_string()),
+            })?;
         let mime = match bytes.get(..4) {
             Some([0x89, b'P', b'N', b'G']) => "image/png",
             Some([0xFF, 0xD8, 0xFF, _]) => "image/jpeg",

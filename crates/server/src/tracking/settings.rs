@@ -110,12 +110,7 @@ impl TrackingConfig {
             (None, None) => (DSN.name, None),
         };
         let dsn = url.and_then(|u| {
-            let loopback = match u.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
+            let loopback = crate::config::settings::is_loopback(&u);
             if production && u.scheme() == "http" && !loopback {
                 r.error(format!(
                     "{name} must be https:// in production (events carry stack traces)"
