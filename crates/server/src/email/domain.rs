@@ -304,10 +304,10 @@ impl Report {
                 f.name
             );
             for record in &f.found {
-                let _ = writeln!(out, "             found:   {record}");
+                let _ = writeln!(out, "             found:   {}", printable(record));
             }
             for note in &f.notes {
-                let _ = writeln!(out, "             {note}");
+                let _ = writeln!(out, "             {}", printable(note));
             }
             if let Some(p) = &f.publish {
                 let _ = writeln!(
@@ -323,6 +323,21 @@ impl Report {
         };
         out
     }
+}
+
+/// DNS text as a terminal may show it: control characters (a forged `\n ok …` line, escape
+/// sequences) escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// A domain name as the check takes it: lower case, no trailing dot, letters, digits, hyphens
@@ -1450,6 +1465,16 @@ mod tests {
             "sp=none applies to the subdomain: {f:#?}"
         );
         assert!(f.notes[0].contains("organisational domain"));
+    }
+
+    #[tokio::test]
+    async fn control_characters_in_records_cannot_forge_report_lines() {
+        let zone = Zone::default().txt("example.com", "v=spf1 mx ~all\n\x1b[1Aok    DKIM   forged");
+        let report = check(&zone, &generic("example.com")).await;
+        let text = report.to_text();
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(!text.contains("\nok    DKIM   forged"), "{text}");
+        assert!(text.contains("\\u{1b}"), "{text}");
     }
 
     #[test]

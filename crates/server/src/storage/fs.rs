@@ -43,29 +43,51 @@ impl FolderStore {
             path.display(),
             rand::random::<u64>()
         ));
-        let result: Result<Written, StorageError> = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            let mut tally = Tally::new(max_bytes);
-            while let Some(chunk) = body.try_next().await? {
-                tally.add(&chunk)?;
-                file.write_all(&chunk).await?;
-            }
-            file.sync_all().await?;
-            drop(file);
-            tokio::fs::rename(&tmp, path).await?;
-            Ok(tally.finish())
+        // Removed on every way out but success — an error, or the write being dropped (a client
+        // that went away mid-upload cancels the request's future).
+        let guard = PartialFile(Some(tmp.clone()));
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut tally = Tally::new(max_bytes);
+        while let Some(chunk) = body.try_next().await? {
+            tally.add(&chunk)?;
+            file.write_all(&chunk).await?;
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, path).await?;
+        guard.disarm();
+        // The rename is durable once the directory is.
+        if let Some(dir) = path.parent() {
+            tokio::fs::File::open(dir).await?.sync_all().await?;
         }
-        result
+        Ok(tally.finish())
+    }
+}
+
+/// A temp file removed when dropped, unless disarmed.
+struct PartialFile(Option<PathBuf>);
+
+impl PartialFile {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
 fn not_found(key: &str) -> impl Fn(std::io::Error) -> StorageError + '_ {
     move |e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        // `a.png/b` under a file `a.png` is as absent as a missing file.
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        ) {
             StorageError::NotFound(key.into())
         } else {
             StorageError::Io(e)
@@ -121,7 +143,12 @@ impl BlobStore for FolderStore {
     ) -> Result<Reading, StorageError> {
         let path = self.path_of(key)?;
         let mut file = tokio::fs::File::open(&path).await.map_err(not_found(key))?;
-        let size = file.metadata().await?.len();
+        let meta = file.metadata().await?;
+        if meta.is_dir() {
+            // A directory (a prefix of other keys) is not a blob.
+            return Err(StorageError::NotFound(key.into()));
+        }
+        let size = meta.len();
         let info = BlobInfo {
             size,
             content_type: content_type_of(key),
@@ -141,7 +168,7 @@ impl BlobStore for FolderStore {
     async fn head(&self, key: &str) -> Result<BlobInfo, StorageError> {
         let path = self.path_of(key)?;
         let meta = tokio::fs::metadata(&path).await.map_err(not_found(key))?;
-        if !meta.is_file() {
+        if meta.is_dir() {
             return Err(StorageError::NotFound(key.into()));
         }
         Ok(BlobInfo {
@@ -207,10 +234,15 @@ impl BlobStore for FolderStore {
                     && check_key(&key).is_ok()
                     && after.is_none_or(|a| key.as_str() > a)
                 {
-                    found.push(Listed {
-                        key,
-                        size: entry.metadata().await?.len(),
-                    });
+                    // A blob deleted during the walk is simply not listed.
+                    match entry.metadata().await {
+                        Ok(meta) => found.push(Listed {
+                            key,
+                            size: meta.len(),
+                        }),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }

@@ -94,8 +94,10 @@ impl S3Store {
         mut body: ByteStream,
         content_type: &str,
         max_bytes: u64,
-        upload_id: &mut Option<String>,
     ) -> Result<Written, StorageError> {
+        // Aborts the multipart upload on every way out but completion: an error, or the write
+        // being dropped (a client that went away cancels the request's future).
+        let mut upload: Option<AbortOnDrop> = None;
         let mut tally = Tally::new(max_bytes);
         let mut buf = BytesMut::with_capacity(self.part_size.min(1 << 20));
         let mut parts: Vec<CompletedPart> = Vec::new();
@@ -104,10 +106,12 @@ impl S3Store {
             if let Some(chunk) = &chunk {
                 tally.add(chunk)?;
                 buf.extend_from_slice(chunk);
-                if buf.len() < self.part_size {
+                // Parts grow every 1,000 so that S3's 10,000 parts hold 55,000 × the base part
+                // size (440 GiB at 8 MiB) while one part in memory stays bounded.
+                if buf.len() < self.part_size * (1 + parts.len() / 1000) {
                     continue;
                 }
-            } else if upload_id.is_none() {
+            } else if upload.is_none() {
                 // The whole body fitted in one part: one request.
                 self.client
                     .put_object()
@@ -120,7 +124,7 @@ impl S3Store {
                     .map_err(backend)?;
                 return Ok(tally.finish());
             }
-            if upload_id.is_none() {
+            if upload.is_none() {
                 let created = self
                     .client
                     .create_multipart_upload()
@@ -130,11 +134,16 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(backend)?;
-                *upload_id = created.upload_id().map(str::to_owned);
+                let id = created
+                    .upload_id()
+                    .ok_or_else(|| StorageError::Backend("no upload id in the answer".into()))?;
+                upload = Some(AbortOnDrop::new(self, key, id));
             }
-            let id = upload_id
-                .as_deref()
-                .ok_or_else(|| StorageError::Backend("no upload id in the answer".into()))?;
+            let id = upload
+                .as_ref()
+                .and_then(|u| u.upload_id.clone())
+                .ok_or_else(|| StorageError::Backend("no upload id".into()))?;
+            let id = id.as_str();
             if !buf.is_empty() || parts.is_empty() {
                 let number = i32::try_from(parts.len() + 1)
                     .map_err(|_| StorageError::Backend("too many parts".into()))?;
@@ -159,64 +168,78 @@ impl S3Store {
             }
             if chunk.is_none() {
                 self.complete(key, id, parts).await?;
+                if let Some(u) = upload.as_mut() {
+                    u.disarm();
+                }
                 return Ok(tally.finish());
             }
         }
     }
 
     async fn copy_in_parts(&self, from: &str, to: &str, size: u64) -> Result<(), StorageError> {
-        let created = self
+        // Every part from the same version of the source (a concurrent overwrite fails the copy
+        // instead of splicing two versions), with the source's content type.
+        let source = self
             .client
-            .create_multipart_upload()
+            .head_object()
             .bucket(&self.bucket)
-            .key(to)
+            .key(from)
             .send()
             .await
             .map_err(backend)?;
+        let etag = source
+            .e_tag()
+            .ok_or_else(|| StorageError::Backend("the source has no ETag".into()))?
+            .to_owned();
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(to);
+        if let Some(ct) = source.content_type() {
+            create = create.content_type(ct);
+        }
+        let created = create.send().await.map_err(backend)?;
         let id = created
             .upload_id()
             .ok_or_else(|| StorageError::Backend("no upload id in the answer".into()))?
             .to_owned();
-        let result: Result<(), StorageError> = async {
-            let mut parts = Vec::new();
-            let mut start = 0;
-            while start < size {
-                let end = (start + COPY_PART).min(size) - 1;
-                let number = i32::try_from(parts.len() + 1)
-                    .map_err(|_| StorageError::Backend("too many parts".into()))?;
-                let copied = self
-                    .client
-                    .upload_part_copy()
-                    .bucket(&self.bucket)
-                    .key(to)
-                    .upload_id(&id)
+        let mut guard = AbortOnDrop::new(self, to, &id);
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let end = (start + COPY_PART).min(size) - 1;
+            let number = i32::try_from(parts.len() + 1)
+                .map_err(|_| StorageError::Backend("too many parts".into()))?;
+            let copied = self
+                .client
+                .upload_part_copy()
+                .bucket(&self.bucket)
+                .key(to)
+                .upload_id(&id)
+                .part_number(number)
+                .copy_source(format!("{}/{from}", self.bucket))
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .copy_source_if_match(&etag)
+                .send()
+                .await
+                .map_err(backend)?;
+            parts.push(
+                CompletedPart::builder()
                     .part_number(number)
-                    .copy_source(format!("{}/{from}", self.bucket))
-                    .copy_source_range(format!("bytes={start}-{end}"))
-                    .send()
-                    .await
-                    .map_err(backend)?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(
-                            copied
-                                .copy_part_result()
-                                .and_then(|r| r.e_tag())
-                                .map(str::to_owned),
-                        )
-                        .build(),
-                );
-                start = end + 1;
-            }
-            self.complete(to, &id, parts).await?;
-            Ok(())
+                    .set_e_tag(
+                        copied
+                            .copy_part_result()
+                            .and_then(|r| r.e_tag())
+                            .map(str::to_owned),
+                    )
+                    .build(),
+            );
+            start = end + 1;
         }
-        .await;
-        if result.is_err() {
-            self.abort(to, &id).await;
-        }
-        result
+        self.complete(to, &id, parts).await?;
+        guard.disarm();
+        Ok(())
     }
 
     async fn complete(
@@ -240,20 +263,53 @@ impl S3Store {
             .map_err(backend)?;
         Ok(())
     }
+}
 
-    async fn abort(&self, key: &str, upload_id: &str) {
-        if let Err(e) = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            // The bucket's lifecycle rule (`storage setup`) removes what is left.
-            tracing::warn!(key, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
+/// Aborts a multipart upload when dropped armed (in a task: `Drop` cannot wait).
+struct AbortOnDrop {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+}
+
+impl AbortOnDrop {
+    fn new(store: &S3Store, key: &str, upload_id: &str) -> Self {
+        Self {
+            client: store.client.clone(),
+            bucket: store.bucket.clone(),
+            key: key.to_owned(),
+            upload_id: Some(upload_id.to_owned()),
         }
+    }
+
+    fn disarm(&mut self) {
+        self.upload_id = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        runtime.spawn(async move {
+            if let Err(e) = client
+                .abort_multipart_upload()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(&id)
+                .send()
+                .await
+            {
+                // The bucket's lifecycle rule (`storage setup`) removes what is left.
+                tracing::warn!(key, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
+            }
+        });
     }
 }
 
@@ -276,9 +332,10 @@ where
 type SdkError<E> = aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>;
 
 fn is_missing<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    // By code only: a 404 for a missing bucket or a wrong endpoint is an outage, not a
+    // missing blob (which would fail a render for good).
     e.as_service_error()
         .is_some_and(|s| matches!(s.code(), Some("NoSuchKey" | "NotFound")))
-        || e.raw_response().map(|r| r.status().as_u16()) == Some(404)
 }
 
 /// `bytes FIRST-LAST/TOTAL` → TOTAL.
@@ -310,14 +367,7 @@ impl BlobStore for S3Store {
         max_bytes: u64,
     ) -> Result<Written, StorageError> {
         check_key(key)?;
-        let mut upload_id = None;
-        let result = self
-            .upload(key, body, content_type, max_bytes, &mut upload_id)
-            .await;
-        if let (Err(_), Some(id)) = (&result, &upload_id) {
-            self.abort(key, id).await;
-        }
-        result
+        self.upload(key, body, content_type, max_bytes).await
     }
 
     async fn get_stream(
@@ -329,7 +379,8 @@ impl BlobStore for S3Store {
         let mut request = self.client.get_object().bucket(&self.bucket).key(key);
         if let Some(r) = range {
             if r.end.is_some_and(|e| e < r.start) {
-                return Err(StorageError::InvalidRange { size: 0 });
+                let size = self.head(key).await?.size;
+                return Err(StorageError::InvalidRange { size });
             }
             request = request.range(match r.end {
                 Some(end) => format!("bytes={}-{end}", r.start),
