@@ -128,15 +128,16 @@ pub trait BlobStore: Send + Sync {
 
     /// Reads a whole blob into memory, refusing one over `max_bytes` before reading it.
     async fn get_bounded(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
-        let info = self.head(key).await?;
-        if info.size > max_bytes {
+        // One request: the size comes with the answer, checked before the body is read.
+        let reading = self.get_stream(key, None).await?;
+        let size = reading.info.size;
+        if size > max_bytes {
             return Err(StorageError::Io(std::io::Error::new(
                 std::io::ErrorKind::FileTooLarge,
-                format!("`{key}` is {} bytes, over {max_bytes}", info.size),
+                format!("`{key}` is {size} bytes, over {max_bytes}"),
             )));
         }
-        let reading = self.get_stream(key, None).await?;
-        let mut out = Vec::with_capacity(usize::try_from(info.size).unwrap_or(0));
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         let mut body = reading.body;
         while let Some(chunk) = body.try_next().await? {
             if (out.len() + chunk.len()) as u64 > max_bytes {

@@ -125,19 +125,7 @@ impl S3Store {
                 return Ok(tally.finish());
             }
             if upload.is_none() {
-                let created = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .content_type(content_type)
-                    .send()
-                    .await
-                    .map_err(backend)?;
-                let id = created
-                    .upload_id()
-                    .ok_or_else(|| StorageError::Backend("no upload id in the answer".into()))?;
-                upload = Some(AbortOnDrop::new(self, key, id));
+                upload = Some(self.start_multipart(key, Some(content_type)).await?);
             }
             let id = upload
                 .as_ref()
@@ -191,20 +179,11 @@ impl S3Store {
             .e_tag()
             .ok_or_else(|| StorageError::Backend("the source has no ETag".into()))?
             .to_owned();
-        let mut create = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(to);
-        if let Some(ct) = source.content_type() {
-            create = create.content_type(ct);
-        }
-        let created = create.send().await.map_err(backend)?;
-        let id = created
-            .upload_id()
-            .ok_or_else(|| StorageError::Backend("no upload id in the answer".into()))?
-            .to_owned();
-        let mut guard = AbortOnDrop::new(self, to, &id);
+        let mut guard = self.start_multipart(to, source.content_type()).await?;
+        let id = guard
+            .upload_id
+            .clone()
+            .ok_or_else(|| StorageError::Backend("no upload id".into()))?;
         let mut parts = Vec::new();
         let mut start = 0;
         while start < size {
@@ -240,6 +219,27 @@ impl S3Store {
         self.complete(to, &id, parts).await?;
         guard.disarm();
         Ok(())
+    }
+
+    /// Starts a multipart upload, aborted unless completed and disarmed.
+    async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+    ) -> Result<AbortOnDrop, StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_owned))
+            .send()
+            .await
+            .map_err(backend)?;
+        let id = created
+            .upload_id()
+            .ok_or_else(|| StorageError::Backend("no upload id in the answer".into()))?;
+        Ok(AbortOnDrop::new(self, key, id))
     }
 
     async fn complete(
