@@ -79,7 +79,14 @@ pub fn check(recording: &std::path::Path) -> Vec<String> {
             }
             continue;
         };
-        let Some(media) = content.get(media_type(content_type)) else {
+        // The exact media type, else a documented range (`video/*`, `*/*`: files of any type).
+        let exact = media_type(content_type);
+        let range = format!("{}/*", exact.split('/').next().unwrap_or(""));
+        let Some(media) = content
+            .get(exact)
+            .or_else(|| content.get(&range))
+            .or_else(|| content.get("*/*"))
+        else {
             let listed: Vec<&String> = content.keys().collect();
             drift.push(format!(
                 "{what}: content type not documented (documented: {listed:?})"

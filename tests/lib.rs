@@ -365,6 +365,11 @@ impl TestApp {
         self.base.join(path).expect("url")
     }
 
+    /// The environment the server was started with (beyond the test process's own).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()
     }
@@ -548,8 +553,7 @@ impl TestApp {
         self.child.id()
     }
 
-    /// An image asset of `client_id` whose bytes are `bytes`, stored straight into the blob folder
-    /// (the upload API comes with the storage issue).
+    /// An image asset of `client_id` whose file is `bytes` (a PNG, JPEG or GIF), uploaded.
     pub async fn image_asset(
         &self,
         member: &ApiClient,
@@ -557,22 +561,39 @@ impl TestApp {
         name: &str,
         bytes: &[u8],
     ) -> airwave_api::AssetOut {
-        let key = format!("clients/{client_id}/{name}.png");
-        let path = self.data_dir().join("blobs").join(&key);
-        std::fs::create_dir_all(path.parent().expect("a folder")).expect("blob folder");
-        std::fs::write(&path, bytes).expect("blob");
-        member
+        let asset = member
             .create_asset(&airwave_api::AssetIn {
                 client_id: client_id.into(),
                 type_: airwave_api::AssetType::Image,
                 name: name.into(),
                 metadata: Default::default(),
-                storage_key: Some(key),
-                size: None,
-                checksum: None,
             })
             .await
-            .expect("create the asset")
+            .expect("create the asset");
+        let content_type = match bytes.get(..3) {
+            Some([0xFF, 0xD8, 0xFF]) => "image/jpeg",
+            Some(b"GIF") => "image/gif",
+            _ => "image/png",
+        };
+        member
+            .upload_asset(
+                &asset.id,
+                content_type,
+                Some(&format!("{name}.png")),
+                bytes.to_vec(),
+            )
+            .await
+            .expect("upload the asset's file")
+    }
+
+    /// Where the folder backend keeps an asset's file (the key from the database).
+    pub async fn blob_path(&self, asset_id: &str) -> std::path::PathBuf {
+        let key = self
+            .db
+            .text("SELECT storage_key FROM assets WHERE id = $1", asset_id)
+            .await
+            .expect("the asset has a file");
+        self.data_dir().join("blobs").join(key)
     }
 
     /// The server process's peak resident memory so far (`VmHWM`), in KiB.

@@ -3,6 +3,7 @@
 //! could hold; the webview never sees a token (the core keeps it in the OS keychain and makes
 //! every request itself).
 
+pub mod backups;
 pub mod commands;
 pub mod emails;
 pub mod errors;
@@ -100,6 +101,12 @@ pub fn configure<R: Runtime>(builder: Builder<R>, console: Console) -> Builder<R
             emails::suppressions,
             emails::add_suppression,
             emails::remove_suppression,
+            backups::backups,
+            backups::backup,
+            backups::run_backup,
+            backups::verify_backup,
+            backups::drill,
+            backups::backups_summary,
         ])
 }
 

@@ -2,11 +2,12 @@
 //! WebKitWebDriver against a real `airwave-server` (with its job queue on a real Redis). Logs in
 //! through the UI, sees health live, makes a component fail for real (Redis is stopped), sees the
 //! view change and a native notification raised (the `Notify` call on the session bus, answered
-//! by dunst), sees it recover. Then support's day: a support login sees only the Overview and
-//! E-mails, finds a client's password-reset mail through Ctrl+K, reads it (HTML in a sandboxed
-//! frame), resends it after a confirmation, and the second copy arrives at the real SMTP server
-//! (maildev). Saves a screenshot of each view; scans the console's config dir, logs and webview
-//! storage for both API tokens.
+//! by dunst), sees it recover. The operator takes a backup from the Backups view and verifies it
+//! (a restore drill), watching both run. Then support's day: a support login sees only the
+//! Overview, E-mails and Backups, finds a client's password-reset mail through Ctrl+K, reads it
+//! (HTML in a sandboxed frame), resends it after a confirmation, and the second copy arrives at
+//! the real SMTP server (maildev). Saves a screenshot of each view; scans the console's config
+//! dir, logs and webview storage for both API tokens.
 //!
 //! Needs a display, a D-Bus session with a Secret Service, dunst, dbus-monitor, tauri-driver and
 //! WebKitWebDriver: `scripts/test` provides them and sets `AIRWAVE_E2E=1`. Without it the test
@@ -306,6 +307,32 @@ async fn the_console_end_to_end() {
     s.wait_text(queue, "passing", WAIT).await.unwrap();
     wait_file_contains(&notify_log, "Queue recovered", WAIT).await;
 
+    // Backups: the operator takes one now and proves it restores (a drill), watching both run.
+    s.click("nav button[data-view='backups']").await.unwrap();
+    s.wait_for("[data-testid='run-backup']", WAIT)
+        .await
+        .unwrap();
+    s.click("[data-testid='run-backup']").await.unwrap();
+    // Newest first: the backup just asked for is the first row.
+    let newest = "[data-testid='backup-list'] tbody tr:first-child";
+    s.wait_text(
+        &format!("{newest} [data-field='status']"),
+        "succeeded",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    s.click(&format!("{newest} button[data-action='verify']"))
+        .await
+        .unwrap();
+    s.wait_text(&format!("{newest} [data-field='drill']"), "passed", WAIT)
+        .await
+        .unwrap();
+    s.wait_text(&format!("{newest} [data-field='drill']"), "RTO", WAIT)
+        .await
+        .unwrap();
+    shot(&s, &shots, "backups").await;
+
     // Support's day. A client says the password-reset mail never came.
     let client = mail::unique_address("e2e-client");
     // (made by the CLI: this server's mail goes to maildev, not to an outbox to confirm from)
@@ -356,13 +383,13 @@ async fn the_console_end_to_end() {
         .get(&keychain_key)
         .unwrap()
         .expect("support's token is in the keychain");
-    // Support sees the Overview and E-mails (and Settings), nothing else.
+    // Support sees the Overview, E-mails and Backups (and Settings), nothing else.
     s.wait_for("nav button[data-view='emails']", WAIT)
         .await
         .unwrap();
     let nav = s.text("nav").await.unwrap();
     assert!(
-        nav.contains("Overview") && !nav.contains("Health"),
+        nav.contains("Overview") && nav.contains("Backups") && !nav.contains("Health"),
         "support's sidebar: {nav}"
     );
 

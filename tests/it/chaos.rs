@@ -1,6 +1,6 @@
 //! Chaos with real processes: a worker process killed with SIGKILL in the middle of a job.
 
-use airwave_api::{AssetIn, AssetType, ExecutionIn, ExecutionStatus};
+use airwave_api::{ExecutionIn, ExecutionStatus};
 use airwave_tests::{finished_execution, TestApp};
 use serde_json::json;
 use std::time::Duration;
@@ -16,27 +16,18 @@ async fn a_job_whose_worker_is_killed_mid_render_completes_on_another_worker() {
     let client = ada.create_client("Acme").await.unwrap();
 
     // The image the render needs is a named pipe: reading it blocks until someone writes, so the
-    // first worker is stuck mid-render, holding the job's lease, when it is killed.
-    let key = format!("clients/{}/slow.png", client.id);
-    let path = app.data_dir().join("blobs").join(&key);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // first worker is stuck mid-render, holding the job's lease, when it is killed. (Uploaded
+    // first, so the server chose its key; the pipe then takes the file's place.)
+    let asset = app
+        .image_asset(&ada, &client.id, "slow", crate::render::ONE_RED_PIXEL)
+        .await;
+    let path = app.blob_path(&asset.id).await;
+    std::fs::remove_file(&path).unwrap();
     assert!(std::process::Command::new("mkfifo")
         .arg(&path)
         .status()
         .unwrap()
         .success());
-    let asset = ada
-        .create_asset(&AssetIn {
-            client_id: client.id.clone(),
-            type_: AssetType::Image,
-            name: "slow".into(),
-            metadata: Default::default(),
-            storage_key: Some(key),
-            size: None,
-            checksum: None,
-        })
-        .await
-        .unwrap();
     let template = json!({"width": 64, "height": 64, "layers": [{"type": "image", "asset_id": asset.id, "x": 0, "y": 0, "width": 64, "height": 64}]});
     let m = airwave_tests::matrix_for(&ada, &client.id, template).await;
 

@@ -22,9 +22,6 @@ async fn a_member_gets_an_execution_approved_through_the_link() {
                 .as_object()
                 .unwrap()
                 .clone(),
-            storage_key: Some(format!("clients/{}/logo.png", client.id)),
-            size: Some(2048),
-            checksum: Some(format!("sha256:{}", "ab".repeat(32))),
         })
         .await
         .unwrap();

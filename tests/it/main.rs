@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod backups;
 mod bad_input;
 mod chaos;
 mod config;
@@ -24,3 +25,4 @@ mod schema;
 mod search;
 mod startup;
 mod storage;
+mod uploads;

@@ -9,9 +9,6 @@ fn asset_in(client_id: &str) -> AssetIn {
         type_: AssetType::Text,
         name: "Copy".into(),
         metadata: Default::default(),
-        storage_key: None,
-        size: None,
-        checksum: None,
     }
 }
 

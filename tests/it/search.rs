@@ -13,9 +13,6 @@ fn asset(client: &str, name: &str, description: &str, t: AssetType) -> AssetIn {
             .as_object()
             .unwrap()
             .clone(),
-        storage_key: None,
-        size: None,
-        checksum: None,
     }
 }
 

@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 
 const MIB: usize = 1 << 20;
 
-fn s3_env() -> Option<(String, String, String)> {
+pub(crate) fn s3_env() -> Option<(String, String, String)> {
     match (
         std::env::var("AIRWAVE_TEST_S3_URL"),
         std::env::var("AIRWAVE_TEST_S3_KEY"),
@@ -28,7 +28,7 @@ fn s3_env() -> Option<(String, String, String)> {
     }
 }
 
-fn s3_options(url: &str, key: &str, secret: &str, bucket: &str) -> S3Options {
+pub(crate) fn s3_options(url: &str, key: &str, secret: &str, bucket: &str) -> S3Options {
     S3Options {
         bucket: bucket.to_owned(),
         region: "us-east-1".into(),

@@ -102,6 +102,11 @@ impl ApiClient {
         &self.base
     }
 
+    /// The bearer token this client sends, if any (for requests it has no method for).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -332,6 +337,83 @@ impl ApiClient {
 
     pub async fn create_asset(&self, body: &AssetIn) -> Result<AssetOut, ClientError> {
         self.post("/api/assets", body).await
+    }
+
+    /// Uploads an asset's file in one request (`content_type` is the file's type).
+    pub async fn upload_asset(
+        &self,
+        id: &str,
+        content_type: &str,
+        filename: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<AssetOut, ClientError> {
+        let mut url = self.base.join(&format!("/api/assets/{id}/upload"))?;
+        if let Some(f) = filename {
+            url.query_pairs_mut().append_pair("filename", f);
+        }
+        let mut req = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+                status,
+                body: format!("{e}: {}", excerpt(&bytes)),
+            });
+        }
+        Err(match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => ClientError::Api(p),
+            Err(_) => ClientError::Unexpected {
+                status,
+                body: excerpt(&bytes),
+            },
+        })
+    }
+
+    /// A signed, expiring link to an asset's file.
+    pub async fn asset_download_url(&self, id: &str) -> Result<DownloadUrlOut, ClientError> {
+        self.get(&format!("/api/assets/{id}/download-url")).await
+    }
+
+    /// Backups, newest first, with their latest drills.
+    pub async fn list_backups(&self) -> Result<Vec<BackupOut>, ClientError> {
+        self.get("/api/ops/backups").await
+    }
+
+    /// Queues a backup now.
+    pub async fn run_backup(&self) -> Result<BackupOut, ClientError> {
+        self.call(Method::POST, "/api/ops/backups", None::<&()>)
+            .await
+    }
+
+    pub async fn get_backup(&self, id: &str) -> Result<BackupOut, ClientError> {
+        self.get(&format!("/api/ops/backups/{id}")).await
+    }
+
+    /// Queues a restore drill of a backup.
+    pub async fn verify_backup(&self, id: &str) -> Result<DrillOut, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/ops/backups/{id}/verify"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn get_drill(&self, id: &str) -> Result<DrillOut, ClientError> {
+        self.get(&format!("/api/ops/drills/{id}")).await
+    }
+
+    /// A resumable upload's progress.
+    pub async fn get_upload(&self, id: &str) -> Result<UploadOut, ClientError> {
+        self.get(&format!("/api/uploads/{id}")).await
     }
 
     pub async fn get_asset(&self, id: &str) -> Result<AssetOut, ClientError> {

@@ -57,6 +57,11 @@ mod typescript {
             JobOut::decl(&cfg),
             AttemptOut::decl(&cfg),
             JobDetailOut::decl(&cfg),
+            BackupStatus::decl(&cfg),
+            DrillStatus::decl(&cfg),
+            TableStatOut::decl(&cfg),
+            DrillOut::decl(&cfg),
+            BackupOut::decl(&cfg),
         ];
         let mut out = String::from(
             "// Generated from crates/api by its `typescript` unit test: do not edit.\n\

@@ -472,15 +472,6 @@ pub struct AssetIn {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
-    #[serde(default)]
-    pub storage_key: Option<String>,
-    /// Bytes, at most 1 TiB.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 1099511627776_i64)]
-    pub size: Option<i64>,
-    /// `sha256:<64 hex>`.
-    #[serde(default)]
-    pub checksum: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -504,11 +495,51 @@ pub struct AssetOut {
     pub name: String,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
-    pub storage_key: Option<String>,
+    /// The uploaded file's type, as sniffed from its bytes (none until uploaded).
+    pub content_type: Option<String>,
+    /// The uploaded file's name, sanitised.
+    pub filename: Option<String>,
+    /// Bytes of the uploaded file.
     pub size: Option<i64>,
+    /// `sha256:<64 hex>` of the uploaded file, computed by the server while it streamed.
     pub checksum: Option<String>,
+    pub uploaded_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A resumable (tus) upload's state: `GET /api/uploads/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UploadOut {
+    pub id: String,
+    pub asset_id: String,
+    /// Bytes declared at creation.
+    pub length: i64,
+    /// Bytes stored so far: where the next `PATCH` starts.
+    pub received: i64,
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub status: UploadStatus,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum UploadStatus {
+    Open,
+    Completed,
+    Failed,
+}
+
+/// A signed, expiring link to an asset's file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DownloadUrlOut {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1128,4 +1159,90 @@ mod redaction_tests {
             assert!(t.contains("[redacted]"), "{t}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backups and restore drills
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum BackupStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum DrillStatus {
+    Queued,
+    Running,
+    Passed,
+    Failed,
+}
+
+/// One table as a backup holds it: its rows and an order-independent checksum of their contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct TableStatOut {
+    pub table: String,
+    pub rows: i64,
+    pub checksum: String,
+}
+
+/// A restore drill: the backup restored into a scratch database and compared with what it
+/// recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct DrillOut {
+    pub id: String,
+    pub backup_id: String,
+    pub status: DrillStatus,
+    /// 0–100 while it runs.
+    pub progress: i32,
+    /// How long the restore took, download to a queryable database (the RTO it shows), in ms.
+    pub restore_ms: Option<i64>,
+    /// How old the backup's data was when the drill ran (the RPO it shows), in seconds.
+    pub rpo_seconds: Option<i64>,
+    pub tables_checked: Option<i32>,
+    /// Tables whose rows or checksum differed (empty when it passed).
+    pub mismatches: Vec<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct BackupOut {
+    pub id: String,
+    pub status: BackupStatus,
+    /// `manual` or `scheduled`.
+    pub trigger: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+    /// `sqlite-gzip` (a VACUUM INTO copy, gzipped) or `pg-custom` (pg_dump's custom format).
+    pub format: Option<String>,
+    pub size_bytes: Option<i64>,
+    /// sha256 of the stored file, hex.
+    pub sha256: Option<String>,
+    pub encrypted: bool,
+    /// 0–100 while it runs.
+    pub progress: i32,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub tables: Vec<TableStatOut>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The latest restore drill of this backup.
+    pub latest_drill: Option<DrillOut>,
 }

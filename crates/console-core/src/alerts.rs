@@ -104,10 +104,15 @@ impl Alerter {
         if !prefs.enabled {
             return Decision::Suppressed(Suppressed::Disabled);
         }
+        // The backups component only ever warns (an overdue backup, a failed drill), and that
+        // is a launch-day emergency: it notifies even with warnings off, and opens Backups.
+        let backups = e.component.starts_with("backups:");
         let (title, critical, key) = match (e.previous, e.status) {
             (None, Pass) => return Decision::Suppressed(Suppressed::FirstCheck),
             (_, Fail) => (format!("{} is failing", label(&e.component)), true, "fail"),
-            (_, Warn) if !prefs.warnings => return Decision::Suppressed(Suppressed::Warning),
+            (_, Warn) if !prefs.warnings && !backups => {
+                return Decision::Suppressed(Suppressed::Warning)
+            }
             (_, Warn) => (
                 format!("{} is degraded", label(&e.component)),
                 false,
@@ -141,7 +146,7 @@ impl Alerter {
             title,
             body: crate::secrets::redact(&body),
             critical,
-            view: "health".into(),
+            view: if backups { "backups" } else { "health" }.into(),
         })
     }
 }
@@ -169,6 +174,32 @@ mod tests {
 
     fn t(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn an_overdue_backup_notifies_even_with_warnings_off_and_opens_backups() {
+        let mut a = Alerter::default();
+        let prefs = Prefs {
+            warnings: false,
+            ..Prefs::default()
+        };
+        let d = a.decide(
+            &ev("backups:age", Some(HealthStatus::Pass), HealthStatus::Warn),
+            &prefs,
+            Utc::now(),
+            t(12, 0),
+        );
+        match d {
+            Decision::Notify(n) => assert_eq!(n.view, "backups"),
+            other => panic!("{other:?}"),
+        }
+        let d = a.decide(
+            &ev("queue:depth", Some(HealthStatus::Pass), HealthStatus::Warn),
+            &prefs,
+            Utc::now(),
+            t(12, 0),
+        );
+        assert!(matches!(d, Decision::Suppressed(Suppressed::Warning)));
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //!   (revoke on the server, delete from the keychain);
 //! - [`stream`]: the live operations stream, resumed with `Last-Event-ID`, reconnecting with backoff;
 //! - [`alerts`]: which health changes become a native notification (quiet hours, de-duplication);
+//! - [`backups`]: the Backups view's ids checked, and the backups summed up for the Overview;
 //! - [`charts`]: time series drawn to SVG with plotters, in light and dark themes;
 //! - [`local`]: the embedded default — a sidecar `airwave-server` with an admin made for it.
 
 pub mod alerts;
+pub mod backups;
 pub mod charts;
 pub mod emails;
 pub mod error;
@@ -28,7 +30,7 @@ pub use error::{Error, ErrorKind};
 /// from these types and a stale file fails this test (`AIRWAVE_UPDATE_TS=1` rewrites it).
 #[cfg(test)]
 mod typescript {
-    use super::{alerts, emails, error, profiles, stream};
+    use super::{alerts, backups, emails, error, profiles, stream};
     use ts_rs::{Config, TS};
 
     #[test]
@@ -44,6 +46,7 @@ mod typescript {
             stream::ConnState::decl(&cfg),
             stream::StreamEvent::decl(&cfg),
             emails::EmailSearch::decl(&cfg),
+            backups::BackupsSummary::decl(&cfg),
         ];
         let mut fresh = String::from(
             "// Generated from crates/console-core by its `typescript` unit test: do not edit.\n\

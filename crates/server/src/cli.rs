@@ -63,10 +63,45 @@ enum Command {
         #[command(subcommand)]
         command: EmailCommand,
     },
+    /// Database backups and restores (see docs/backup-restore.md).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Benchmarks (one `bench=… key=value` line per scenario on stdout).
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Takes a backup now (in this process) and prints it; `--drill` restores it into a scratch
+    /// database and compares, too.
+    Run {
+        #[arg(long)]
+        drill: bool,
+    },
+    /// Lists the newest backups with their drills.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Runs a restore drill of a backup now: restore into scratch, compare tables, time it.
+    Verify { id: String },
+    /// Restores a backup into the database at `--target` (a sqlite:// path or postgres:// URL).
+    /// The live database is refused unless `--force-live` and its name typed to confirm (stop the
+    /// server first).
+    Restore {
+        id: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        force_live: bool,
+        /// The confirmation without a prompt: the live database's name (scripts).
+        #[arg(long, value_name = "NAME")]
+        confirm: Option<String>,
     },
 }
 
@@ -220,6 +255,122 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn print_backup(b: &airwave_api::BackupOut) {
+    let drill = b
+        .latest_drill
+        .as_ref()
+        .map_or("no drill".to_owned(), print_drill);
+    println!(
+        "{}  {:<9} {:<9} {:>12} bytes  sha256 {}  {} ms  {}",
+        b.id,
+        <&str>::from(b.status),
+        b.trigger,
+        b.size_bytes.unwrap_or(0),
+        b.sha256.as_deref().unwrap_or("-"),
+        b.duration_ms.unwrap_or(0),
+        drill
+    );
+    if let Some(e) = &b.error {
+        println!("    error: {e}");
+    }
+}
+
+fn print_drill(d: &airwave_api::DrillOut) -> String {
+    let mut s = format!(
+        "drill {} {}: restore (RTO) {} ms, data age (RPO) {} s, {} tables checked",
+        d.id,
+        <&str>::from(d.status),
+        d.restore_ms.unwrap_or(0),
+        d.rpo_seconds.unwrap_or(0),
+        d.tables_checked.unwrap_or(0)
+    );
+    for m in &d.mismatches {
+        s.push_str(&format!("\n    mismatch: {m}"));
+    }
+    if let Some(e) = &d.error {
+        s.push_str(&format!("\n    error: {e}"));
+    }
+    s
+}
+
+async fn backup(config: Config, command: BackupCommand) -> anyhow::Result<()> {
+    let state = startup::build_state(config, Arc::new(SystemClock)).await?;
+    match command {
+        BackupCommand::Run { drill } => {
+            let id = crate::backups::insert_for_cli(&state).await?;
+            let ran = crate::backups::run_backup(&state, id.as_str()).await;
+            let b = crate::backups::get(&state, id.as_str()).await?;
+            print_backup(&b);
+            ran?;
+            if drill {
+                let d = crate::backups::drill_for_cli(&state, id.as_str()).await?;
+                println!("{}", print_drill(&d));
+                if d.status != airwave_api::DrillStatus::Passed {
+                    anyhow::bail!("the drill failed");
+                }
+            }
+            Ok(())
+        }
+        BackupCommand::List { limit } => {
+            for b in crate::backups::list(&state, limit.clamp(1, 200)).await? {
+                print_backup(&b);
+            }
+            Ok(())
+        }
+        BackupCommand::Verify { id } => {
+            let d = crate::backups::drill_for_cli(&state, &id).await?;
+            println!("{}", print_drill(&d));
+            if d.status != airwave_api::DrillStatus::Passed {
+                anyhow::bail!("the drill failed");
+            }
+            Ok(())
+        }
+        BackupCommand::Restore {
+            id,
+            target,
+            force_live,
+            confirm,
+        } => {
+            let live_name = state.config.database.url.database_name();
+            if force_live {
+                let typed = match confirm {
+                    Some(c) => c,
+                    None => {
+                        eprint!("This overwrites the live database `{live_name}`. Type its name to go on: ");
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        line.trim().to_owned()
+                    }
+                };
+                if typed != live_name {
+                    anyhow::bail!(
+                        "not confirmed: `{typed}` is not `{live_name}`; nothing was restored"
+                    );
+                }
+            }
+            let stats = crate::backups::restore_into(&state, &id, &target, force_live).await?;
+            let rows: i64 = stats.iter().map(|t| t.rows).sum();
+            println!(
+                "restored {id} into {}: {} tables, {rows} rows",
+                redact(&target),
+                stats.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A target URL without its password, for printing.
+fn redact(target: &str) -> String {
+    match url::Url::parse(target) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => target.to_owned(),
+    }
+}
+
 async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve {
         role: startup::Role::All,
@@ -249,6 +400,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Admin { command } => admin(config, command).await,
         Command::Email { command } => email(&config, command).await,
+        Command::Backup { command } => backup(config, command).await,
         // Handled in `main`, before configuration and the runtime.
         Command::RenderRaster { .. } => anyhow::bail!("render-raster runs on its own"),
         Command::Sentry { .. } => anyhow::bail!("sentry test runs on its own"),

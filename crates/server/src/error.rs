@@ -40,6 +40,15 @@ pub enum Error {
         detail: String,
         retry_after: Duration,
     },
+    /// A body over its limit (413).
+    #[error("{detail}")]
+    TooLarge { code: &'static str, detail: String },
+    /// A body of a type that is not accepted, or whose bytes are not the type it declares (415).
+    #[error("{detail}")]
+    UnsupportedMedia { code: &'static str, detail: String },
+    /// The bytes do not match the checksum sent with them (tus' 460).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]

@@ -106,6 +106,16 @@ pub trait Feature: Send + Sync {
         Vec::new()
     }
 
+    /// Its job handlers on the shared `cleanup` queue (the queue feature's cleanup worker runs
+    /// them beside retention): `(kind, handler)`.
+    fn cleanup_jobs(
+        &self,
+        state: &AppState,
+    ) -> Vec<(&'static str, Arc<dyn crate::queue::worker::JobHandler>)> {
+        let _ = state;
+        Vec::new()
+    }
+
     /// Its configuration section: the declared settings `config check` and
     /// `docs/configuration.md` show.
     fn settings(&self) -> Option<crate::config::settings::Section> {

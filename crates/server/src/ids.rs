@@ -126,6 +126,11 @@ typed_id!(AuditId, "aud");
 typed_id!(EmailId, "msg");
 typed_id!(JobId, "job");
 typed_id!(RenderId, "rnd");
+// One upload of an asset's file (resumable or not): it names the upload and the stored blob.
+typed_id!(UploadId, "upl");
+// A database backup and a restore drill of one.
+typed_id!(BackupId, "bkp");
+typed_id!(DrillId, "drl");
 // One operator request carried out by a job (a bulk retry or purge), tying the job to its audit entry.
 typed_id!(OperationId, "opr");
 

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod bench;
 pub mod campaigns;
 pub mod cli;

@@ -39,10 +39,9 @@ pub fn features() -> Vec<Arc<dyn Feature>> {
             name: "clients",
             routes: crate::clients::routes::routes,
         }),
-        Arc::new(RoutesOnly {
-            name: "assets",
-            routes: crate::assets::routes::routes,
-        }),
+        Arc::new(crate::storage::Feature),
+        Arc::new(crate::assets::Feature),
+        Arc::new(crate::backups::Feature),
         Arc::new(RoutesOnly {
             name: "campaigns",
             routes: crate::campaigns::routes::routes,

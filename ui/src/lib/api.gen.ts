@@ -177,3 +177,53 @@ export type JobOut = { id: string, queue: string, kind: string, payload: JsonVal
 export type AttemptOut = { attempt: number, worker_id: string, started_at: string | null, finished_at: string | null, outcome: string, error: string | null, fingerprint: string | null, };
 
 export type JobDetailOut = { job: JobOut, attempts: Array<AttemptOut>, };
+
+export type BackupStatus = "queued" | "running" | "succeeded" | "failed";
+
+export type DrillStatus = "queued" | "running" | "passed" | "failed";
+
+export type TableStatOut = { table: string, rows: number, checksum: string, };
+
+export type DrillOut = { id: string, backup_id: string, status: DrillStatus, 
+/**
+ * 0–100 while it runs.
+ */
+progress: number, 
+/**
+ * How long the restore took, download to a queryable database (the RTO it shows), in ms.
+ */
+restore_ms: number | null, 
+/**
+ * How old the backup's data was when the drill ran (the RPO it shows), in seconds.
+ */
+rpo_seconds: number | null, tables_checked: number | null, 
+/**
+ * Tables whose rows or checksum differed (empty when it passed).
+ */
+mismatches: Array<string>, error: string | null, created_at: string, started_at: string | null, finished_at: string | null, };
+
+export type BackupOut = { id: string, status: BackupStatus, 
+/**
+ * `manual` or `scheduled`.
+ */
+trigger: string, 
+/**
+ * `sqlite` or `postgres`.
+ */
+database: string, 
+/**
+ * `sqlite-gzip` (a VACUUM INTO copy, gzipped) or `pg-custom` (pg_dump's custom format).
+ */
+format: string | null, size_bytes: number | null, 
+/**
+ * sha256 of the stored file, hex.
+ */
+sha256: string | null, encrypted: boolean, 
+/**
+ * 0–100 while it runs.
+ */
+progress: number, duration_ms: number | null, error: string | null, tables: Array<TableStatOut>, created_at: string, started_at: string | null, finished_at: string | null, 
+/**
+ * The latest restore drill of this backup.
+ */
+latest_drill: DrillOut | null, };

@@ -91,3 +91,21 @@ cursor?: string,
  * 1 to 200 (the server's default when absent).
  */
 limit?: number, };
+
+export type BackupsSummary = { 
+/**
+ * One line, e.g. "newest good backup 5 h ago, drill passed, RTO 1.2 s".
+ */
+text: string, 
+/**
+ * Why the backups need someone now (the Overview's red banner); none: nothing is wrong.
+ */
+alarm: string | null, 
+/**
+ * When the newest good backup started (its data is as of then).
+ */
+newest_good_at: string | null, 
+/**
+ * A backup or a restore drill is queued or running.
+ */
+in_progress: boolean, };

@@ -4,6 +4,8 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
+  BackupOut,
+  DrillOut,
   EmailDetailOut,
   EmailOut,
   EmailTemplateOut,
@@ -15,6 +17,7 @@ import type {
   UserOut,
 } from "./api.gen";
 import type {
+  BackupsSummary,
   ConnState,
   EmailSearch,
   ErrorKind,
@@ -113,6 +116,12 @@ export const api = {
   addSuppression: (id: string, address: string, note: string) =>
     call<SuppressionOut>("add_suppression", { id, address, note }),
   removeSuppression: (id: string, address: string) => call<void>("remove_suppression", { id, address }),
+  backups: (id: string) => call<BackupOut[]>("backups", { id }),
+  backup: (id: string, backupId: string) => call<BackupOut>("backup", { id, backupId }),
+  runBackup: (id: string) => call<BackupOut>("run_backup", { id }, 30_000),
+  verifyBackup: (id: string, backupId: string) => call<DrillOut>("verify_backup", { id, backupId }, 30_000),
+  drill: (id: string, drillId: string) => call<DrillOut>("drill", { id, drillId }),
+  backupsSummary: (id: string) => call<BackupsSummary>("backups_summary", { id }),
   reportError: (message: string, stack: string | null, view: string | null) =>
     call<void>("report_error", { message, stack, view }, 5_000),
 };

@@ -12,7 +12,7 @@ import type {
 } from "./api.gen";
 import type { ConnState, Profile, StreamEvent } from "./console.gen";
 
-export type View = "overview" | "health" | "emails" | "settings";
+export type View = "overview" | "health" | "emails" | "backups" | "settings";
 export type Group = "Monitor" | "Operate" | "Govern";
 export type ViewDef = {
   id: View;
@@ -24,14 +24,15 @@ export type ViewDef = {
   /** Who may use it; `null`: anyone, logged in or not. */
   roles: Role[] | null;
 };
-/** The sidebar's groups, in order. Views still to come (Alerts, Queues, Webhooks, Backups, Rate
- * limits, Privacy, Analytics, Launch) join their group as they land. */
+/** The sidebar's groups, in order. Views still to come (Alerts, Queues, Webhooks, Rate limits,
+ * Privacy, Analytics, Launch) join their group as they land. */
 export const GROUPS: Group[] = ["Monitor", "Operate", "Govern"];
 const STAFF: Role[] = ["admin", "operator", "support"];
 export const VIEWS: ViewDef[] = [
   { id: "overview", label: "Overview", key: "1", group: "Monitor", roles: null },
   { id: "health", label: "Health", key: "2", group: "Monitor", roles: ["admin", "operator"] },
   { id: "emails", label: "E-mails", key: "6", group: "Operate", roles: STAFF },
+  { id: "backups", label: "Backups", key: "7", group: "Operate", roles: STAFF },
   { id: "settings", label: "Settings", key: ",", group: null, roles: null },
 ];
 
@@ -57,6 +58,10 @@ export type Component = {
   /** The last observed values, oldest first (for sparklines). */
   recent: number[];
 };
+
+/** The health component that says how old the newest good backup is (and warns when it is overdue
+ * or the last restore drill failed). */
+export const BACKUPS_COMPONENT = "backups:age";
 
 const SPARK_POINTS = 30;
 /** Queue depth samples kept per queue (an hour at the stream's default 5 s). */
@@ -93,6 +98,7 @@ export class ConsoleState {
   badges = $derived<Partial<Record<View, number>>>({
     overview: Object.values(this.components).filter((c) => c.status === "fail").length,
     emails: this.failedEmails ?? 0,
+    backups: (this.components[BACKUPS_COMPONENT]?.status ?? "pass") === "pass" ? 0 : 1,
   });
 
   /** Opens a view the role may use (else the Overview). */

@@ -1,13 +1,19 @@
-//! Asset metadata: create, read, update, delete and search. The bytes themselves go through the
-//! storage seam (its own issue); here an asset records where they are (`storage_key`), their size
-//! and checksum.
+//! Assets: create, read, update, delete and search their metadata; upload their files
+//! (`upload.rs` in one request, `tus.rs` resumable, both through `sniff.rs`), hand out signed links
+//! to them, and clean up what uploads leave behind (`cleanup.rs`). The server owns every storage
+//! key (`clients/<client>/assets/<asset>/<upl_…>`): a client never names a blob.
 //!
 //! Search is where the dialects part: PostgreSQL matches the plan's GIN expression
 //! (`to_tsvector('english', name || ' ' || metadata->>'description')`) with `plainto_tsquery`, so
 //! the index is used; SQLite matches the FTS5 table `assets_fts` that triggers keep in step. Both
 //! stem English words and require every word of the query.
 
+pub mod cleanup;
 pub mod routes;
+pub mod settings;
+pub mod sniff;
+pub mod tus;
+pub mod upload;
 
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
@@ -16,7 +22,7 @@ use crate::db::BeginWrite as _;
 use crate::db::{json_object, Db};
 use crate::error::{Error, Result};
 use crate::events::types;
-use crate::ids::{AssetId, ClientId};
+use crate::ids::{AssetId, ClientId, UploadId};
 use crate::paging::{page, PageQuery};
 use crate::state::AppState;
 use crate::{domain, emit_event, record_on, with_db};
@@ -28,17 +34,104 @@ use sqlx::types::Json;
 
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 
+/// Assets' part of the platform: routes (metadata, uploads, tus, links), the uploads settings,
+/// and the cleanup job with its schedule.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "assets"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
+
+    fn settings(&self) -> Option<crate::config::settings::Section> {
+        Some(settings::section())
+    }
+
+    fn cleanup_jobs(
+        &self,
+        state: &AppState,
+    ) -> Vec<(
+        &'static str,
+        std::sync::Arc<dyn crate::queue::worker::JobHandler>,
+    )> {
+        let job: std::sync::Arc<dyn crate::queue::worker::JobHandler> =
+            std::sync::Arc::new(cleanup::CleanupJob {
+                state: state.clone(),
+            });
+        vec![(cleanup::KIND, job)]
+    }
+
+    fn tasks(&self, state: &AppState) -> Vec<crate::feature::Task> {
+        let queue = state.queue.clone();
+        vec![crate::feature::Task::new(
+            "storage-cleanup-schedule",
+            crate::feature::Runs::Workers,
+            move |stop| {
+                let queue = queue.clone();
+                async move {
+                    while !stop.is_cancelled() {
+                        let policy = queue.policy(crate::queue::retention::QUEUE);
+                        if let Err(e) = queue.enqueue(cleanup::job(&policy)).await {
+                            tracing::warn!(error = %e, "scheduling the storage cleanup job failed");
+                        }
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(cleanup::EVERY) => {}
+                        }
+                    }
+                }
+            },
+        )]
+    }
+}
+
+/// A signed, expiring link to an asset's file (409 when it has none yet).
+pub async fn download_url(
+    state: &AppState,
+    who: &Principal,
+    id: &AssetId,
+) -> Result<airwave_api::DownloadUrlOut> {
+    let row = load(state, who, id).await?;
+    let (Some(key), Some(ct)) = (row.storage_key.as_deref(), row.content_type.as_deref()) else {
+        return Err(Error::conflict(
+            "no_file",
+            "this asset has no uploaded file yet",
+        ));
+    };
+    let ttl = state.config.uploads.download_ttl;
+    let served = crate::storage::delivery::Served::for_file(ct, row.filename.as_deref(), ttl);
+    let (url, expires_at) = crate::storage::delivery::signed_url(
+        state.blobs.as_ref(),
+        &state.signing_key,
+        &state.config.public_url,
+        key,
+        &served,
+        state.clock.now(),
+        ttl,
+    )
+    .await
+    .map_err(|e| Error::Internal(anyhow::Error::new(e).context("signing a download link")))?;
+    Ok(airwave_api::DownloadUrlOut { url, expires_at })
+}
+
 #[derive(sqlx::FromRow)]
-struct AssetRow {
-    id: String,
-    client_id: String,
+pub(crate) struct AssetRow {
+    pub id: String,
+    pub client_id: String,
     #[sqlx(rename = "type")]
-    type_: String,
+    pub type_: String,
     name: String,
     metadata: Json<serde_json::Value>,
-    storage_key: Option<String>,
+    pub storage_key: Option<String>,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
     size: Option<i64>,
     checksum: Option<String>,
+    uploaded_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -54,80 +147,38 @@ impl AssetRow {
                 .map_err(|e| Error::Internal(anyhow::Error::new(e)))?,
             name: self.name,
             metadata: json_object(self.metadata),
-            storage_key: self.storage_key,
+            content_type: self.content_type,
+            filename: self.filename,
             size: self.size,
             checksum: self.checksum,
+            uploaded_at: self.uploaded_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
     }
 }
 
-/// The largest `size` an asset may declare (1 TiB).
-const MAX_SIZE: i64 = 1 << 40;
-
-const COLUMNS: &str = "a.id, a.client_id, a.type, a.name, a.metadata, a.storage_key, a.size, a.checksum, a.created_at, a.updated_at";
-
-fn check_storage_key(key: Option<&str>) -> Result<Option<String>> {
-    let Some(k) = key else { return Ok(None) };
-    // The blob store's own rule, so an asset never names a file the store cannot hold.
-    crate::storage::check_key(k).map_err(|_| {
-        Error::invalid(
-            "validation_failed",
-            "`storage_key` must be a relative path of 1 to 1024 characters from [A-Za-z0-9-_./], without `..` or empty segments",
-        )
-    })?;
-    Ok(Some(k.to_owned()))
-}
-
-fn check_checksum(sum: Option<&str>) -> Result<Option<String>> {
-    let Some(s) = sum else { return Ok(None) };
-    match s.strip_prefix("sha256:") {
-        Some(hex)
-            if hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            Ok(Some(s.to_owned()))
-        }
-        _ => Err(Error::invalid(
-            "validation_failed",
-            "`checksum` must be `sha256:` followed by 64 lower-case hex digits",
-        )),
-    }
-}
+const COLUMNS: &str = "a.id, a.client_id, a.type, a.name, a.metadata, a.storage_key, a.content_type, a.filename, a.size, a.checksum, a.uploaded_at, a.created_at, a.updated_at";
 
 pub async fn create(state: &AppState, who: &Principal, input: &AssetIn) -> Result<AssetOut> {
     let client = ClientId::try_from(input.client_id.clone())
         .map_err(|e| Error::invalid("validation_failed", format!("`client_id`: {e}")))?;
     let name = domain::name("name", &input.name, 300)?;
     let metadata = domain::json_object("metadata", &input.metadata, MAX_METADATA_BYTES)?;
-    let storage_key = check_storage_key(input.storage_key.as_deref())?;
-    let checksum = check_checksum(input.checksum.as_deref())?;
-    if input.size.is_some_and(|s| !(0..=MAX_SIZE).contains(&s)) {
-        return Err(Error::invalid(
-            "validation_failed",
-            format!("`size` must be between 0 and {MAX_SIZE} bytes"),
-        ));
-    }
     ensure_can_write(state, who, client.as_str()).await?;
     let now = state.clock.now();
     let id = AssetId::new(now);
     let row: AssetRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
         sqlx::query(
-            "INSERT INTO assets (id, client_id, type, name, metadata, storage_key, size, checksum, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            "INSERT INTO assets (id, client_id, type, name, metadata, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
         .bind(id.as_str())
         .bind(client.as_str())
         .bind(input.type_.as_str())
         .bind(&name)
         .bind(Json(serde_json::from_str::<serde_json::Value>(&metadata).map_err(|e| Error::Internal(e.into()))?))
-        .bind(&storage_key)
-        .bind(input.size)
-        .bind(&checksum)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -139,8 +190,16 @@ pub async fn create(state: &AppState, who: &Principal, input: &AssetIn) -> Resul
     row.into_out()
 }
 
+/// An asset, whoever asks (for work already authorised).
+pub(crate) async fn load_any(state: &AppState, id: &str) -> Result<AssetRow> {
+    let row: Option<AssetRow> = with_db!(&state.db, pool => {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM assets a WHERE a.id = $1")).bind(id).fetch_optional(pool).await?
+    });
+    row.ok_or_else(|| Error::not_found("asset"))
+}
+
 /// Loads an asset and checks the caller may read it; 404 otherwise.
-async fn load(state: &AppState, who: &Principal, id: &AssetId) -> Result<AssetRow> {
+pub(crate) async fn load(state: &AppState, who: &Principal, id: &AssetId) -> Result<AssetRow> {
     let row: Option<AssetRow> = with_db!(&state.db, pool => {
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM assets a WHERE a.id = $1")).bind(id.as_str()).fetch_optional(pool).await?
     });
@@ -173,6 +232,17 @@ pub async fn update(
         .transpose()?;
     let current = load(state, who, id).await?;
     ensure_can_write(state, who, &current.client_id).await?;
+    if let (Some(t), Some(ct)) = (patch.type_, current.content_type.as_deref()) {
+        if sniff::known(ct).is_some_and(|k| k.asset_type != t) {
+            return Err(Error::invalid(
+                "validation_failed",
+                format!(
+                    "the asset's file is `{ct}`, which is not a {} file; upload one first",
+                    t.as_str()
+                ),
+            ));
+        }
+    }
     let metadata = match metadata {
         Some(m) => Some(
             serde_json::from_str::<serde_json::Value>(&m).map_err(|e| Error::Internal(e.into()))?,
@@ -204,6 +274,9 @@ pub async fn delete(state: &AppState, who: &Principal, id: &AssetId, actor: &Act
     let current = load(state, who, id).await?;
     ensure_can_write(state, who, &current.client_id).await?;
     let now = state.clock.now();
+    let uploads: Vec<String> = with_db!(&state.db, pool => {
+        sqlx::query_scalar("SELECT id FROM uploads WHERE asset_id = $1 AND status = 'open'").bind(id.as_str()).fetch_all(pool).await?
+    });
     with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
         sqlx::query("DELETE FROM assets WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
@@ -211,6 +284,16 @@ pub async fn delete(state: &AppState, who: &Principal, id: &AssetId, actor: &Act
         record_on!(&mut *tx, now, actor, Entry { action: "asset.delete", target_type: Some("asset"), target_id: Some(id.as_str()), detail: json!({"client_id": current.client_id}) })?;
         tx.commit().await?;
     });
+    // The file goes with the row; unfinished uploads' parts go with theirs (the rows cascade;
+    // anything left is the orphan sweep's).
+    if let Some(key) = &current.storage_key {
+        upload::remove_blob(state, key).await;
+    }
+    for u in &uploads {
+        if let Ok(u) = UploadId::try_from(u.clone()) {
+            cleanup::remove_prefix(state, &format!("{}{u}/", tus::PARTS_PREFIX)).await;
+        }
+    }
     Ok(())
 }
 
@@ -330,20 +413,5 @@ mod tests {
             Some("\"NEAR\" \"a\" \"b\" \"OR\" \"x\"")
         );
         assert_eq!(fts5_query("*** --"), None);
-    }
-
-    #[test]
-    fn storage_keys_cannot_escape() {
-        assert!(check_storage_key(Some("clients/cli_1/logo.png")).is_ok());
-        for bad in ["", "/etc/passwd", "a/../b", "a//b", "a/./b", "a\\b"] {
-            assert!(check_storage_key(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn checksums_must_be_sha256_hex() {
-        assert!(check_checksum(Some(&format!("sha256:{}", "a".repeat(64)))).is_ok());
-        assert!(check_checksum(Some("md5:abc")).is_err());
-        assert!(check_checksum(Some(&format!("sha256:{}", "A".repeat(64)))).is_err());
     }
 }

@@ -54,6 +54,8 @@ pub struct Config {
     /// Each backend's and feature's own section, declared, read and validated in its folder.
     pub database: DatabaseConfig,
     pub storage: crate::storage::settings::StorageConfig,
+    pub uploads: crate::assets::settings::UploadConfig,
+    pub backups: crate::backups::settings::BackupConfig,
     pub queue: crate::queue::settings::QueueConfig,
     pub ops: crate::ops::settings::OpsConfig,
     pub events: crate::events::settings::EventsConfig,
@@ -405,6 +407,8 @@ impl Config {
             public_url,
             database,
             storage,
+            uploads: crate::assets::settings::UploadConfig::read(&mut r),
+            backups: crate::backups::settings::BackupConfig::read(&mut r),
             jwt_secret,
             session_ttl: r.secs(&server::SESSION_TTL) * 60,
             reset_revokes_tokens: r.choice(&server::RESET_REVOKES_TOKENS) == "on",

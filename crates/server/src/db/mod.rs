@@ -32,6 +32,17 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// The database's name: a PostgreSQL URL's database, a SQLite file's name.
+    pub fn database_name(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => p
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            DatabaseUrl::Postgres(u) => u.path().trim_start_matches('/').to_owned(),
+        }
+    }
+
     /// The URL with any password replaced, safe to print.
     pub fn redacted(&self) -> String {
         match self {

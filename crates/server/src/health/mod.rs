@@ -149,7 +149,7 @@ impl HealthCheck for DatabaseCheck {
 }
 
 /// A response-time check's result: fail on an error, warn above `warn_after`, the time in ms.
-fn response_time(
+pub(crate) fn response_time(
     component_id: &str,
     component_type: &str,
     took: Result<Duration, impl std::fmt::Display>,

@@ -29,7 +29,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -42,7 +41,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[openapi(
     info(title = "AIrWAVE API", description = "AIrWAVE's API: accounts, clients, assets, campaigns, renders, approvals and operations."),
     modifiers(&BearerAuth),
-    tags((name = "health"), (name = "auth"), (name = "admin"), (name = "clients"), (name = "assets"), (name = "campaigns"), (name = "approvals"), (name = "operations"), (name = "meta"))
+    tags((name = "health"), (name = "auth"), (name = "admin"), (name = "clients"), (name = "assets"), (name = "uploads"), (name = "campaigns"), (name = "approvals"), (name = "operations"), (name = "meta"))
 )]
 struct ApiDoc;
 
@@ -144,6 +143,9 @@ pub fn router(state: AppState) -> Router {
     let api = std::sync::Arc::new(api);
     let config = state.config.clone();
     let ready = state.ready.clone();
+    let request_timeout = state.config.request_timeout;
+    let tus_discovery =
+        std::sync::Arc::new(crate::assets::routes::tus_discovery(&state.config.uploads));
     let routes = routes.layer(axum::Extension(api)).with_state(state);
 
     let cors = if config.cors_origins.is_empty() {
@@ -156,8 +158,30 @@ pub fn router(state: AppState) -> Router {
             .collect();
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                // tus (browser uploads to /api/uploads)
+                HeaderName::from_static("tus-resumable"),
+                HeaderName::from_static("upload-length"),
+                HeaderName::from_static("upload-offset"),
+                HeaderName::from_static("upload-metadata"),
+                HeaderName::from_static("upload-checksum"),
+            ])
+            .expose_headers([
+                header::LOCATION,
+                HeaderName::from_static("tus-resumable"),
+                HeaderName::from_static("upload-offset"),
+                HeaderName::from_static("upload-length"),
+                HeaderName::from_static("upload-expires"),
+            ])
             .max_age(Duration::from_secs(600))
     };
 
@@ -177,8 +201,29 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn(tag_request_id))
         .layer(middleware::from_fn(normalise_problems))
+        // tus discovery (`OPTIONS /api/uploads` without CORS preflight headers) is answered
+        // here: the CORS layer takes every OPTIONS request for a preflight.
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let tus = tus_discovery.clone();
+            async move {
+                let preflight = req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+                if req.method() == Method::OPTIONS && req.uri().path() == "/api/uploads" && !preflight {
+                    return tus.as_ref().clone().into_response();
+                }
+                next.run(req).await
+            }
+        }))
         .layer(cors)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
+        // Streaming uploads run as long as their bodies keep coming (each has an idle timeout).
+        .layer(middleware::from_fn(move |req: Request, next: Next| async move {
+            if crate::assets::routes::is_streaming_upload(req.uri().path()) {
+                return next.run(req).await;
+            }
+            match tokio::time::timeout(request_timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+            }
+        }))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             // The panic itself is the error-tracking event: this line stays a breadcrumb.
             tracing::error!(target: crate::tracking::ALREADY_REPORTED, "a request handler panicked");

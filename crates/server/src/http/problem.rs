@@ -70,6 +70,17 @@ impl IntoResponse for Error {
             }
             Error::Forbidden(d) => problem(StatusCode::FORBIDDEN, "forbidden", d),
             Error::Gone { code, detail } => problem(StatusCode::GONE, code, detail),
+            Error::TooLarge { code, detail } => {
+                problem(StatusCode::PAYLOAD_TOO_LARGE, code, detail)
+            }
+            Error::UnsupportedMedia { code, detail } => {
+                problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, detail)
+            }
+            Error::ChecksumMismatch(detail) => problem(
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                "checksum_mismatch",
+                detail,
+            ),
             Error::TooMany {
                 code,
                 detail,

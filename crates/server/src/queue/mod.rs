@@ -944,8 +944,15 @@ impl crate::feature::Feature for Feature {
         }));
         // The cleanup worker runs retention (scheduled every ten minutes, unique: one at a time) and
         // operators' bulk jobs.
+        let mut cleanup =
+            worker::Worker::for_queue(s.queue.clone(), retention::QUEUE, s.config.queue.lease);
+        for f in s.features.iter() {
+            for (kind, handler) in f.cleanup_jobs(s) {
+                cleanup = cleanup.handle(kind, handler);
+            }
+        }
         let cleanup = Arc::new(
-            worker::Worker::for_queue(s.queue.clone(), retention::QUEUE, s.config.queue.lease)
+            cleanup
                 .handle(
                     retention::KIND,
                     Arc::new(retention::RetentionJob {

@@ -204,6 +204,13 @@ impl LocalRenderer {
         let key = key.ok_or_else(|| {
             RenderError::Invalid(format!("image layer: asset {asset_id} has no stored file"))
         })?;
+        // Only the client's own files: a key outside its prefix (from before the server owned
+        // keys) is refused, never read.
+        if !key.starts_with(&crate::assets::upload::client_prefix(client_id)) {
+            return Err(RenderError::Invalid(format!(
+                "image layer: the file of asset {asset_id} is not stored under its client"
+            )));
+        }
         let bytes = self
             .blobs
             .get_bounded(&key, MAX_IMAGE_BYTES as u64)

@@ -4,7 +4,10 @@
 //! no backend can be led outside its root. One conformance suite runs against both
 //! (`tests/it/storage.rs`).
 
+pub mod delivery;
 pub mod fs;
+pub mod health;
+pub mod routes;
 pub mod s3;
 pub mod settings;
 
@@ -13,6 +16,29 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use sha2::{Digest as _, Sha256};
+
+/// Storage's part of the platform: its settings, the signed-link route and its health component.
+pub struct Feature;
+
+impl crate::feature::Feature for Feature {
+    fn name(&self) -> &'static str {
+        "storage"
+    }
+
+    fn routes(&self) -> crate::feature::Routes {
+        routes::routes()
+    }
+
+    fn health_checks(
+        &self,
+        b: &crate::feature::Backends,
+    ) -> Vec<std::sync::Arc<dyn crate::health::HealthCheck>> {
+        vec![std::sync::Arc::new(health::StorageCheck {
+            blobs: b.blobs.clone(),
+            warn_after: std::time::Duration::from_millis(500),
+        })]
+    }
+}
 
 /// A body, chunk by chunk: what `put` reads and `get` gives back.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -117,6 +143,19 @@ pub trait BlobStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Listed>, StorageError>;
+
+    /// A URL that reads `key` directly from the backend until `ttl` passes, served with `served`'s
+    /// headers (S3: a presigned GET); `None` when the backend has no such URLs (the folder: the
+    /// server signs and serves its own, see `delivery.rs`).
+    async fn presigned_get(
+        &self,
+        key: &str,
+        served: &delivery::Served,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let _ = (key, served, ttl);
+        Ok(None)
+    }
 
     /// Writes a blob held in memory (small blobs: rendered outputs).
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StorageError> {

@@ -370,6 +370,29 @@ impl BlobStore for S3Store {
         self.upload(key, body, content_type, max_bytes).await
     }
 
+    async fn presigned_get(
+        &self,
+        key: &str,
+        served: &super::delivery::Served,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        check_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| StorageError::Backend(format!("presigning: {e}")))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type(&served.content_type)
+            .response_content_disposition(&served.disposition)
+            .response_cache_control(&served.cache_control)
+            .presigned(config)
+            .await
+            .map_err(backend)?;
+        Ok(Some(req.uri().to_owned()))
+    }
+
     async fn get_stream(
         &self,
         key: &str,

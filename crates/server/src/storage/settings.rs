@@ -98,6 +98,15 @@ pub const PART_MIB: Setting = Setting::int(
     "The part size of streamed S3 writes: the memory one write holds (S3's minimum part is 5 MiB).",
 );
 
+pub const URL_TTL_MINUTES: Setting = Setting::int(
+    "AIRWAVE_STORAGE_URL_TTL_MINUTES",
+    15,
+    1,
+    10_080,
+    "minutes",
+    "How long a signed download link works (S3 caps presigned links at 7 days).",
+);
+
 pub fn section() -> Section {
     Section {
         title: "Storage",
@@ -113,6 +122,7 @@ pub fn section() -> Section {
             SECRET_ACCESS_KEY,
             SESSION_TOKEN,
             PART_MIB,
+            URL_TTL_MINUTES,
         ],
     }
 }
