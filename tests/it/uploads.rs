@@ -163,7 +163,9 @@ async fn spoofed_polyglot_misnamed_and_oversized_uploads_are_refused_and_store_n
     );
     let mut big = PNG.to_vec();
     big.resize((MIB + 1) as usize, 0);
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (what, declared type, file name, body, status, code)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "spoofed type",
             "image/png",

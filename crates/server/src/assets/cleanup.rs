@@ -112,7 +112,7 @@ pub async fn sweep(state: &AppState, grace: Duration) -> Result<Swept> {
             if made.is_none_or(|t| t > cutoff) {
                 continue;
             }
-            let recorded: Option<i64> = with_db!(&state.db, pool => {
+            let recorded: Option<i32> = with_db!(&state.db, pool => {
                 sqlx::query_scalar("SELECT 1 FROM upload_parts WHERE storage_key = $1").bind(&b.key).fetch_optional(pool).await?
             });
             if recorded.is_none() {
@@ -145,7 +145,7 @@ pub async fn sweep(state: &AppState, grace: Duration) -> Result<Swept> {
             if !upload.starts_with("upl_") || time_of(upload).is_none_or(|t| t > cutoff) {
                 continue;
             }
-            let used: Option<i64> = with_db!(&state.db, pool => {
+            let used: Option<i32> = with_db!(&state.db, pool => {
                 sqlx::query_scalar("SELECT 1 FROM assets WHERE storage_key = $1").bind(&b.key).fetch_optional(pool).await?
             });
             if used.is_none() {

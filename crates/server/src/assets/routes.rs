@@ -119,7 +119,7 @@ fn tus_error(e: crate::error::Error) -> Response {
 }
 
 /// 412 when the client speaks another tus version.
-fn tus_version(h: &HeaderMap) -> std::result::Result<(), Response> {
+fn tus_version(h: &HeaderMap) -> std::result::Result<(), Box<Response>> {
     if tus::version_ok(h) {
         return Ok(());
     }
@@ -133,7 +133,7 @@ fn tus_version(h: &HeaderMap) -> std::result::Result<(), Response> {
         ),
     );
     set(&mut r, "tus-version", tus::VERSION);
-    Err(r)
+    Err(Box::new(r))
 }
 
 /// tus discovery's answer (`http/mod.rs` serves it ahead of the CORS layer, which would take the
@@ -179,7 +179,7 @@ pub async fn tus_options(State(s): State<AppState>) -> (StatusCode, HeaderMap) {
     security(("bearer" = [])))]
 pub async fn tus_create(State(s): State<AppState>, who: Principal, headers: HeaderMap) -> Response {
     if let Err(r) = tus_version(&headers) {
-        return r;
+        return *r;
     }
     match tus::create(&s, &who, &headers).await {
         Ok(row) => {
@@ -202,7 +202,7 @@ pub async fn tus_head(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = tus_version(&headers) {
-        return r;
+        return *r;
     }
     match tus::head(&s, &who, &id).await {
         Ok(row) => {
@@ -236,7 +236,7 @@ pub async fn tus_patch(
     body: Body,
 ) -> Response {
     if let Err(r) = tus_version(&headers) {
-        return r;
+        return *r;
     }
     match tus::patch(&s, &who, &id, &headers, body).await {
         Ok(p) => {
@@ -261,7 +261,7 @@ pub async fn tus_delete(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = tus_version(&headers) {
-        return r;
+        return *r;
     }
     match tus::terminate(&s, &who, &id).await {
         Ok(()) => tus_response(StatusCode::NO_CONTENT),

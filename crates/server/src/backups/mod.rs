@@ -697,7 +697,7 @@ pub fn to_keep(
     monthly: usize,
 ) -> std::collections::HashSet<String> {
     use chrono::Datelike as _;
-    times.sort_by(|a, b| b.1.cmp(&a.1));
+    times.sort_by_key(|t| std::cmp::Reverse(t.1));
     let mut keep = std::collections::HashSet::new();
     if let Some((id, _)) = times.first() {
         keep.insert(id.clone());

@@ -161,9 +161,9 @@ mod tests {
         let c = c.out("t".into());
         assert_ne!(a.checksum, c.checksum);
         assert_eq!(
-            differences(&[a.clone()], &[c]),
+            differences(std::slice::from_ref(&a), &[c]),
             ["t: same 3 rows, different contents"]
         );
-        assert!(differences(&[a.clone()], &[a]).is_empty());
+        assert!(differences(std::slice::from_ref(&a), std::slice::from_ref(&a)).is_empty());
     }
 }
