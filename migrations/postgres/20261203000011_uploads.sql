@@ -22,7 +22,7 @@ CREATE TABLE uploads (
     received        BIGINT NOT NULL DEFAULT 0 CHECK (received >= 0 AND received <= length),
     content_type    TEXT NOT NULL,
     filename        TEXT,
-    status          TEXT NOT NULL CHECK (status IN ('open', 'completed', 'failed')),
+    status          TEXT NOT NULL CHECK (status IN ('open', 'completing', 'completed', 'failed')),
     error           TEXT,
     created_at      TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL,
@@ -39,3 +39,4 @@ CREATE TABLE upload_parts (
     storage_key     TEXT NOT NULL,
     PRIMARY KEY (upload_id, start_offset)
 );
+CREATE INDEX idx_upload_parts_storage_key ON upload_parts(storage_key);

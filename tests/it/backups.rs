@@ -246,14 +246,30 @@ async fn the_cli_backs_up_drills_and_restores_and_refuses_the_live_database() {
     let id = stdout.split_whitespace().next().unwrap().to_owned();
     assert!(id.starts_with("bkp_"), "{stdout}");
 
+    // The restore needs only the blob store: with the live database unreachable it still works.
     let target = scratch_target(&app, "restored").await;
+    let lost = match app.backend {
+        Backend::Sqlite => format!(
+            "sqlite://{}",
+            app.data_dir().join("gone/nothing.db").display()
+        ),
+        Backend::Postgres => "postgres://nobody@127.0.0.1:1/gone".to_owned(),
+    };
     let out = app
-        .cli(&["backup", "restore", &id, "--target", &target], &[], None)
+        .cli(
+            &["backup", "restore", &id, "--target", &target],
+            &[("DATABASE_URL", &lost)],
+            None,
+        )
         .await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !app.data_dir().join("gone").exists(),
+        "the lost database was not created"
     );
     // Tables the running server does not write to meanwhile (events and jobs go on).
     for table in ["users", "clients", "assets", "executions", "campaigns"] {

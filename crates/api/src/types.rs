@@ -531,6 +531,8 @@ pub struct UploadOut {
 #[strum(serialize_all = "snake_case")]
 pub enum UploadStatus {
     Open,
+    /// Every byte arrived; the file is being assembled.
+    Completing,
     Completed,
     Failed,
 }

@@ -166,6 +166,22 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         concurrency: usize,
     },
+    /// Backups: a backup and its drill of a database with at least `--assets` assets (seeded once),
+    /// next to plain pg_dump/pg_restore of the same database (PostgreSQL, DATABASE_URL).
+    Backup {
+        #[arg(long, default_value_t = 1_000_000)]
+        assets: u64,
+    },
+    /// Uploads: one file of `--mib` MiB written raw to disk (the limit), put straight into the
+    /// configured store, uploaded in one request, and through tus; throughput and peak RSS growth.
+    /// The server runs in this process on AIRWAVE_BIND (use 127.0.0.1:0).
+    Upload {
+        #[arg(long, default_value_t = 5120)]
+        mib: u64,
+        /// The tus scenario's PATCH size.
+        #[arg(long, default_value_t = 256)]
+        chunk_mib: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +310,43 @@ fn print_drill(d: &airwave_api::DrillOut) -> String {
 }
 
 async fn backup(config: Config, command: BackupCommand) -> anyhow::Result<()> {
+    // A restore needs only the blob store (the backup's manifest is there): the live database
+    // may be the one lost, and is neither opened nor migrated.
+    if let BackupCommand::Restore {
+        id,
+        target,
+        force_live,
+        confirm,
+    } = command
+    {
+        let live_name = config.database.url.database_name();
+        if force_live {
+            let typed = match confirm {
+                Some(c) => c,
+                None => {
+                    eprint!(
+                        "This overwrites the live database `{live_name}`. Type its name to go on: "
+                    );
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim().to_owned()
+                }
+            };
+            if typed != live_name {
+                anyhow::bail!(
+                    "not confirmed: `{typed}` is not `{live_name}`; nothing was restored"
+                );
+            }
+        }
+        let stats = crate::backups::restore_into(&config, &id, &target, force_live).await?;
+        let rows: i64 = stats.iter().map(|t| t.rows).sum();
+        println!(
+            "restored {id} into {}: {} tables, {rows} rows",
+            redact(&target),
+            stats.len()
+        );
+        return Ok(());
+    }
     let state = startup::build_state(config, Arc::new(SystemClock)).await?;
     match command {
         BackupCommand::Run { drill } => {
@@ -325,38 +378,7 @@ async fn backup(config: Config, command: BackupCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BackupCommand::Restore {
-            id,
-            target,
-            force_live,
-            confirm,
-        } => {
-            let live_name = state.config.database.url.database_name();
-            if force_live {
-                let typed = match confirm {
-                    Some(c) => c,
-                    None => {
-                        eprint!("This overwrites the live database `{live_name}`. Type its name to go on: ");
-                        let mut line = String::new();
-                        std::io::stdin().read_line(&mut line)?;
-                        line.trim().to_owned()
-                    }
-                };
-                if typed != live_name {
-                    anyhow::bail!(
-                        "not confirmed: `{typed}` is not `{live_name}`; nothing was restored"
-                    );
-                }
-            }
-            let stats = crate::backups::restore_into(&state, &id, &target, force_live).await?;
-            let rows: i64 = stats.iter().map(|t| t.rows).sum();
-            println!(
-                "restored {id} into {}: {} tables, {rows} rows",
-                redact(&target),
-                stats.len()
-            );
-            Ok(())
-        }
+        BackupCommand::Restore { .. } => unreachable!("handled above"),
     }
 }
 
@@ -415,6 +437,12 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         } => {
             crate::bench::queue(&config, backend, jobs, &concurrency, latency_samples.max(1)).await
         }
+        Command::Bench {
+            command: BenchCommand::Backup { assets },
+        } => crate::backups::bench::run(config, assets).await,
+        Command::Bench {
+            command: BenchCommand::Upload { mib, chunk_mib },
+        } => crate::storage::bench::run(config, mib.max(1), chunk_mib.max(1)).await,
         Command::Bench {
             command:
                 BenchCommand::Email {

@@ -7,7 +7,6 @@
 
 use super::tus::PARTS_PREFIX;
 use crate::error::Result;
-use crate::ids::UploadId;
 use crate::queue::worker::{JobContext, JobHandler};
 use crate::queue::{Job, JobFailure, NewJob};
 use crate::state::AppState;
@@ -80,14 +79,36 @@ pub async fn sweep(state: &AppState, grace: Duration) -> Result<Swept> {
             .bind(now).fetch_all(pool).await?
     });
     for id in expired {
-        let Ok(uid) = UploadId::try_from(id.clone()) else {
-            continue;
-        };
-        super::tus::remove_parts(state, &uid).await;
-        with_db!(&state.db, pool => {
-            sqlx::query("DELETE FROM uploads WHERE id = $1 AND status = 'open' AND expires_at < $2").bind(&id).bind(now).execute(pool).await?;
+        // The row goes first, then its parts' blobs: a PATCH landing meanwhile finds no row
+        // (and the landing update checks the expiry too).
+        let keys: Vec<String> = with_db!(&state.db, pool => {
+            sqlx::query_scalar("SELECT storage_key FROM upload_parts WHERE upload_id = $1").bind(&id).fetch_all(pool).await?
         });
-        out.expired_uploads += 1;
+        let deleted = with_db!(&state.db, pool => {
+            sqlx::query("DELETE FROM uploads WHERE id = $1 AND status = 'open' AND expires_at < $2").bind(&id).bind(now).execute(pool).await?.rows_affected() == 1
+        });
+        if deleted {
+            for k in &keys {
+                super::upload::remove_blob(state, k).await;
+            }
+            out.expired_uploads += 1;
+        }
+    }
+    // Health probes cut off before they removed their blob.
+    let probes = state
+        .blobs
+        .list("tmp/health/", None, 1000)
+        .await
+        .map_err(storage)?;
+    for b in probes {
+        if b.key
+            .rsplit('/')
+            .next()
+            .and_then(time_of)
+            .is_some_and(|t| t < cutoff)
+        {
+            super::upload::remove_blob(state, &b.key).await;
+        }
     }
     // Failed uploads (their parts went when they failed) are kept until they would have expired.
     out.failed_uploads = with_db!(&state.db, pool => {
@@ -188,6 +209,7 @@ impl JobHandler for CleanupJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::UploadId;
 
     #[test]
     fn an_ids_time_is_read_back() {

@@ -41,7 +41,7 @@ pub const PATCH_TYPE: &str = "application/offset+octet-stream";
 /// Where parts live until the upload completes.
 pub const PARTS_PREFIX: &str = "tmp/uploads/";
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct UploadRow {
     pub id: String,
     pub asset_id: String,
@@ -53,10 +53,17 @@ pub struct UploadRow {
     pub status: String,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, asset_id, client_id, length, received, content_type, filename, status, error, created_at, expires_at";
+const COLUMNS: &str = "id, asset_id, client_id, length, received, content_type, filename, status, error, created_at, updated_at, expires_at";
+
+/// Most parts one upload may have (each PATCH that stores bytes is one).
+pub const MAX_PARTS: i64 = 10_000;
+/// An assembly this long in `completing` is taken for dead (its process stopped) and may be
+/// claimed again.
+const STALE_COMPLETING: chrono::Duration = chrono::Duration::minutes(10);
 
 impl UploadRow {
     pub fn out(&self) -> UploadOut {
@@ -216,6 +223,11 @@ fn ensure_open(state: &AppState, row: &UploadRow) -> Result<()> {
             "upload_completed",
             "this upload is complete",
         )),
+        "completing" if row.updated_at > state.clock.now() - STALE_COMPLETING => Err(Error::conflict(
+            "upload_completing",
+            "every byte has arrived and the file is being assembled; GET the upload or its asset to see when it is done",
+        )),
+        "completing" => Ok(()),
         _ => Err(Error::Gone {
             code: "upload_failed",
             detail: format!(
@@ -310,32 +322,63 @@ pub async fn patch(
     h: &HeaderMap,
     body: axum::body::Body,
 ) -> Result<Patched> {
-    if sniff::declared(header(h, "content-type")).as_deref() != Some(PATCH_TYPE) {
-        return Err(Error::UnsupportedMedia {
-            code: "unsupported_type",
-            detail: format!("a PATCH body is `{PATCH_TYPE}`"),
+    let checked = async {
+        if sniff::declared(header(h, "content-type")).as_deref() != Some(PATCH_TYPE) {
+            return Err(Error::UnsupportedMedia {
+                code: "unsupported_type",
+                detail: format!("a PATCH body is `{PATCH_TYPE}`"),
+            });
+        }
+        let offset: i64 = header(h, "upload-offset")
+            .and_then(|v| v.parse().ok())
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "invalid_offset",
+                    "send `Upload-Offset`: where these bytes start",
+                )
+            })?;
+        let expected = expected_checksum(h)?;
+        let row = load(state, who, id).await?;
+        ensure_open(state, &row)?;
+        if offset != row.received {
+            return Err(Error::conflict(
+                "offset_mismatch",
+                format!(
+                    "this upload has {} bytes; send from there (HEAD tells)",
+                    row.received
+                ),
+            ));
+        }
+        let parts: i64 = with_db!(&state.db, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM upload_parts WHERE upload_id = $1").bind(id.as_str()).fetch_one(pool).await?
         });
+        if parts >= MAX_PARTS && row.received < row.length {
+            return Err(Error::invalid(
+                "too_many_parts",
+                format!("this upload has {MAX_PARTS} parts already: send the rest in larger PATCHes, or start again"),
+            ));
+        }
+        Ok((offset, expected, row))
     }
-    let offset: i64 = header(h, "upload-offset")
-        .and_then(|v| v.parse().ok())
-        .filter(|o| *o >= 0)
-        .ok_or_else(|| {
-            Error::invalid(
-                "invalid_offset",
-                "send `Upload-Offset`: where these bytes start",
-            )
-        })?;
-    let expected = expected_checksum(h)?;
-    let row = load(state, who, id).await?;
-    ensure_open(state, &row)?;
-    if offset != row.received {
-        return Err(Error::conflict(
-            "offset_mismatch",
-            format!(
-                "this upload has {} bytes; send from there (HEAD tells)",
-                row.received
-            ),
-        ));
+    .await;
+    let (offset, expected, row) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            upload::drain(body).await;
+            return Err(e);
+        }
+    };
+    if row.received == row.length {
+        // Every byte arrived before and the assembly did not finish (it failed, or its process
+        // stopped): this PATCH finishes it.
+        upload::drain(body).await;
+        let asset = complete(state, id, &row).await?;
+        return Ok(Patched {
+            offset: row.length,
+            expires_at: row.expires_at,
+            asset: Some(asset),
+        });
     }
     let kind = sniff::known(&row.content_type).ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
@@ -424,7 +467,7 @@ pub async fn patch(
             .unwrap_or(chrono::Duration::days(1));
     let landed: bool = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
-        let done = sqlx::query("UPDATE uploads SET received = received + $3, updated_at = $4, expires_at = $5 WHERE id = $1 AND received = $2 AND status = 'open'")
+        let done = sqlx::query("UPDATE uploads SET received = received + $3, updated_at = $4, expires_at = $5 WHERE id = $1 AND received = $2 AND status = 'open' AND expires_at > $4")
             .bind(id.as_str()).bind(offset).bind(n).bind(now).bind(expires)
             .execute(&mut *tx).await?.rows_affected() == 1;
         if done {
@@ -496,8 +539,55 @@ pub(super) async fn remove_parts(state: &AppState, id: &UploadId) {
     }
 }
 
-/// The last byte arrived: the parts, in order, become the asset's file.
+/// The last byte arrived: claim the assembly (one at a time: `open` → `completing`, or a stale
+/// `completing`), then run it apart from the request, so a client that goes away mid-assembly
+/// does not stop it. A failure that is not the content's puts the upload back to `open`, and the
+/// next PATCH (or HEAD-then-PATCH of a tus client resuming) runs it again.
 async fn complete(state: &AppState, id: &UploadId, row: &UploadRow) -> Result<AssetOut> {
+    let now = state.clock.now();
+    let claimed = with_db!(&state.db, pool => {
+        sqlx::query("UPDATE uploads SET status = 'completing', updated_at = $2 WHERE id = $1 AND received = length
+                     AND (status = 'open' OR (status = 'completing' AND updated_at < $3))")
+            .bind(id.as_str()).bind(now).bind(now - STALE_COMPLETING)
+            .execute(pool).await?.rows_affected() == 1
+    });
+    if !claimed {
+        return Err(Error::conflict(
+            "upload_completing",
+            "every byte has arrived and the file is being assembled",
+        ));
+    }
+    let (st, id2, row2) = (state.clone(), id.clone(), row.clone());
+    let task = tokio::spawn(async move {
+        let out = assemble(&st, &id2, &row2).await;
+        if let Err(e) = &out {
+            if !matches!(e, Error::UnsupportedMedia { .. }) {
+                reopen(&st, &id2).await;
+            }
+        }
+        out
+    });
+    task.await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("the assembly stopped: {e}")))?
+}
+
+/// An assembly that failed for a reason other than the content: back to `open` for a retry.
+async fn reopen(state: &AppState, id: &UploadId) {
+    let now = state.clock.now();
+    let r: Result<()> = async {
+        with_db!(&state.db, pool => {
+            sqlx::query("UPDATE uploads SET status = 'open', updated_at = $2 WHERE id = $1 AND status = 'completing'")
+                .bind(id.as_str()).bind(now).execute(pool).await?;
+        });
+        Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(upload = %id, error = %e, "reopening an upload whose assembly failed");
+    }
+}
+
+async fn assemble(state: &AppState, id: &UploadId, row: &UploadRow) -> Result<AssetOut> {
     let asset = super::load_any(state, &row.asset_id).await?;
     let kind = sniff::known(&row.content_type).ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
@@ -566,10 +656,22 @@ pub async fn terminate(state: &AppState, who: &Principal, id: &UploadId) -> Resu
             "this upload is complete: delete the asset's file through the asset",
         ));
     }
-    remove_parts(state, id).await;
-    with_db!(&state.db, pool => {
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id.as_str()).execute(pool).await?;
+    // The row goes first (unless it is being assembled), then its parts: nothing can land on
+    // a row that is gone.
+    let keys = part_keys(state, id).await?;
+    let deleted = with_db!(&state.db, pool => {
+        sqlx::query("DELETE FROM uploads WHERE id = $1 AND status <> 'completing' AND status <> 'completed'")
+            .bind(id.as_str()).execute(pool).await?.rows_affected() == 1
     });
+    if !deleted {
+        return Err(Error::conflict(
+            "upload_completing",
+            "the file is being assembled; delete the asset's file through the asset once it is done",
+        ));
+    }
+    for k in &keys {
+        upload::remove_blob(state, k).await;
+    }
     Ok(())
 }
 

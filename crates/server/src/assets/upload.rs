@@ -146,6 +146,22 @@ pub fn too_large(max: u64) -> Error {
     }
 }
 
+/// Reads and drops what is left of a refused body (up to 8 MiB, for up to 2 s), so the client,
+/// still sending, reads the answer instead of a reset connection.
+pub async fn drain(body: axum::body::Body) {
+    let mut s = body.into_data_stream();
+    let mut n = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(c)) = s.next().await {
+            n += c.len();
+            if n > 8 << 20 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// `POST /api/assets/{id}/upload`: the whole file in one body.
 pub async fn upload(
     state: &AppState,
@@ -156,18 +172,29 @@ pub async fn upload(
     content_length: Option<u64>,
     body: axum::body::Body,
 ) -> Result<AssetOut> {
-    let asset = super::load(state, who, id).await?;
-    ensure_can_write(state, who, &asset.client_id).await?;
-    let asset_type: AssetType = asset
-        .type_
-        .parse()
-        .map_err(|e| Error::Internal(anyhow::Error::new(e)))?;
-    let kind = accept(state, asset_type, content_type)?;
-    let name = filename(name)?;
-    let max = state.config.uploads.max_bytes(asset_type);
-    if content_length.is_some_and(|n| n > max) {
-        return Err(too_large(max));
+    let checked = async {
+        let asset = super::load(state, who, id).await?;
+        ensure_can_write(state, who, &asset.client_id).await?;
+        let asset_type: AssetType = asset
+            .type_
+            .parse()
+            .map_err(|e| Error::Internal(anyhow::Error::new(e)))?;
+        let kind = accept(state, asset_type, content_type)?;
+        let name = filename(name)?;
+        let max = state.config.uploads.max_bytes(asset_type);
+        if content_length.is_some_and(|n| n > max) {
+            return Err(too_large(max));
+        }
+        Ok((asset, kind, name, max))
     }
+    .await;
+    let (asset, kind, name, max) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
     let upload = UploadId::new(state.clock.now());
     let key = blob_key(&asset.client_id, id.as_str(), &upload);
     let body = sniff::inspect(
@@ -212,8 +239,11 @@ pub(super) async fn commit(
                     .bind(&asset.id).bind(key).bind(kind.mime).bind(name).bind(size).bind(&checksum).bind(now)
                     .execute(&mut *tx).await?;
                     if let Some(u) = upload {
-                        sqlx::query("UPDATE uploads SET status = 'completed', received = length, updated_at = $2 WHERE id = $1")
-                            .bind(u.as_str()).bind(now).execute(&mut *tx).await?;
+                        let closed = sqlx::query("UPDATE uploads SET status = 'completed', received = length, updated_at = $2 WHERE id = $1 AND status = 'completing'")
+                            .bind(u.as_str()).bind(now).execute(&mut *tx).await?.rows_affected();
+                        if closed != 1 {
+                            return Err(Error::conflict("upload_terminated", "the upload was terminated while its file was assembled"));
+                        }
                     }
                     emit_event!(&mut *tx, now, types::ASSET_UPDATED, &asset.id, json!({
                         "asset_id": asset.id, "client_id": asset.client_id, "uploaded": true,

@@ -116,18 +116,32 @@ fn split_password(url: &Url) -> (Url, Option<String>) {
     (bare, password)
 }
 
-fn pg_command(tool: &str, url: &Url) -> tokio::process::Command {
-    let (bare, password) = split_password(url);
+pub(crate) fn pg_command(tool: &str, url: &Url) -> tokio::process::Command {
+    let (mut bare, mut password) = split_password(url);
+    // Nothing of the query reaches the command line: `sslmode` goes in the environment, a
+    // `password` there too, the rest (sqlx's own options) is dropped.
+    let mut sslmode = None;
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "sslmode" => sslmode = Some(v.into_owned()),
+            "password" if password.is_none() => password = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    bare.set_query(None);
     let mut cmd = tokio::process::Command::new(tool);
     cmd.arg(format!("--dbname={bare}"));
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
+    if let Some(m) = sslmode {
+        cmd.env("PGSSLMODE", m);
+    }
     cmd.env_remove("PGSERVICE").kill_on_drop(true);
     cmd
 }
 
-async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), DumpError> {
+pub(crate) async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), DumpError> {
     let out = cmd.output().await.map_err(|e| {
         DumpError::Tool(format!(
             "cannot run {what} ({e}): install the PostgreSQL client tools (postgresql-client)"
@@ -249,24 +263,61 @@ pub async fn pg_stats(url: &Url) -> Result<Vec<TableStatOut>, DumpError> {
 }
 
 /// A scratch database on the server of `admin` (created now, dropped with [`drop_scratch`]).
+/// The admin URL's query is dropped (a `dbname=` there would name another database), and the
+/// connection is asked which database it reached before anything is restored into it.
 pub async fn create_scratch(admin: &Url, name: &str) -> Result<Url, DumpError> {
+    let mut admin = admin.clone();
+    admin.set_query(None);
     let mut conn = sqlx::PgConnection::connect(admin.as_str()).await?;
+    // A drill that died left its database behind: start clean.
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
     sqlx::query(&format!("CREATE DATABASE \"{name}\""))
         .execute(&mut conn)
         .await?;
     conn.close().await?;
-    let mut url = admin.clone();
+    let mut url = admin;
     url.set_path(&format!("/{name}"));
+    let mut check = sqlx::PgConnection::connect(url.as_str()).await?;
+    let reached: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut check)
+        .await?;
+    check.close().await?;
+    if reached != name {
+        return Err(DumpError::Tool(format!(
+            "the scratch URL reached database `{reached}`, not `{name}`: refusing to restore there"
+        )));
+    }
     Ok(url)
 }
 
 pub async fn drop_scratch(admin: &Url, name: &str) -> Result<(), DumpError> {
+    let mut admin = admin.clone();
+    admin.set_query(None);
     let mut conn = sqlx::PgConnection::connect(admin.as_str()).await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&mut conn)
         .await?;
     conn.close().await?;
     Ok(())
+}
+
+/// Which server and database a URL reaches, as that server says: its start time, the
+/// database's oid and name (two URLs that agree reach the same database).
+pub async fn identity(url: &Url) -> Result<(String, u32, String), DumpError> {
+    let opts: sqlx::postgres::PgConnectOptions = url.as_str().parse()?;
+    let connect = sqlx::PgConnection::connect_with(&opts);
+    let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| DumpError::Tool("timed out connecting".into()))??;
+    let row: (String, sqlx::postgres::types::Oid, String) = sqlx::query_as(
+        "SELECT pg_postmaster_start_time()::text, d.oid, d.datname::text FROM pg_database d WHERE d.datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok((row.0, row.1 .0, row.2))
 }
 
 /// Whether two PostgreSQL URLs name the same database (host, port and database name).

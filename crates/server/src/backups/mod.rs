@@ -9,6 +9,7 @@
 //! data was (RPO). Old backups go by a daily/weekly/monthly retention policy. The `backups`
 //! health component warns when the newest good backup is overdue or the last drill failed.
 
+pub mod bench;
 pub mod crypt;
 pub mod dump;
 pub mod health;
@@ -276,6 +277,15 @@ async fn enqueue(state: &AppState, kind: &str, payload: Value) -> Result<()> {
 
 /// `POST /api/ops/backups`: a backup now (queued; poll it for progress).
 pub async fn request_backup(state: &AppState, who: Option<&str>) -> Result<BackupOut> {
+    let busy: Option<String> = with_db!(&state.db, pool => {
+        sqlx::query_scalar("SELECT id FROM backups WHERE status IN ('queued', 'running') LIMIT 1").fetch_optional(pool).await?
+    });
+    if let Some(b) = busy {
+        return Err(Error::conflict(
+            "backup_running",
+            format!("backup {b} is queued or running: wait for it"),
+        ));
+    }
     let id = insert_backup(state, "manual", who).await?;
     enqueue(state, RUN, json!({"backup_id": id})).await?;
     get(state, id.as_str()).await
@@ -319,6 +329,15 @@ pub async fn request_drill(
                 "backup {backup_id} is {}: only a succeeded backup can be drilled",
                 b.status
             ),
+        ));
+    }
+    let busy: Option<String> = with_db!(&state.db, pool => {
+        sqlx::query_scalar("SELECT id FROM backup_drills WHERE backup_id = $1 AND status IN ('queued', 'running') LIMIT 1").bind(backup_id).fetch_optional(pool).await?
+    });
+    if let Some(d) = busy {
+        return Err(Error::conflict(
+            "drill_running",
+            format!("drill {d} of this backup is queued or running: wait for it"),
         ));
     }
     let now = state.clock.now();
@@ -384,8 +403,8 @@ pub async fn run_backup(state: &AppState, id: &str) -> Result<()> {
     match outcome {
         Ok(t) => {
             with_db!(&state.db, pool => {
-                sqlx::query("UPDATE backups SET status = 'succeeded', progress = 100, format = $2, storage_key = $3, size_bytes = $4, sha256 = $5, tables = $6, duration_ms = $7, finished_at = $8 WHERE id = $1")
-                    .bind(id).bind(t.format.as_str()).bind(&t.key).bind(t.size).bind(&t.sha256).bind(Json(&t.tables)).bind(took).bind(done)
+                sqlx::query("UPDATE backups SET status = 'succeeded', progress = 100, format = $2, storage_key = $3, size_bytes = $4, sha256 = $5, tables = $6, duration_ms = $7, finished_at = $8, encrypted = $9 WHERE id = $1")
+                    .bind(id).bind(t.format.as_str()).bind(&t.key).bind(t.size).bind(&t.sha256).bind(Json(&t.tables)).bind(took).bind(done).bind(t.encrypted)
                     .execute(pool).await?;
             });
             if let Err(e) = apply_retention(state).await {
@@ -413,12 +432,13 @@ struct Taken {
     key: String,
     size: i64,
     sha256: String,
+    encrypted: bool,
     tables: Vec<TableStatOut>,
 }
 
 async fn take(state: &AppState, id: &str) -> Result<Taken> {
     let work = work_dir(state);
-    tokio::fs::create_dir_all(&work).await.map_err(failed)?;
+    work_folder(&work).await?;
     let dumped = match &state.db {
         Db::Sqlite(pool) => dump::sqlite(pool, &work, id).await,
         Db::Postgres(pool) => dump::postgres(pool, &live_pg_url(state)?, &work, id).await,
@@ -428,6 +448,7 @@ async fn take(state: &AppState, id: &str) -> Result<Taken> {
     progress(&state.db, "backups", id, 50).await;
     let mut file = dumped.file.clone();
     let mut key = format!("{PREFIX}{id}.{}", dumped.format.extension());
+    let encrypted = state.config.backups.key.is_some();
     if let Some(k) = state.config.backups.key.clone() {
         let sealed = work.join(format!("{id}.aes"));
         files.0.push(sealed.clone());
@@ -449,19 +470,43 @@ async fn take(state: &AppState, id: &str) -> Result<Taken> {
         .await
         .map_err(failed)?;
     drop(files);
-    Ok(Taken {
+    let taken = Taken {
         format: dumped.format,
         key,
         size: i64::try_from(written.size).unwrap_or(i64::MAX),
         sha256: hex::encode(written.sha256),
+        encrypted,
         tables: dumped.tables,
-    })
+    };
+    let manifest = Manifest {
+        id: id.to_owned(),
+        database: kind_of(&state.db).to_owned(),
+        format: taken.format.as_str().to_owned(),
+        key: taken.key.clone(),
+        size_bytes: taken.size,
+        sha256: taken.sha256.clone(),
+        encrypted,
+        started_at: Some(state.clock.now()),
+        tables: taken.tables.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(failed)?;
+    state
+        .blobs
+        .put(&manifest_key(id), json, "application/json")
+        .await
+        .map_err(failed)?;
+    Ok(taken)
 }
 
 /// Downloads a stored backup into `to`, checking its sha256 against the recorded one.
-async fn download(state: &AppState, key: &str, sha256: &str, to: &Path) -> Result<()> {
+async fn download(
+    blobs: &dyn crate::storage::BlobStore,
+    key: &str,
+    sha256: &str,
+    to: &Path,
+) -> Result<()> {
     use futures_util::TryStreamExt as _;
-    let mut reading = state.blobs.get_stream(key, None).await.map_err(failed)?;
+    let mut reading = blobs.get_stream(key, None).await.map_err(failed)?;
     let mut out = tokio::fs::File::create(to).await.map_err(failed)?;
     let mut h = sha2::Sha256::new();
     while let Some(chunk) = reading.body.try_next().await.map_err(failed)? {
@@ -478,29 +523,123 @@ async fn download(state: &AppState, key: &str, sha256: &str, to: &Path) -> Resul
     Ok(())
 }
 
+/// What a stored backup is, written beside it (`backups/<id>.json`), so a restore needs only the
+/// blob store — not the database it may be replacing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub id: String,
+    pub database: String,
+    pub format: String,
+    pub key: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub encrypted: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub tables: Vec<TableStatOut>,
+}
+
+pub fn manifest_key(id: &str) -> String {
+    format!("{PREFIX}{id}.json")
+}
+
+impl BackupRow {
+    fn manifest(&self) -> Result<Manifest> {
+        let (Some(key), Some(sha), Some(format)) = (
+            self.storage_key.clone(),
+            self.sha256.clone(),
+            self.format.clone(),
+        ) else {
+            return Err(failed(format!("backup {} has no stored file", self.id)));
+        };
+        Ok(Manifest {
+            id: self.id.clone(),
+            database: self.database_kind.clone(),
+            format,
+            key,
+            size_bytes: self.size_bytes.unwrap_or(0),
+            sha256: sha,
+            encrypted: self.encrypted,
+            started_at: self.started_at,
+            tables: self
+                .tables
+                .as_ref()
+                .map(|Json(t)| t.clone())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Reads a backup's manifest from the blob store.
+pub async fn read_manifest(
+    blobs: &dyn crate::storage::BlobStore,
+    id: &str,
+) -> anyhow::Result<Manifest> {
+    crate::storage::check_key(&manifest_key(id))
+        .map_err(|_| anyhow::anyhow!("`{id}` is not a backup id"))?;
+    let bytes = match blobs.get_bounded(&manifest_key(id), 16 << 20).await {
+        Ok(b) => b,
+        Err(crate::storage::StorageError::NotFound(_)) => {
+            anyhow::bail!("no backup {id} in the blob store (no {})", manifest_key(id))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// A private work folder (0700): dumps and decrypted copies never lie readable by others, and
+/// what a killed run left there (older than a day) is removed.
+async fn work_folder(dir: &Path) -> Result<()> {
+    let d = dir.to_owned();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&d)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > day);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(failed)?
+    .map_err(failed)
+}
+
 /// A stored backup, downloaded, checked and decrypted: the plain dump on local disk.
 async fn fetch_plain(
-    state: &AppState,
-    b: &BackupRow,
+    blobs: &dyn crate::storage::BlobStore,
+    key: Option<&secrecy::SecretSlice<u8>>,
+    work: &Path,
+    m: &Manifest,
     name: &str,
     files: &mut WorkFiles,
 ) -> Result<(PathBuf, dump::Format)> {
-    let work = work_dir(state);
-    tokio::fs::create_dir_all(&work).await.map_err(failed)?;
-    let (Some(key), Some(sha), Some(format)) = (
-        b.storage_key.as_deref(),
-        b.sha256.as_deref(),
-        b.format.as_deref().and_then(dump::Format::parse),
-    ) else {
-        return Err(failed(format!("backup {} has no stored file", b.id)));
-    };
+    work_folder(work).await?;
+    let format = dump::Format::parse(&m.format).ok_or_else(|| {
+        failed(format!(
+            "backup {} has an unknown format `{}`",
+            m.id, m.format
+        ))
+    })?;
     let fetched = work.join(format!("{name}.fetched"));
     files.0.push(fetched.clone());
-    download(state, key, sha, &fetched).await?;
-    if !b.encrypted {
+    download(blobs, &m.key, &m.sha256, &fetched).await?;
+    if !m.encrypted {
         return Ok((fetched, format));
     }
-    let Some(k) = state.config.backups.key.clone() else {
+    let Some(k) = key.cloned() else {
         return Err(failed(
             "the backup is encrypted and AIRWAVE_BACKUP_ENCRYPTION_KEY is not set",
         ));
@@ -561,7 +700,16 @@ async fn restore_and_compare(
     started: Instant,
 ) -> Result<(i64, i32, Vec<String>)> {
     let mut files = WorkFiles(Vec::new());
-    let (plain, format) = fetch_plain(state, b, id, &mut files).await?;
+    let m = b.manifest()?;
+    let (plain, format) = fetch_plain(
+        state.blobs.as_ref(),
+        state.config.backups.key.as_ref(),
+        &work_dir(state),
+        &m,
+        id,
+        &mut files,
+    )
+    .await?;
     progress(&state.db, "backup_drills", id, 40).await;
     let recorded = b
         .tables
@@ -614,30 +762,34 @@ async fn restore_and_compare(
     Ok((ms, checked, snapshot::differences(&recorded, &restored)))
 }
 
-/// Restores backup `id` into the database at `target` (the CLI's `backup restore`). Refuses the
-/// live database unless `force_live`.
+/// Restores backup `id` into the database at `target` (the CLI's `backup restore`), from the
+/// blob store alone: its manifest says what it is, so the live database (which may be the one
+/// lost) is neither needed nor touched. The live database is refused unless `force_live`.
 pub async fn restore_into(
-    state: &AppState,
+    config: &crate::config::Config,
     id: &str,
     target: &str,
     force_live: bool,
 ) -> anyhow::Result<Vec<TableStatOut>> {
-    let b = load_backup(&state.db, id).await?;
-    if b.status != "succeeded" {
-        anyhow::bail!(
-            "backup {id} is {}: only a succeeded backup can be restored",
-            b.status
-        );
-    }
-    refuse_live(state, target, force_live)?;
+    refuse_live(config, target, force_live).await?;
+    let blobs = config.storage.open().await;
+    let m = read_manifest(blobs.as_ref(), id).await?;
+    let work = config.data_dir.join("backups-work");
     let mut files = WorkFiles(Vec::new());
-    let (plain, format) = fetch_plain(state, &b, &format!("{id}.restore"), &mut files).await?;
+    let (plain, format) = fetch_plain(
+        blobs.as_ref(),
+        config.backups.key.as_ref(),
+        &work,
+        &m,
+        &format!("{id}.restore"),
+        &mut files,
+    )
+    .await?;
     match format {
         dump::Format::SqliteGzip => {
-            let path = target.strip_prefix("sqlite://").ok_or_else(|| {
+            let path = sqlite_target(target).ok_or_else(|| {
                 anyhow::anyhow!("a SQLite backup restores into a sqlite:// target")
             })?;
-            let path = PathBuf::from(path.split('?').next().unwrap_or(path));
             let partial = path.with_extension("restoring");
             let (from, to) = (plain.clone(), partial.clone());
             tokio::task::spawn_blocking(move || crypt::gunzip(&from, &to)).await??;
@@ -645,6 +797,9 @@ pub async fn restore_into(
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
             std::fs::rename(&partial, &path)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
             Ok(dump::sqlite_stats(&path).await?)
         }
         dump::Format::PgCustom => {
@@ -658,29 +813,39 @@ pub async fn restore_into(
     }
 }
 
-/// A restore over the live database needs `force_live`.
-fn refuse_live(state: &AppState, target: &str, force_live: bool) -> anyhow::Result<()> {
+fn sqlite_target(target: &str) -> Option<PathBuf> {
+    let path = target.strip_prefix("sqlite://")?;
+    Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+}
+
+/// A restore over the live database needs `force_live`. SQLite: the same file. PostgreSQL: the
+/// same database on the same server, asked of the servers themselves (a host name and an
+/// address, or an alias, name one server), not read from the URLs.
+async fn refuse_live(
+    config: &crate::config::Config,
+    target: &str,
+    force_live: bool,
+) -> anyhow::Result<()> {
     if force_live {
         return Ok(());
     }
-    let live = match &state.config.database.url {
-        crate::db::DatabaseUrl::Sqlite(live) => {
-            let path = PathBuf::from(
-                target
-                    .strip_prefix("sqlite://")
-                    .unwrap_or(target)
-                    .split('?')
-                    .next()
-                    .unwrap_or(target),
-            );
+    let live = match &config.database.url {
+        crate::db::DatabaseUrl::Sqlite(live) => sqlite_target(target).is_some_and(|path| {
             std::fs::canonicalize(live)
                 .ok()
                 .zip(std::fs::canonicalize(&path).ok())
                 .is_some_and(|(a, b)| a == b)
-        }
-        crate::db::DatabaseUrl::Postgres(live) => {
-            url::Url::parse(target).is_ok_and(|u| dump::same_pg_database(live, &u))
-        }
+        }),
+        crate::db::DatabaseUrl::Postgres(live) => match url::Url::parse(target) {
+            Ok(t) if dump::same_pg_database(live, &t) => true,
+            Ok(t) => match (dump::identity(live).await, dump::identity(&t).await) {
+                (Ok(a), Ok(b)) => a == b,
+                // The live database cannot be reached (lost?): it cannot be the target.
+                (Err(_), Ok(_)) => false,
+                (_, Err(e)) => anyhow::bail!("cannot connect to the target: {e}"),
+            },
+            Err(_) => false,
+        },
     };
     if live {
         anyhow::bail!("the target is the live database: stop every server, then pass --force-live (and confirm) to restore over it");
@@ -722,22 +887,54 @@ pub fn to_keep(
     keep
 }
 
+/// Applies the retention policy. Backups whose latest drill passed fill its buckets (once any
+/// has passed: before that, all succeeded ones do), so unverified backups never push a verified
+/// one out; the newest backup and the newest verified one are always kept, and one with a drill
+/// queued or running is never touched.
 async fn apply_retention(state: &AppState) -> Result<()> {
     let c = &state.config.backups;
-    let rows: Vec<(String, DateTime<Utc>, Option<String>)> = with_db!(&state.db, pool => {
-        sqlx::query_as("SELECT id, created_at, storage_key FROM backups b WHERE status = 'succeeded'
+    // (id, created, file key, latest finished drill's status)
+    type Kept = (String, DateTime<Utc>, Option<String>, Option<String>);
+    let rows: Vec<Kept> = with_db!(&state.db, pool => {
+        sqlx::query_as("SELECT b.id, b.created_at, b.storage_key,
+                               (SELECT d.status FROM backup_drills d WHERE d.backup_id = b.id AND d.status IN ('passed', 'failed') ORDER BY d.finished_at DESC LIMIT 1)
+                        FROM backups b WHERE b.status = 'succeeded'
                         AND NOT EXISTS (SELECT 1 FROM backup_drills d WHERE d.backup_id = b.id AND d.status IN ('queued', 'running'))").fetch_all(pool).await?
     });
-    let keep = to_keep(
-        rows.iter().map(|(id, t, _)| (id.clone(), *t)).collect(),
+    let verified: Vec<(String, DateTime<Utc>)> = rows
+        .iter()
+        .filter(|r| r.3.as_deref() == Some("passed"))
+        .map(|r| (r.0.clone(), r.1))
+        .collect();
+    let all: Vec<(String, DateTime<Utc>)> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
+    let mut keep = to_keep(
+        if verified.is_empty() {
+            all.clone()
+        } else {
+            verified.clone()
+        },
         c.keep_daily,
         c.keep_weekly,
         c.keep_monthly,
     );
-    for (id, _, key) in rows.iter().filter(|(id, _, _)| !keep.contains(id)) {
+    for newest in [
+        all.iter().max_by_key(|r| r.1),
+        verified.iter().max_by_key(|r| r.1),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        keep.insert(newest.0.clone());
+    }
+    for (id, _, key, _) in rows.iter().filter(|r| !keep.contains(&r.0)) {
         if let Some(k) = key {
             state.blobs.delete(k).await.map_err(failed)?;
         }
+        state
+            .blobs
+            .delete(&manifest_key(id))
+            .await
+            .map_err(failed)?;
         with_db!(&state.db, pool => {
             sqlx::query("DELETE FROM backups WHERE id = $1").bind(id).execute(pool).await?;
         });

@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 pub struct StorageCheck {
     pub blobs: Arc<dyn BlobStore>,
     pub warn_after: Duration,
+    /// The last answer and when it was made: `/api/health` is public and polled, and each probe
+    /// is three requests to the store, so one probe serves every check for [`CACHE_FOR`].
+    pub last: tokio::sync::Mutex<Option<(Instant, HealthCheckOut)>>,
 }
+
+pub const CACHE_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 enum ProbeError {
@@ -24,7 +29,9 @@ enum ProbeError {
 impl StorageCheck {
     async fn probe(&self) -> Result<Duration, ProbeError> {
         let started = Instant::now();
-        let key = format!("tmp/health/{:016x}", rand::random::<u64>());
+        // A ULID: unique, and it dates the probe for the cleanup sweep should one be left behind.
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let key = format!("tmp/health/{}", crate::ids::new_body(now));
         let bytes = b"airwave storage probe".to_vec();
         self.blobs.put(&key, bytes.clone(), "text/plain").await?;
         let back = self.blobs.get_bounded(&key, 1024).await;
@@ -48,6 +55,13 @@ impl HealthCheck for StorageCheck {
     }
 
     async fn check(&self) -> HealthCheckOut {
+        // One probe at a time; the others wait for its answer.
+        let mut last = self.last.lock().await;
+        if let Some((at, out)) = last.as_ref() {
+            if at.elapsed() < CACHE_FOR {
+                return out.clone();
+            }
+        }
         let took = self.probe().await;
         let mut out = crate::health::response_time(
             self.blobs.backend(),
@@ -60,6 +74,7 @@ impl HealthCheck for StorageCheck {
                 .output
                 .map(|o| format!("write/read/delete of a probe blob failed: {o}"));
         }
+        *last = Some((Instant::now(), out.clone()));
         out
     }
 }

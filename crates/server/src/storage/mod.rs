@@ -4,6 +4,7 @@
 //! no backend can be led outside its root. One conformance suite runs against both
 //! (`tests/it/storage.rs`).
 
+pub mod bench;
 pub mod delivery;
 pub mod fs;
 pub mod health;
@@ -36,6 +37,7 @@ impl crate::feature::Feature for Feature {
         vec![std::sync::Arc::new(health::StorageCheck {
             blobs: b.blobs.clone(),
             warn_after: std::time::Duration::from_millis(500),
+            last: tokio::sync::Mutex::new(None),
         })]
     }
 }

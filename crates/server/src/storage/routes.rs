@@ -51,7 +51,7 @@ fn set(r: &mut Response, name: header::HeaderName, v: &str) {
     }
 }
 
-/// A signed link's file (see `POST /api/assets/{id}/download-url`).
+/// A signed link's file (see `GET /api/assets/{id}/download-url`).
 #[utoipa::path(get, path = "/api/blobs/{token}", tag = "assets", params(("token" = String, Path, description = "the signed token")),
     responses((status = 200, description = "the file, with its own type", content_type = "*/*", body = Vec<u8>),
         (status = 206, description = "the range asked for", content_type = "*/*", body = Vec<u8>),
