@@ -30,26 +30,38 @@ async fn real_data(app: &TestApp) {
     airwave_tests::finished_execution(&ada, &e.id).await;
 }
 
-async fn finished_backup(ops: &ApiClient, id: &str) -> BackupOut {
+/// Polls `get` until `done` says it finished (up to a minute).
+async fn until_finished<T, F, Fut>(what: &str, get: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     for _ in 0..600 {
-        let b = ops.get_backup(id).await.unwrap();
-        if matches!(b.status, BackupStatus::Succeeded | BackupStatus::Failed) {
-            return b;
+        let v = get().await;
+        if done(&v) {
+            return v;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("backup {id} did not finish");
+    panic!("{what} did not finish");
+}
+
+async fn finished_backup(ops: &ApiClient, id: &str) -> BackupOut {
+    until_finished(
+        id,
+        || async { ops.get_backup(id).await.unwrap() },
+        |b: &BackupOut| matches!(b.status, BackupStatus::Succeeded | BackupStatus::Failed),
+    )
+    .await
 }
 
 async fn finished_drill(ops: &ApiClient, id: &str) -> DrillOut {
-    for _ in 0..600 {
-        let d = ops.get_drill(id).await.unwrap();
-        if matches!(d.status, DrillStatus::Passed | DrillStatus::Failed) {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("drill {id} did not finish");
+    until_finished(
+        id,
+        || async { ops.get_drill(id).await.unwrap() },
+        |d: &DrillOut| matches!(d.status, DrillStatus::Passed | DrillStatus::Failed),
+    )
+    .await
 }
 
 async fn backup_and_drill(app: &TestApp, ops: &ApiClient) -> (BackupOut, DrillOut) {

@@ -354,9 +354,8 @@ async fn check_download(app: &TestApp, member: &ApiClient, asset_id: &str, len: 
     assert_eq!(past.status(), 416);
 }
 
-#[tokio::test]
-async fn a_60_mb_upload_streams_in_and_its_signed_link_serves_ranges() {
-    let app = TestApp::spawn().await;
+/// A member's 60 MiB video uploaded in one request: its size and sha256 as the server recorded.
+async fn upload_60_mib(app: &TestApp) -> (ApiClient, String, u64) {
     let (_, ada) = app.member("ada@example.com").await;
     let client = ada.create_client("Acme").await.unwrap();
     let a = asset(&ada, &client.id, AssetType::Video).await;
@@ -372,10 +371,17 @@ async fn a_60_mb_upload_streams_in_and_its_signed_link_serves_ranges() {
         .unwrap();
     assert_eq!(up.size, Some(len as i64));
     assert_eq!(up.checksum, Some(video_sha256(len)));
-    check_download(&app, &ada, &a.id, len).await;
+    (ada, a.id, len)
+}
+
+#[tokio::test]
+async fn a_60_mb_upload_streams_in_and_its_signed_link_serves_ranges() {
+    let app = TestApp::spawn().await;
+    let (ada, asset_id, len) = upload_60_mib(&app).await;
+    check_download(&app, &ada, &asset_id, len).await;
 
     // A link whose token was altered, or made for another purpose, is refused.
-    let link = ada.asset_download_url(&a.id).await.unwrap();
+    let link = ada.asset_download_url(&asset_id).await.unwrap();
     let (base, token) = link.url.rsplit_once('/').unwrap();
     let (data, tag) = token.split_once('.').unwrap();
     let mut claims: serde_json::Value = serde_json::from_slice(
@@ -824,23 +830,10 @@ mod s3 {
     #[tokio::test]
     async fn a_60_mb_upload_to_s3_is_served_by_a_presigned_link() {
         let Some(app) = s3_app().await else { return };
-        let (_, ada) = app.member("ada@example.com").await;
-        let client = ada.create_client("Acme").await.unwrap();
-        let a = asset(&ada, &client.id, AssetType::Video).await;
-        let len = 60 * MIB;
-        let up = ada
-            .upload_asset(
-                &a.id,
-                "video/mp4",
-                Some("ad.mp4"),
-                reqwest::Body::wrap_stream(video(0, len)),
-            )
-            .await
-            .unwrap();
-        assert_eq!(up.checksum, Some(video_sha256(len)));
-        let link = ada.asset_download_url(&a.id).await.unwrap();
+        let (ada, asset_id, len) = upload_60_mib(&app).await;
+        let link = ada.asset_download_url(&asset_id).await.unwrap();
         assert!(link.url.contains("X-Amz-Signature="), "{}", link.url);
-        check_download(&app, &ada, &a.id, len).await;
+        check_download(&app, &ada, &asset_id, len).await;
     }
 
     #[tokio::test]
