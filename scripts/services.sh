@@ -175,8 +175,10 @@ maildev_start() {
   "$dir/node_modules/.bin/maildev" --smtp "$smtp" --web "$web" --ip 127.0.0.1 --web-ip 127.0.0.1 \
     --mail-directory "$SERVICES_DIR/maildev" >"$SERVICES_DIR/maildev.log" 2>&1 &
   MAILDEV_PID=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$web/api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -fs "http://127.0.0.1:$web/api/healthz" >/dev/null || { cat "$SERVICES_DIR/maildev.log" >&2; return 1; }
+  # Node can take a while to start on a busy machine (a 10 s wait once timed out in CI).
+  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$web/api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fs "http://127.0.0.1:$web/api/healthz" >/dev/null \
+    || { echo "services: maildev did not answer on 127.0.0.1:$web within 60 s; its log:" >&2; cat "$SERVICES_DIR/maildev.log" >&2; return 1; }
   export AIRWAVE_TEST_SMTP_URL="smtp://127.0.0.1:$smtp" AIRWAVE_TEST_MAILDEV_URL="http://127.0.0.1:$web"
   echo "services: maildev $MAILDEV_VERSION (SMTP 127.0.0.1:$smtp, HTTP API 127.0.0.1:$web)"
 }
