@@ -296,31 +296,8 @@ pub async fn insert_for_cli(state: &AppState) -> Result<BackupId> {
     insert_backup(state, "manual", Some("cli")).await
 }
 
-/// A drill of `backup_id` run in this process (the CLI), with its result.
-pub async fn drill_for_cli(state: &AppState, backup_id: &str) -> Result<DrillOut> {
-    let b = load_backup(&state.db, backup_id).await?;
-    if b.status != "succeeded" {
-        return Err(Error::conflict(
-            "backup_not_ready",
-            format!("backup {backup_id} is {}", b.status),
-        ));
-    }
-    let now = state.clock.now();
-    let id = DrillId::new(now);
-    with_db!(&state.db, pool => {
-        sqlx::query("INSERT INTO backup_drills (id, backup_id, status, requested_by, created_at) VALUES ($1, $2, 'queued', 'cli', $3)")
-            .bind(id.as_str()).bind(backup_id).bind(now).execute(pool).await?;
-    });
-    run_drill(state, id.as_str()).await?;
-    get_drill(state, id.as_str()).await
-}
-
-/// `POST /api/ops/backups/{id}/verify`: a restore drill of a good backup (queued).
-pub async fn request_drill(
-    state: &AppState,
-    backup_id: &str,
-    who: Option<&str>,
-) -> Result<DrillOut> {
+/// A drill row, queued, for a succeeded backup (409 otherwise).
+async fn insert_drill(state: &AppState, backup_id: &str, who: Option<&str>) -> Result<DrillId> {
     let b = load_backup(&state.db, backup_id).await?;
     if b.status != "succeeded" {
         return Err(Error::conflict(
@@ -331,6 +308,28 @@ pub async fn request_drill(
             ),
         ));
     }
+    let now = state.clock.now();
+    let id = DrillId::new(now);
+    with_db!(&state.db, pool => {
+        sqlx::query("INSERT INTO backup_drills (id, backup_id, status, requested_by, created_at) VALUES ($1, $2, 'queued', $3, $4)")
+            .bind(id.as_str()).bind(backup_id).bind(who).bind(now).execute(pool).await?;
+    });
+    Ok(id)
+}
+
+/// A drill of `backup_id` run in this process (the CLI), with its result.
+pub async fn drill_for_cli(state: &AppState, backup_id: &str) -> Result<DrillOut> {
+    let id = insert_drill(state, backup_id, Some("cli")).await?;
+    run_drill(state, id.as_str()).await?;
+    get_drill(state, id.as_str()).await
+}
+
+/// `POST /api/ops/backups/{id}/verify`: a restore drill of a good backup (queued).
+pub async fn request_drill(
+    state: &AppState,
+    backup_id: &str,
+    who: Option<&str>,
+) -> Result<DrillOut> {
     let busy: Option<String> = with_db!(&state.db, pool => {
         sqlx::query_scalar("SELECT id FROM backup_drills WHERE backup_id = $1 AND status IN ('queued', 'running') LIMIT 1").bind(backup_id).fetch_optional(pool).await?
     });
@@ -340,14 +339,17 @@ pub async fn request_drill(
             format!("drill {d} of this backup is queued or running: wait for it"),
         ));
     }
-    let now = state.clock.now();
-    let id = DrillId::new(now);
-    with_db!(&state.db, pool => {
-        sqlx::query("INSERT INTO backup_drills (id, backup_id, status, requested_by, created_at) VALUES ($1, $2, 'queued', $3, $4)")
-            .bind(id.as_str()).bind(backup_id).bind(who).bind(now).execute(pool).await?;
-    });
+    let id = insert_drill(state, backup_id, who).await?;
     enqueue(state, DRILL, json!({"drill_id": id})).await?;
     get_drill(state, id.as_str()).await
+}
+
+/// What a failed run records: an internal error with its whole chain of causes.
+fn failure_text(e: &Error) -> String {
+    match e {
+        Error::Internal(inner) => format!("{inner:#}"),
+        other => other.to_string(),
+    }
 }
 
 async fn progress(db: &Db, table: &str, id: &str, p: i32) {
@@ -413,11 +415,7 @@ pub async fn run_backup(state: &AppState, id: &str) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            let why = e.to_string();
-            let why = match &e {
-                Error::Internal(inner) => format!("{inner:#}"),
-                _ => why,
-            };
+            let why = failure_text(&e);
             with_db!(&state.db, pool => {
                 sqlx::query("UPDATE backups SET status = 'failed', error = $2, duration_ms = $3, finished_at = $4 WHERE id = $1")
                     .bind(id).bind(&why).bind(took).bind(done).execute(pool).await?;
@@ -674,16 +672,7 @@ pub async fn run_drill(state: &AppState, id: &str) -> Result<()> {
             m,
             None,
         ),
-        Err(e) => (
-            "failed",
-            None,
-            None,
-            Vec::new(),
-            Some(match e {
-                Error::Internal(inner) => format!("{inner:#}"),
-                other => other.to_string(),
-            }),
-        ),
+        Err(e) => ("failed", None, None, Vec::new(), Some(failure_text(&e))),
     };
     with_db!(&state.db, pool => {
         sqlx::query("UPDATE backup_drills SET status = $2, progress = 100, restore_ms = $3, rpo_seconds = $4, tables_checked = $5, mismatches = $6, error = $7, finished_at = $8 WHERE id = $1")

@@ -42,23 +42,13 @@ fn video(len: u64) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> +
     })
 }
 
-fn peak_rss_kib() -> u64 {
+/// A `kB` line of `/proc/self/status` (`VmHWM`: the peak resident set; `VmRSS`: the current).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn current_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
@@ -78,13 +68,13 @@ async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(
     f: F,
 ) -> anyhow::Result<Measured> {
     reset_peak();
-    let before = current_rss_kib();
+    let before = status_kib("VmRSS");
     let started = Instant::now();
     f.await?;
     let secs = started.elapsed().as_secs_f64();
     Ok(Measured {
         secs,
-        rss_growth_mib: peak_rss_kib().saturating_sub(before) as f64 / 1024.0,
+        rss_growth_mib: status_kib("VmHWM").saturating_sub(before) as f64 / 1024.0,
     })
 }
 
