@@ -42,6 +42,7 @@ pub fn fill_path_with_ids(path: &str) -> String {
                 (_, Some("uploads")) => "upl",
                 (_, Some("backups")) => "bkp",
                 (_, Some("drills")) => "drl",
+                (_, Some("exports")) => "exp",
                 // A signed link's token that is well-formed and not ours.
                 ("{token}", Some("blobs")) => {
                     out.push("eyJrIjoieCJ9.AAAA".to_string());

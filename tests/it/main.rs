@@ -14,6 +14,7 @@ mod email;
 mod email_domain;
 mod email_transport;
 mod error_tracking;
+mod exports;
 mod hardening;
 mod health;
 mod journey;

@@ -382,6 +382,32 @@ impl ApiClient {
         self.get(&format!("/api/assets/{id}/download-url")).await
     }
 
+    /// Queues an export of a campaign's approved renders.
+    pub async fn export_campaign(&self, campaign_id: &str) -> Result<ExportOut, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/campaigns/{campaign_id}/exports"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// A campaign's newest exports (without links).
+    pub async fn list_exports(&self, campaign_id: &str) -> Result<Vec<ExportOut>, ClientError> {
+        self.get(&format!("/api/campaigns/{campaign_id}/exports"))
+            .await
+    }
+
+    /// An export's status, with a signed download link once it is ready.
+    pub async fn get_export(
+        &self,
+        campaign_id: &str,
+        export_id: &str,
+    ) -> Result<ExportOut, ClientError> {
+        self.get(&format!("/api/campaigns/{campaign_id}/exports/{export_id}"))
+            .await
+    }
+
     /// Backups, newest first, with their latest drills.
     pub async fn list_backups(&self) -> Result<Vec<BackupOut>, ClientError> {
         self.get("/api/ops/backups").await

@@ -544,6 +544,43 @@ pub struct DownloadUrlOut {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What an export is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum ExportStatus {
+    Queued,
+    Running,
+    Ready,
+    Failed,
+}
+
+/// A campaign export: the campaign's approved renders and a `manifest.json` (executions,
+/// approvals, sha256 of every file) in one zip archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExportOut {
+    pub id: String,
+    pub campaign_id: String,
+    pub client_id: String,
+    /// `zip`.
+    pub format: String,
+    pub status: ExportStatus,
+    /// 0–100 while it runs (by bytes packaged).
+    pub progress: i32,
+    /// Renders in the archive (known once it is ready; while it runs, the renders planned).
+    pub renders: Option<i32>,
+    pub size_bytes: Option<i64>,
+    /// sha256 of the archive, hex.
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// A signed, expiring link to the archive once it is ready.
+    pub download: Option<DownloadUrlOut>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Campaigns, matrices, executions
 

@@ -131,6 +131,8 @@ typed_id!(UploadId, "upl");
 // A database backup and a restore drill of one.
 typed_id!(BackupId, "bkp");
 typed_id!(DrillId, "drl");
+// A campaign export (an archive of its approved renders).
+typed_id!(ExportId, "exp");
 // One operator request carried out by a job (a bulk retry or purge), tying the job to its audit entry.
 typed_id!(OperationId, "opr");
 

@@ -18,6 +18,7 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod feature;
 pub mod health;
 pub mod http;

@@ -42,6 +42,7 @@ pub fn features() -> Vec<Arc<dyn Feature>> {
         Arc::new(crate::storage::Feature),
         Arc::new(crate::assets::Feature),
         Arc::new(crate::backups::Feature),
+        Arc::new(crate::exports::Feature),
         Arc::new(RoutesOnly {
             name: "campaigns",
             routes: crate::campaigns::routes::routes,

@@ -31,10 +31,10 @@ fn bad_query(field: &str, e: impl std::fmt::Display) -> Error {
 // --- campaigns -------------------------------------------------------------------------------
 
 #[derive(sqlx::FromRow)]
-struct CampaignRow {
-    id: String,
-    client_id: String,
-    name: String,
+pub(crate) struct CampaignRow {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
     description: Option<String>,
     created_at: DateTime<Utc>,
 }
@@ -84,7 +84,11 @@ pub async fn create_campaign(
     Ok(row.into())
 }
 
-async fn load_campaign(state: &AppState, who: &Principal, id: &CampaignId) -> Result<CampaignRow> {
+pub(crate) async fn load_campaign(
+    state: &AppState,
+    who: &Principal,
+    id: &CampaignId,
+) -> Result<CampaignRow> {
     let row: Option<CampaignRow> = with_db!(&state.db, pool => {
         sqlx::query_as(&format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1")).bind(id.as_str()).fetch_optional(pool).await?
     });

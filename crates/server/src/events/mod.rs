@@ -20,6 +20,8 @@ pub mod types {
     pub const RENDER_COMPLETED: &str = "render.completed";
     pub const RENDER_FAILED: &str = "render.failed";
     pub const JOB_DEAD: &str = "job.dead";
+    /// A campaign export finished: its archive can be downloaded.
+    pub const EXPORT_READY: &str = "export.ready";
     /// A message was recorded for sending (internal: the e-mail feature sends it).
     pub const EMAIL_QUEUED: &str = "email.queued";
 }
