@@ -28,6 +28,7 @@ pub fn fill_path_with_ids(path: &str) -> String {
         if seg.starts_with('{') {
             let prefix = match (*seg, i.checked_sub(1).map(|j| segs[j])) {
                 ("{user_id}", _) => "usr",
+                ("{upload_id}", _) => "upl",
                 (_, Some("users")) => "usr",
                 (_, Some("clients")) => "cli",
                 (_, Some("assets")) => "ast",

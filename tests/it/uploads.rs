@@ -842,3 +842,109 @@ mod s3 {
         interrupted_and_resumed(&app, 48 * MIB, 16 * MIB).await;
     }
 }
+
+#[tokio::test]
+async fn public_assets_are_served_at_a_permanent_url_on_the_cdn_domain() {
+    let app = TestApp::spawn_with(&[("CDN_DOMAIN", "cdn.example.test")]).await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    let asset = app.image_asset(&ada, &client.id, "logo", PNG).await;
+    assert!(!asset.public && asset.public_url.is_none(), "{asset:?}");
+    let key = app
+        .db
+        .text("SELECT storage_key FROM assets WHERE id = $1", &asset.id)
+        .await
+        .unwrap();
+    // The CDN's origin is this server; CloudFront asks it without credentials.
+    let origin = app.url(&format!("/cdn/{key}"));
+    let anonymous = app.http();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(anonymous.get(origin.clone()).send().await.unwrap()),
+        404,
+        "a private file is not served"
+    );
+
+    let public = |on: bool| airwave_api::AssetPatch {
+        public: Some(on),
+        ..Default::default()
+    };
+    let made = ada.update_asset(&asset.id, &public(true)).await.unwrap();
+    assert!(made.public);
+    assert_eq!(
+        made.public_url.as_deref(),
+        Some(format!("https://cdn.example.test/cdn/{key}").as_str())
+    );
+    let got = anonymous.get(origin.clone()).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert_eq!(got.headers()["cache-control"], "public, max-age=86400");
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), PNG);
+    let part = anonymous
+        .get(origin.clone())
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &PNG[..4]);
+    // Another client's path to the same asset, or a well-formed name for nothing: 404.
+    let other = ada.create_client("Other").await.unwrap();
+    let elsewhere = key.replace(&client.id, &other.id);
+    assert_eq!(
+        status(
+            anonymous
+                .get(app.url(&format!("/cdn/{elsewhere}")))
+                .send()
+                .await
+                .unwrap()
+        ),
+        404
+    );
+
+    // A new file gets a new URL (what the CDN cached under the old one never changes) ...
+    let again = ada
+        .upload_asset(&asset.id, "image/png", Some("logo.png"), PNG.to_vec())
+        .await
+        .unwrap();
+    let new_url = again.public_url.clone().unwrap();
+    assert_ne!(Some(new_url.clone()), made.public_url);
+    assert_eq!(
+        status(anonymous.get(origin.clone()).send().await.unwrap()),
+        404,
+        "the replaced file is no longer served"
+    );
+    let new_origin = app.url(new_url.strip_prefix("https://cdn.example.test").unwrap());
+    assert_eq!(
+        status(anonymous.get(new_origin.clone()).send().await.unwrap()),
+        200
+    );
+    // ... and a file made private again stops being served at once.
+    let hidden = ada.update_asset(&asset.id, &public(false)).await.unwrap();
+    assert!(!hidden.public && hidden.public_url.is_none());
+    assert_eq!(status(anonymous.get(new_origin).send().await.unwrap()), 404);
+}
+
+#[tokio::test]
+async fn without_a_cdn_public_urls_point_at_this_server() {
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    let asset = app.image_asset(&ada, &client.id, "logo", PNG).await;
+    let made = ada
+        .update_asset(
+            &asset.id,
+            &airwave_api::AssetPatch {
+                public: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let url = made.public_url.unwrap();
+    assert!(url.starts_with(app.base.as_str()), "{url}");
+    let got = app.http().get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), PNG);
+}

@@ -484,6 +484,9 @@ pub struct AssetPatch {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    /// Make the asset's file public (served to anyone, through the CDN) or private again.
+    #[serde(default)]
+    pub public: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -503,6 +506,13 @@ pub struct AssetOut {
     pub size: Option<i64>,
     /// `sha256:<64 hex>` of the uploaded file, computed by the server while it streamed.
     pub checksum: Option<String>,
+    /// Public assets are served to anyone, cached, at `public_url` (through the CDN when
+    /// `CDN_DOMAIN` is set); private ones only through signed links.
+    #[serde(default)]
+    pub public: bool,
+    /// The public asset's permanent URL (none while private or without a file).
+    #[serde(default)]
+    pub public_url: Option<String>,
     pub uploaded_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -89,6 +89,28 @@ impl crate::feature::Feature for Feature {
     }
 }
 
+/// The permanent URL of a public file: `<base>cdn/<key>` (the key is `clients/<c>/assets/<a>/<upl_…>`,
+/// a new one per upload, so what is cached under a URL never changes).
+pub fn public_url(base: &url::Url, key: &str) -> String {
+    let mut u = base.clone();
+    u.set_path(&format!("/cdn/{key}"));
+    u.set_query(None);
+    u.to_string()
+}
+
+/// The type and name of the public file at `key` (none unless its asset is public and it is the
+/// asset's current file).
+pub(crate) async fn public_file(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    let row: Option<(Option<String>, Option<String>)> = with_db!(&state.db, pool => {
+        sqlx::query_as("SELECT content_type, filename FROM assets WHERE storage_key = $1 AND public")
+            .bind(key).fetch_optional(pool).await?
+    });
+    Ok(row.and_then(|(ct, name)| ct.map(|ct| (ct, name))))
+}
+
 /// A signed, expiring link to an asset's file (409 when it has none yet).
 pub async fn download_url(
     state: &AppState,
@@ -131,14 +153,22 @@ pub(crate) struct AssetRow {
     pub filename: Option<String>,
     size: Option<i64>,
     checksum: Option<String>,
+    pub public: bool,
     uploaded_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
 impl AssetRow {
-    fn into_out(self) -> Result<AssetOut> {
+    /// `base` is where public files are served (`Config::public_assets_base`).
+    pub(crate) fn into_out(self, base: &url::Url) -> Result<AssetOut> {
+        let public_url = match (self.public, self.storage_key.as_deref()) {
+            (true, Some(key)) => Some(public_url(base, key)),
+            _ => None,
+        };
         Ok(AssetOut {
+            public: self.public,
+            public_url,
             id: self.id,
             client_id: self.client_id,
             type_: self
@@ -158,7 +188,7 @@ impl AssetRow {
     }
 }
 
-const COLUMNS: &str = "a.id, a.client_id, a.type, a.name, a.metadata, a.storage_key, a.content_type, a.filename, a.size, a.checksum, a.uploaded_at, a.created_at, a.updated_at";
+const COLUMNS: &str = "a.id, a.client_id, a.type, a.name, a.metadata, a.storage_key, a.content_type, a.filename, a.size, a.checksum, a.public, a.uploaded_at, a.created_at, a.updated_at";
 
 pub async fn create(state: &AppState, who: &Principal, input: &AssetIn) -> Result<AssetOut> {
     let client = ClientId::try_from(input.client_id.clone())
@@ -187,7 +217,7 @@ pub async fn create(state: &AppState, who: &Principal, input: &AssetIn) -> Resul
         tx.commit().await?;
         row
     });
-    row.into_out()
+    row.into_out(state.config.public_assets_base())
 }
 
 /// An asset, whoever asks (for work already authorised).
@@ -211,7 +241,9 @@ pub(crate) async fn load(state: &AppState, who: &Principal, id: &AssetId) -> Res
 }
 
 pub async fn get(state: &AppState, who: &Principal, id: &AssetId) -> Result<AssetOut> {
-    load(state, who, id).await?.into_out()
+    load(state, who, id)
+        .await?
+        .into_out(state.config.public_assets_base())
 }
 
 pub async fn update(
@@ -253,13 +285,14 @@ pub async fn update(
     let row: AssetRow = with_db!(&state.db, pool => {
         let mut tx = pool.begin_write().await?;
         sqlx::query(
-            "UPDATE assets SET name = COALESCE($2, name), type = COALESCE($3, type), metadata = COALESCE($4, metadata), updated_at = $5 WHERE id = $1",
+            "UPDATE assets SET name = COALESCE($2, name), type = COALESCE($3, type), metadata = COALESCE($4, metadata), public = COALESCE($6, public), updated_at = $5 WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(&name)
         .bind(patch.type_.map(AssetType::as_str))
         .bind(metadata.map(Json))
         .bind(now)
+        .bind(patch.public)
         .execute(&mut *tx)
         .await?;
         emit_event!(&mut *tx, now, types::ASSET_UPDATED, id.as_str(), json!({"asset_id": id, "client_id": current.client_id}))?;
@@ -267,7 +300,7 @@ pub async fn update(
         tx.commit().await?;
         row
     });
-    row.into_out()
+    row.into_out(state.config.public_assets_base())
 }
 
 pub async fn delete(state: &AppState, who: &Principal, id: &AssetId, actor: &Actor) -> Result<()> {
@@ -393,7 +426,7 @@ pub async fn list(state: &AppState, who: &Principal, q: &AssetQuery) -> Result<P
     });
     let items = rows
         .into_iter()
-        .map(AssetRow::into_out)
+        .map(|r| r.into_out(state.config.public_assets_base()))
         .collect::<Result<Vec<_>>>()?;
     Ok(page(items, limit, |a| a.id.clone()))
 }

@@ -4,7 +4,7 @@ use super::{tus, AssetQuery};
 use crate::auth::Principal;
 use crate::error::Result;
 use crate::http::extract::{ClientIp, Json, Path, Query};
-use crate::ids::{AssetId, UploadId};
+use crate::ids::{AssetId, ClientId, UploadId};
 use crate::state::AppState;
 use airwave_api::{AssetIn, AssetOut, AssetPatch, DownloadUrlOut, Page, Problem, UploadOut};
 use axum::body::Body;
@@ -20,6 +20,7 @@ pub fn routes() -> crate::feature::Routes {
         .routes(utoipa_axum::routes!(get_asset, update_asset, delete_asset))
         .routes(utoipa_axum::routes!(upload_asset))
         .routes(utoipa_axum::routes!(asset_download_url))
+        .routes(utoipa_axum::routes!(public_file))
         .routes(utoipa_axum::routes!(tus_options, tus_create))
         .routes(utoipa_axum::routes!(
             tus_head, tus_patch, tus_delete, get_upload
@@ -336,4 +337,39 @@ pub async fn delete_asset(
 ) -> Result<StatusCode> {
     super::delete(&s, &who, &id, &who.actor(ip.0)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long browsers and the CDN keep a public file. Its URL names one upload, so the bytes never
+/// change; a file made private again stops being served at once here, and at the CDN when this
+/// runs out (or on an invalidation, see storage.md).
+pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=86400";
+
+/// A public asset's file, to anyone: the CDN's origin (`CDN_DOMAIN`). `404` unless the asset is
+/// public and the path names its current file.
+#[utoipa::path(get, path = "/cdn/clients/{client_id}/assets/{asset_id}/{upload_id}", tag = "assets",
+    params(("client_id" = String, Path, description = "cli_… id"), ("asset_id" = String, Path, description = "ast_… id"),
+        ("upload_id" = String, Path, description = "upl_… id of the file")),
+    responses((status = 200, description = "the file, with its own type", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "the range asked for", content_type = "*/*", body = Vec<u8>),
+        (status = 400, body = Problem), (status = 404, body = Problem), (status = 416, body = Problem)))]
+pub async fn public_file(
+    State(s): State<AppState>,
+    Path((client, asset, upload)): Path<(ClientId, AssetId, UploadId)>,
+    headers: HeaderMap,
+) -> Response {
+    let key = super::upload::blob_key(client.as_str(), asset.as_str(), &upload);
+    let found = super::public_file(&s, &key).await;
+    match found {
+        Ok(Some((content_type, filename))) => {
+            let mut served = crate::storage::delivery::Served::for_file(
+                &content_type,
+                filename.as_deref(),
+                std::time::Duration::ZERO,
+            );
+            served.cache_control = PUBLIC_CACHE_CONTROL.to_owned();
+            crate::storage::routes::serve(&s, &key, &served, &headers).await
+        }
+        Ok(None) => crate::error::Error::not_found("file").into_response(),
+        Err(e) => e.into_response(),
+    }
 }

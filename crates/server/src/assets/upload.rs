@@ -272,7 +272,7 @@ pub(super) async fn commit(
     if let Some(old) = old.filter(|o| o != key) {
         remove_blob(state, &old).await;
     }
-    row.into_out()
+    row.into_out(state.config.public_assets_base())
 }
 
 /// Deletes a blob, logging (not failing) when it cannot: the cleanup job's orphan sweep removes

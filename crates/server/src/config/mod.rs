@@ -54,6 +54,8 @@ pub struct Config {
     /// Each backend's and feature's own section, declared, read and validated in its folder.
     pub database: DatabaseConfig,
     pub storage: crate::storage::settings::StorageConfig,
+    /// `https://CDN_DOMAIN/` when set: where public assets are served from.
+    pub cdn: Option<url::Url>,
     pub uploads: crate::assets::settings::UploadConfig,
     pub backups: crate::backups::settings::BackupConfig,
     pub exports: crate::exports::settings::ExportConfig,
@@ -198,7 +200,6 @@ pub mod server {
             settings: vec![
                 s("UPSTASH_REDIS_URL", "Redis rate limiter", "The rate limiter on Redis/Upstash."),
                 s("UPSTASH_REDIS_TOKEN", "Redis rate limiter", "Upstash's token."),
-                s("CDN_DOMAIN", "CDN delivery", "Assets served from a CDN."),
                 s("MIXPANEL_TOKEN", "analytics forwarding", "Analytics forwarded to Mixpanel."),
                 s("AIRWAVE_WEBHOOK_ALLOW_HOSTS", "outgoing webhooks", "Hosts/CIDRs exempt from the webhooks' SSRF guard."),
             ],
@@ -294,6 +295,11 @@ impl std::fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// Where public assets are served from: `https://CDN_DOMAIN/`, or this server.
+    pub fn public_assets_base(&self) -> &url::Url {
+        self.cdn.as_ref().unwrap_or(&self.public_url)
+    }
+
     /// A link to `path` on the public URL (what e-mails carry), with `token` as its `token`
     /// query parameter when given.
     pub fn link(&self, path: &str, token: Option<&str>) -> crate::error::Result<Url> {
@@ -374,6 +380,7 @@ impl Config {
 
         let database = DatabaseConfig::read(&mut r, &data_dir);
         let storage = crate::storage::settings::StorageConfig::read(&mut r, &data_dir, production);
+        let cdn = crate::storage::settings::read_cdn(&mut r);
 
         let jwt_secret = r.secret(&server::JWT_SECRET);
         if jwt_secret.is_none() && production {
@@ -408,6 +415,7 @@ impl Config {
             public_url,
             database,
             storage,
+            cdn,
             uploads: crate::assets::settings::UploadConfig::read(&mut r),
             backups: crate::backups::settings::BackupConfig::read(&mut r),
             exports: crate::exports::settings::ExportConfig::read(&mut r),
@@ -578,14 +586,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cdn_domain_is_a_bare_host() {
+        let c = Config::from_vars(&vars(&[("CDN_DOMAIN", "d111.cloudfront.net")])).unwrap();
+        assert_eq!(
+            c.public_assets_base().as_str(),
+            "https://d111.cloudfront.net/"
+        );
+        for bad in [
+            "https://cdn.example.com",
+            "cdn.example.com/assets",
+            "cdn.example.com:8443",
+            "10.0.0.1",
+        ] {
+            let err = Config::from_vars(&vars(&[("CDN_DOMAIN", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("CDN_DOMAIN must be a host name"),
+                "{bad}: {err}"
+            );
+        }
+        let c = Config::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.public_assets_base(), &c.public_url);
+    }
+
+    #[test]
     fn settings_of_backends_this_build_lacks_are_refused_each_named() {
         let err = Config::from_vars(&vars(&[
             ("UPSTASH_REDIS_URL", "rediss://u:p@x:6379"),
-            ("CDN_DOMAIN", "cdn.example.com"),
+            ("MIXPANEL_TOKEN", "0123456789abcdef"),
         ]))
         .unwrap_err()
         .to_string();
-        for name in ["UPSTASH_REDIS_URL", "CDN_DOMAIN"] {
+        for name in ["UPSTASH_REDIS_URL", "MIXPANEL_TOKEN"] {
             assert!(
                 err.contains(&format!("{name} is set, but this build has no")),
                 "{name}:\n{err}"

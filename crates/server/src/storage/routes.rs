@@ -68,7 +68,17 @@ pub async fn get_blob(
             "this link is not valid or has expired",
         );
     };
-    let size = match s.blobs.head(&grant.key).await {
+    serve(&s, &grant.key, &grant.served, &headers).await
+}
+
+/// The blob at `key` with the headers of `served`, honouring one `Range`.
+pub async fn serve(
+    s: &AppState,
+    key: &str,
+    served: &delivery::Served,
+    headers: &HeaderMap,
+) -> Response {
+    let size = match s.blobs.head(key).await {
         Ok(i) => i.size,
         Err(StorageError::NotFound(_)) => {
             return problem(StatusCode::NOT_FOUND, "not_found", "the file is gone")
@@ -84,7 +94,7 @@ pub async fn get_blob(
         Some(Ok(r)) => Some(r),
         None => None,
     };
-    let reading = match s.blobs.get_stream(&grant.key, range).await {
+    let reading = match s.blobs.get_stream(key, range).await {
         Ok(r) => r,
         Err(StorageError::InvalidRange { size }) => return unsatisfiable(size),
         Err(StorageError::NotFound(_)) => {
@@ -102,13 +112,9 @@ pub async fn get_blob(
         _ => (StatusCode::OK, total, None),
     };
     let mut r = (status, Body::from_stream(reading.body)).into_response();
-    set(&mut r, header::CONTENT_TYPE, &grant.served.content_type);
-    set(
-        &mut r,
-        header::CONTENT_DISPOSITION,
-        &grant.served.disposition,
-    );
-    set(&mut r, header::CACHE_CONTROL, &grant.served.cache_control);
+    set(&mut r, header::CONTENT_TYPE, &served.content_type);
+    set(&mut r, header::CONTENT_DISPOSITION, &served.disposition);
+    set(&mut r, header::CACHE_CONTROL, &served.cache_control);
     set(&mut r, header::CONTENT_LENGTH, &length.to_string());
     set(&mut r, header::ACCEPT_RANGES, "bytes");
     set(&mut r, header::X_CONTENT_TYPE_OPTIONS, "nosniff");

@@ -107,6 +107,32 @@ pub const URL_TTL_MINUTES: Setting = Setting::int(
     "How long a signed download link works (S3 caps presigned links at 7 days).",
 );
 
+pub const CDN_DOMAIN: Setting = Setting::new(
+    "CDN_DOMAIN",
+    Kind::Text { default: "" },
+    "A CDN host (`cdn.example.com`, e.g. CloudFront's `d111111abcdef8.cloudfront.net`) whose origin is this server: public assets' URLs become `https://CDN_DOMAIN/cdn/…` (see [storage.md](storage.md#public-assets-and-the-cdn)); unset: they point at `AIRWAVE_PUBLIC_URL`. Private files always get signed links.",
+);
+
+/// `https://CDN_DOMAIN/` when set (a bare host: no scheme, port-less path or query).
+pub fn read_cdn(r: &mut Reader) -> Option<url::Url> {
+    let host = r.text(&CDN_DOMAIN);
+    if host.is_empty() {
+        return None;
+    }
+    let ok = !host.contains(['/', '?', '#', '@', ' ', ':'])
+        && url::Host::parse(&host).is_ok_and(|h| matches!(h, url::Host::Domain(_)));
+    match url::Url::parse(&format!("https://{host}/")) {
+        Ok(u) if ok => Some(u),
+        _ => {
+            r.error(format!(
+                "{} must be a host name such as `cdn.example.com` (no scheme, port or path): `{host}`",
+                CDN_DOMAIN.name
+            ));
+            None
+        }
+    }
+}
+
 pub fn section() -> Section {
     Section {
         title: "Storage",
@@ -123,6 +149,7 @@ pub fn section() -> Section {
             SESSION_TOKEN,
             PART_MIB,
             URL_TTL_MINUTES,
+            CDN_DOMAIN,
         ],
     }
 }
