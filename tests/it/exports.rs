@@ -7,7 +7,6 @@ use airwave_api::{
     ExportStatus, MatrixIn, Role,
 };
 use airwave_server::storage::fs::FolderStore;
-use airwave_server::storage::s3::S3Store;
 use airwave_server::storage::BlobStore;
 use airwave_tests::{eventually, TestApp};
 use serde_json::json;
@@ -256,27 +255,10 @@ async fn a_campaign_export_on_the_folder_holds_its_approved_renders_and_manifest
 
 #[tokio::test]
 async fn a_campaign_export_on_s3_holds_its_approved_renders_and_manifest() {
-    let Some((url, key, secret)) = crate::storage::s3_env() else {
+    let Some((store, env)) = crate::storage::s3_bucket("exports").await else {
         return;
     };
-    let bucket = format!("exports-{:08x}", rand::random::<u32>());
-    let store = S3Store::connect(&crate::storage::s3_options(&url, &key, &secret, &bucket)).await;
-    store
-        .client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    let app = TestApp::spawn_with(&[
-        ("AIRWAVE_STORAGE_BACKEND", "s3"),
-        ("AWS_S3_BUCKET", &bucket),
-        ("AWS_ENDPOINT_URL", &url),
-        ("AWS_S3_FORCE_PATH_STYLE", "on"),
-        ("AWS_ACCESS_KEY_ID", &key),
-        ("AWS_SECRET_ACCESS_KEY", &secret),
-    ])
-    .await;
+    let app = TestApp::spawn_with(&crate::storage::as_pairs(&env)).await;
     exports_the_approved_renders(&app, &store).await;
 }
 

@@ -107,3 +107,46 @@ async fn migrate_is_idempotent() {
         );
     }
 }
+
+#[tokio::test]
+async fn db_explain_shows_the_indexes_the_hot_queries_use() {
+    let app = TestApp::spawn().await;
+    let (_, ada) = app.member("ada@example.com").await;
+    ada.create_client("Acme").await.unwrap();
+    let out = app.cli(&["db", "explain", "--no-seqscan"], &[], None).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uses = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("== {name} (")))
+            .unwrap_or_else(|| panic!("no plan for {name}:\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        uses("assets by client").contains("idx_assets_client"),
+        "{text}"
+    );
+    assert!(
+        uses("executions by status").contains("idx_executions_client_status"),
+        "{text}"
+    );
+    assert!(!uses("approvals by status").contains("no index"), "{text}");
+    let search = uses("asset search");
+    match app.backend {
+        Backend::Postgres => assert!(
+            search.contains("idx_assets_search") || search.contains("idx_assets_client"),
+            "{text}"
+        ),
+        Backend::Sqlite => assert!(search.contains("assets_fts"), "{text}"),
+    }
+    if app.backend == Backend::Postgres {
+        assert!(
+            text.contains("Buffers:") || text.contains("Execution Time"),
+            "ANALYZE ran: {text}"
+        );
+    }
+}

@@ -39,10 +39,10 @@ pub(crate) fn s3_options(url: &str, key: &str, secret: &str, bucket: &str) -> S3
     }
 }
 
-/// An S3 store on a fresh bucket.
-async fn s3_store() -> Option<S3Store> {
+/// A fresh bucket on s3s-fs: a store on it, and the settings that point a server at it.
+pub(crate) async fn s3_bucket(prefix: &str) -> Option<(S3Store, Vec<(&'static str, String)>)> {
     let (url, key, secret) = s3_env()?;
-    let bucket = format!("conformance-{:08x}", rand_u32());
+    let bucket = format!("{prefix}-{:08x}", rand_u32());
     let store = S3Store::connect(&s3_options(&url, &key, &secret, &bucket)).await;
     store
         .client()
@@ -51,7 +51,25 @@ async fn s3_store() -> Option<S3Store> {
         .send()
         .await
         .expect("create the test bucket");
-    Some(store)
+    let env = vec![
+        ("AIRWAVE_STORAGE_BACKEND", "s3".to_owned()),
+        ("AWS_S3_BUCKET", bucket),
+        ("AWS_ENDPOINT_URL", url),
+        ("AWS_S3_FORCE_PATH_STYLE", "on".to_owned()),
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+    ];
+    Some((store, env))
+}
+
+/// The settings as `TestApp::spawn_with` takes them.
+pub(crate) fn as_pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// An S3 store on a fresh bucket.
+async fn s3_store() -> Option<S3Store> {
+    Some(s3_bucket("conformance").await?.0)
 }
 
 fn rand_u32() -> u32 {

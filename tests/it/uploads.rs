@@ -800,31 +800,9 @@ mod s3 {
 
     /// A server on S3 (s3s-fs) with a fresh bucket.
     async fn s3_app() -> Option<TestApp> {
-        let (url, key, secret) = crate::storage::s3_env()?;
-        let bucket = format!("uploads-{:08x}", rand::random::<u32>());
-        let store = airwave_server::storage::s3::S3Store::connect(&crate::storage::s3_options(
-            &url, &key, &secret, &bucket,
-        ))
-        .await;
-        store
-            .client()
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap();
-        Some(
-            TestApp::spawn_with(&[
-                ("AIRWAVE_STORAGE_BACKEND", "s3"),
-                ("AWS_S3_BUCKET", &bucket),
-                ("AWS_ENDPOINT_URL", &url),
-                ("AWS_S3_FORCE_PATH_STYLE", "on"),
-                ("AWS_ACCESS_KEY_ID", &key),
-                ("AWS_SECRET_ACCESS_KEY", &secret),
-                ("AIRWAVE_STORAGE_PART_MIB", "5"),
-            ])
-            .await,
-        )
+        let (_, mut env) = crate::storage::s3_bucket("uploads").await?;
+        env.push(("AIRWAVE_STORAGE_PART_MIB", "5".to_owned()));
+        Some(TestApp::spawn_with(&crate::storage::as_pairs(&env)).await)
     }
 
     #[tokio::test]

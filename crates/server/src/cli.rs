@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: EmailCommand,
     },
+    /// Database tools.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Database backups and restores (see docs/backup-restore.md).
     Backup {
         #[command(subcommand)]
@@ -72,6 +77,19 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// The plans of the hot queries (assets by client, executions by status, approvals by
+    /// status, asset search) and the indexes they use: PostgreSQL's `EXPLAIN (ANALYZE, BUFFERS)`,
+    /// SQLite's `EXPLAIN QUERY PLAN`.
+    Explain {
+        /// PostgreSQL: plan with sequential scans off (which index would a query use once the
+        /// table is large?).
+        #[arg(long)]
+        no_seqscan: bool,
     },
 }
 
@@ -423,6 +441,24 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Admin { command } => admin(config, command).await,
         Command::Email { command } => email(&config, command).await,
         Command::Backup { command } => backup(config, command).await,
+        Command::Db {
+            command: DbCommand::Explain { no_seqscan },
+        } => {
+            let db = crate::db::Db::connect(&config.database).await?;
+            for p in crate::db::explain::explain(&db, no_seqscan).await? {
+                let uses = if p.indexes.is_empty() {
+                    "no index".to_owned()
+                } else {
+                    p.indexes.join(", ")
+                };
+                println!("== {} ({}): uses {uses}", p.name, db.kind());
+                println!("{}", p.sql);
+                for line in &p.lines {
+                    println!("  {line}");
+                }
+            }
+            Ok(())
+        }
         // Handled in `main`, before configuration and the runtime.
         Command::RenderRaster { .. } => anyhow::bail!("render-raster runs on its own"),
         Command::Sentry { .. } => anyhow::bail!("sentry test runs on its own"),

@@ -294,6 +294,8 @@ pub fn json_object(
 }
 
 /// The database's settings.
+pub mod explain;
+
 pub mod settings {
     use super::DatabaseUrl;
     use crate::config::settings::{Kind, Section, Setting};
