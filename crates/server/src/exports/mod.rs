@@ -168,8 +168,10 @@ pub async fn request(
     let now = state.clock.now();
     fail_stale(state, &c.id, now).await?;
     let id = ExportId::new(now);
+    // One statement, no transaction: a refused insert (`export_running`) must not leave an
+    // aborted transaction open on a pooled connection (on PostgreSQL that would hold back the
+    // outbox's `pg_snapshot_xmin` for every database on the server until the connection is reused).
     let row: ExportRow = with_db!(&state.db, pool => {
-        let mut tx = pool.begin_write().await?;
         let row: ExportRow = sqlx::query_as(&format!(
             "INSERT INTO exports (id, campaign_id, client_id, format, status, renders, requested_by, created_at, updated_at)
              VALUES ($1, $2, $3, 'zip', 'queued', $4, $5, $6, $6) RETURNING {COLUMNS}"
@@ -180,15 +182,14 @@ pub async fn request(
         .bind(i32::try_from(renders.len()).unwrap_or(i32::MAX))
         .bind(who.user_id.as_str())
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(pool)
         .await
         .map_err(|e| Error::from(e).on_unique("export_running", "an export of this campaign is queued or running: wait for it"))?;
-        let policy = state.queue.policy(crate::queue::retention::QUEUE);
-        let job = policy.job(crate::queue::retention::QUEUE, BUILD, json!({"export_id": id}));
         // The job goes in once the row has committed (the job reads it). If it cannot be
         // queued the row is failed at once; if the process dies between the two, the row goes
         // stale and the next request fails it (`fail_stale`).
-        tx.commit().await?;
+        let policy = state.queue.policy(crate::queue::retention::QUEUE);
+        let job = policy.job(crate::queue::retention::QUEUE, BUILD, json!({"export_id": id}));
         if let Err(e) = state.queue.enqueue(job).await {
             sqlx::query("UPDATE exports SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1")
                 .bind(id.as_str()).bind("the export could not be queued").bind(now).execute(pool).await?;
