@@ -42,15 +42,15 @@ pub(crate) fn s3_options(url: &str, key: &str, secret: &str, bucket: &str) -> S3
 /// A fresh bucket on s3s-fs: a store on it, and the settings that point a server at it.
 pub(crate) async fn s3_bucket(prefix: &str) -> Option<(S3Store, Vec<(&'static str, String)>)> {
     let (url, key, secret) = s3_env()?;
-    let bucket = format!("{prefix}-{:08x}", rand_u32());
+    let bucket = format!("{prefix}-{:016x}", rand::random::<u64>());
     let store = S3Store::connect(&s3_options(&url, &key, &secret, &bucket)).await;
-    store
-        .client()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("create the test bucket");
+    if let Err(e) = store.client().create_bucket().bucket(&bucket).send().await {
+        // A name this random exists only if the SDK retried our own creation (a slow answer).
+        let ours = e
+            .as_service_error()
+            .is_some_and(|e| e.is_bucket_already_exists() || e.is_bucket_already_owned_by_you());
+        assert!(ours, "create the test bucket: {e:?}");
+    }
     let env = vec![
         ("AIRWAVE_STORAGE_BACKEND", "s3".to_owned()),
         ("AWS_S3_BUCKET", bucket),
@@ -70,14 +70,6 @@ pub(crate) fn as_pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &
 /// An S3 store on a fresh bucket.
 async fn s3_store() -> Option<S3Store> {
     Some(s3_bucket("conformance").await?.0)
-}
-
-fn rand_u32() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// `len` bytes that differ from position to position (so a misplaced range shows).
