@@ -150,3 +150,51 @@ async fn db_explain_shows_the_indexes_the_hot_queries_use() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_statement_timeout_cancels_a_long_statement() {
+    let app = TestApp::spawn().await;
+    if app.backend != Backend::Postgres {
+        return; // SQLite has no statement timeout: the setting is its busy timeout there
+    }
+    let url = app
+        .env()
+        .iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("DATABASE_URL".to_owned(), url),
+        (
+            "AIRWAVE_DB_STATEMENT_TIMEOUT_MS".to_owned(),
+            "200".to_owned(),
+        ),
+        (
+            "AIRWAVE_DATA_DIR".to_owned(),
+            app.data_dir().display().to_string(),
+        ),
+    ]
+    .into();
+    let config = airwave_server::config::Config::from_vars(&vars).unwrap();
+    let db = airwave_server::db::Db::connect(&config.database)
+        .await
+        .unwrap();
+    let airwave_server::db::Db::Postgres(pool) = &db else {
+        unreachable!()
+    };
+    let err = sqlx::query("SELECT pg_sleep(5)")
+        .execute(pool)
+        .await
+        .unwrap_err();
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57014"), "query_canceled: {err}");
+    // The connection stays usable.
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+}
