@@ -103,8 +103,6 @@ async fn campaign(app: &TestApp, store: &dyn BlobStore) -> Campaign {
                 })
                 .await
                 .unwrap();
-                // Decisions are ordered by their time.
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
     };

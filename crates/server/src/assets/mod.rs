@@ -124,20 +124,7 @@ pub async fn download_url(
             "this asset has no uploaded file yet",
         ));
     };
-    let ttl = state.config.uploads.download_ttl;
-    let served = crate::storage::delivery::Served::for_file(ct, row.filename.as_deref(), ttl);
-    let (url, expires_at) = crate::storage::delivery::signed_url(
-        state.blobs.as_ref(),
-        &state.signing_key,
-        &state.config.public_url,
-        key,
-        &served,
-        state.clock.now(),
-        ttl,
-    )
-    .await
-    .map_err(|e| Error::Internal(anyhow::Error::new(e).context("signing a download link")))?;
-    Ok(airwave_api::DownloadUrlOut { url, expires_at })
+    crate::storage::delivery::download_link(state, key, ct, row.filename.as_deref()).await
 }
 
 #[derive(sqlx::FromRow)]

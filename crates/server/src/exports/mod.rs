@@ -15,7 +15,7 @@ pub mod routes;
 pub mod settings;
 
 use crate::auth::Principal;
-use crate::clients::{ensure_can_read, ensure_can_write};
+use crate::clients::ensure_can_write;
 use crate::db::BeginWrite as _;
 use crate::error::{Error, Result};
 use crate::events::types;
@@ -258,32 +258,19 @@ pub async fn get(
     campaign: &CampaignId,
     id: &ExportId,
 ) -> Result<ExportOut> {
+    // `load_campaign` answers 404 to whoever may not read the campaign's client.
     let c = crate::campaigns::load_campaign(state, who, campaign).await?;
-    ensure_can_read(state, who, &c.client_id).await?;
     let row = load(state, &c.id, id.as_str()).await?;
     let download = match (row.status.as_str(), row.storage_key.as_deref()) {
-        ("ready", Some(key)) => {
-            let ttl = state.config.uploads.download_ttl;
-            let served = crate::storage::delivery::Served::for_file(
+        ("ready", Some(key)) => Some(
+            crate::storage::delivery::download_link(
+                state,
+                key,
                 "application/zip",
                 Some(&download_name(&c.name, &row.id)),
-                ttl,
-            );
-            let (url, expires_at) = crate::storage::delivery::signed_url(
-                state.blobs.as_ref(),
-                &state.signing_key,
-                &state.config.public_url,
-                key,
-                &served,
-                state.clock.now(),
-                ttl,
             )
-            .await
-            .map_err(|e| {
-                Error::Internal(anyhow::Error::new(e).context("signing an export link"))
-            })?;
-            Some(airwave_api::DownloadUrlOut { url, expires_at })
-        }
+            .await?,
+        ),
         _ => None,
     };
     row.out(download)

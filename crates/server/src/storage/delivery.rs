@@ -99,6 +99,33 @@ pub async fn signed_url(
     Ok((url.to_string(), expires))
 }
 
+/// A download link to `key` served as `content_type` under `filename`, for the configured link
+/// lifetime (`AIRWAVE_STORAGE_URL_TTL_MINUTES`): what the API hands out for asset files and
+/// export archives.
+pub async fn download_link(
+    state: &crate::state::AppState,
+    key: &str,
+    content_type: &str,
+    filename: Option<&str>,
+) -> crate::error::Result<airwave_api::DownloadUrlOut> {
+    let ttl = state.config.uploads.download_ttl;
+    let served = Served::for_file(content_type, filename, ttl);
+    let (url, expires_at) = signed_url(
+        state.blobs.as_ref(),
+        &state.signing_key,
+        &state.config.public_url,
+        key,
+        &served,
+        state.clock.now(),
+        ttl,
+    )
+    .await
+    .map_err(|e| {
+        crate::error::Error::Internal(anyhow::Error::new(e).context("signing a download link"))
+    })?;
+    Ok(airwave_api::DownloadUrlOut { url, expires_at })
+}
+
 /// The grant in a token, if it is ours, intact and not expired at `now`.
 pub fn verify(signing_key: &SecretSlice<u8>, token: &str, now: DateTime<Utc>) -> Option<Grant> {
     let g: Grant = signing::verify_link(signing_key, PURPOSE, token)?;
