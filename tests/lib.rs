@@ -256,6 +256,9 @@ impl TestApp {
             ),
             ("AIRWAVE_BIND".into(), "127.0.0.1:0".into()),
             ("DATABASE_URL".into(), database_url.clone()),
+            // No 03:00 UTC backup of its own: a suite that runs at three o'clock sees only the
+            // backups its tests ask for (the schedule test sets its own).
+            ("AIRWAVE_BACKUP_SCHEDULE".into(), "off".into()),
             // Every response is written down and checked against the OpenAPI document when
             // the test ends (see `contract`).
             (
