@@ -132,8 +132,12 @@ services_start() {
   PG_PORT=$(free_port)
   "${runas[@]}" "$bin/initdb" -D "$SERVICES_DIR/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >"$SERVICES_DIR/initdb.log" 2>&1 \
     || { cat "$SERVICES_DIR/initdb.log" >&2; return 1; }
+  # pg_stat_statements (part of the server package) is loaded, so a test can install it in its
+  # database and see /api/ops/db/slow-queries read it; a database without it gets the slow log.
+  local preload=""
+  [ -e "$bin/../lib/pg_stat_statements.so" ] && preload="-c shared_preload_libraries=pg_stat_statements"
   "${runas[@]}" "$bin/pg_ctl" -D "$SERVICES_DIR/pg" -l "$SERVICES_DIR/pg.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $SERVICES_DIR/pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $SERVICES_DIR/pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 $preload" \
     start >/dev/null || { cat "$SERVICES_DIR/pg.log" >&2; return 1; }
   PG_STOP=("${runas[@]}" "$bin/pg_ctl" -D "$SERVICES_DIR/pg" -m fast -w stop)
   export AIRWAVE_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"

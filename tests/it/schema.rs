@@ -198,3 +198,96 @@ async fn the_statement_timeout_cancels_a_long_statement() {
         .unwrap();
     assert_eq!(one, 1);
 }
+
+/// The slow-statement log, end to end: sqlx reports each statement over the threshold and the
+/// server folds them into `/api/ops/db/slow-queries`. At 0 ms every statement is over it, so what
+/// the log must hold is certain (no timing in the test).
+#[tokio::test]
+async fn slow_statements_are_logged_and_listed_without_their_parameters() {
+    use airwave_api::{Role, SlowQuerySource};
+    let app = TestApp::spawn_with(&[("AIRWAVE_DB_SLOW_STATEMENT_MS", "0")]).await;
+    let (_, ops) = app
+        .user_with_role("slow-ops@example.com", Role::Operator)
+        .await;
+    for _ in 0..3 {
+        ops.list_backups().await.unwrap();
+    }
+    let out = ops.slow_queries(200).await.unwrap();
+    assert_eq!(out.source, SlowQuerySource::SlowLog);
+    assert_eq!(out.threshold_ms, 0);
+    if app.backend == Backend::Postgres {
+        let note = out.note.as_deref().unwrap_or_default();
+        assert!(note.contains("not installed"), "{note}");
+    } else {
+        assert_eq!(out.note, None);
+    }
+    let listed = out
+        .queries
+        .iter()
+        .find(|q| q.query.contains("FROM backups ORDER BY created_at DESC"))
+        .unwrap_or_else(|| panic!("no backups listing in {:#?}", out.queries));
+    assert!(listed.calls >= 3, "{listed:?}");
+    assert!(listed.max_ms >= listed.mean_ms && listed.total_ms >= listed.max_ms);
+    assert!(listed.last_seen_at.is_some());
+    // The statements carry placeholders, never the values bound to them (the operator's e-mail
+    // went into the token lookup and the user's row).
+    assert!(
+        !out.queries.iter().any(|q| q.query.contains("slow-ops@")),
+        "{:#?}",
+        out.queries
+    );
+    // Sorted slowest first, bounded.
+    assert!(out.queries.windows(2).all(|w| w[0].mean_ms >= w[1].mean_ms));
+    let r = app
+        .http()
+        .get(app.base.join("/api/ops/db/slow-queries?limit=0").unwrap())
+        .bearer_auth(ops.token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // SQL is for the people who run the database.
+    let (_, support) = app
+        .user_with_role("slow-support@example.com", Role::Support)
+        .await;
+    assert_eq!(
+        support.slow_queries(50).await.unwrap_err().status(),
+        Some(403)
+    );
+    assert_eq!(
+        app.api.slow_queries(50).await.unwrap_err().status(),
+        Some(401)
+    );
+}
+
+/// On PostgreSQL with `pg_stat_statements` installed in the database, the numbers are its own
+/// (every statement, every instance).
+#[tokio::test]
+async fn slow_queries_read_pg_stat_statements_when_it_is_installed() {
+    use airwave_api::{Role, SlowQuerySource};
+    let app = TestApp::spawn().await;
+    if app.backend != Backend::Postgres {
+        return; // a PostgreSQL extension; the SQLite run has the slow log (above)
+    }
+    app.db
+        .execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await;
+    let (_, ops) = app
+        .user_with_role("pgss-ops@example.com", Role::Operator)
+        .await;
+    ops.list_backups().await.unwrap();
+    let out = ops.slow_queries(200).await.unwrap();
+    assert_eq!(
+        out.source,
+        SlowQuerySource::PgStatStatements,
+        "{:?}",
+        out.note
+    );
+    assert_eq!(out.note, None);
+    let listed = out
+        .queries
+        .iter()
+        .find(|q| q.query.contains("FROM backups ORDER BY created_at DESC"))
+        .unwrap_or_else(|| panic!("no backups listing in {:#?}", out.queries));
+    assert!(listed.calls >= 1 && listed.last_seen_at.is_none());
+}

@@ -437,6 +437,13 @@ impl ApiClient {
         self.get(&format!("/api/ops/drills/{id}")).await
     }
 
+    /// The slowest statements: `pg_stat_statements` on PostgreSQL when installed, else the
+    /// server's own slow-statement log; `limit` of them (1–200), slowest first.
+    pub async fn slow_queries(&self, limit: u32) -> Result<SlowQueriesOut, ClientError> {
+        self.get(&format!("/api/ops/db/slow-queries?limit={limit}"))
+            .await
+    }
+
     /// A resumable upload's progress.
     pub async fn get_upload(&self, id: &str) -> Result<UploadOut, ClientError> {
         self.get(&format!("/api/uploads/{id}")).await

@@ -62,6 +62,9 @@ mod typescript {
             TableStatOut::decl(&cfg),
             DrillOut::decl(&cfg),
             BackupOut::decl(&cfg),
+            SlowQuerySource::decl(&cfg),
+            SlowQueryOut::decl(&cfg),
+            SlowQueriesOut::decl(&cfg),
         ];
         let mut out = String::from(
             "// Generated from crates/api by its `typescript` unit test: do not edit.\n\

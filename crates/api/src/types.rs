@@ -1295,3 +1295,44 @@ pub struct BackupOut {
     /// The latest restore drill of this backup.
     pub latest_drill: Option<DrillOut>,
 }
+
+/// Where `/api/ops/db/slow-queries` read its numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum SlowQuerySource {
+    /// PostgreSQL's `pg_stat_statements` extension: every statement of this database, since the
+    /// statistics were last reset, on every instance.
+    PgStatStatements,
+    /// This server process's own log of statements slower than `AIRWAVE_DB_SLOW_STATEMENT_MS`,
+    /// since it started.
+    SlowLog,
+}
+
+/// One statement's timings, slowest (by mean) first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SlowQueryOut {
+    /// The SQL, without parameter values (`$1` …); whitespace collapsed, at most 2,000 characters.
+    pub query: String,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    /// Rows returned or affected, over all calls.
+    pub rows: i64,
+    /// When the slow log last saw it (the slow log only).
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SlowQueriesOut {
+    pub source: SlowQuerySource,
+    /// `AIRWAVE_DB_SLOW_STATEMENT_MS`: what the slow log counts as slow.
+    pub threshold_ms: i64,
+    /// Why the slow log answers when the database is PostgreSQL (the extension is missing or
+    /// cannot be read).
+    pub note: Option<String>,
+    pub queries: Vec<SlowQueryOut>,
+}

@@ -39,6 +39,10 @@ pub fn features() -> Vec<Arc<dyn Feature>> {
             name: "clients",
             routes: crate::clients::routes::routes,
         }),
+        Arc::new(RoutesOnly {
+            name: "db",
+            routes: crate::db::routes::routes,
+        }),
         Arc::new(crate::storage::Feature),
         Arc::new(crate::assets::Feature),
         Arc::new(crate::backups::Feature),

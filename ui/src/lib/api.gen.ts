@@ -227,3 +227,30 @@ progress: number, duration_ms: number | null, error: string | null, tables: Arra
  * The latest restore drill of this backup.
  */
 latest_drill: DrillOut | null, };
+
+export type SlowQuerySource = "pg_stat_statements" | "slow_log";
+
+export type SlowQueryOut = { 
+/**
+ * The SQL, without parameter values (`$1` …); whitespace collapsed, at most 2,000 characters.
+ */
+query: string, calls: number, total_ms: number, mean_ms: number, max_ms: number, 
+/**
+ * Rows returned or affected, over all calls.
+ */
+rows: number, 
+/**
+ * When the slow log last saw it (the slow log only).
+ */
+last_seen_at: string | null, };
+
+export type SlowQueriesOut = { source: SlowQuerySource, 
+/**
+ * `AIRWAVE_DB_SLOW_STATEMENT_MS`: what the slow log counts as slow.
+ */
+threshold_ms: number, 
+/**
+ * Why the slow log answers when the database is PostgreSQL (the extension is missing or
+ * cannot be read).
+ */
+note: string | null, queries: Array<SlowQueryOut>, };

@@ -295,6 +295,8 @@ pub fn json_object(
 
 /// The database's settings.
 pub mod explain;
+pub mod routes;
+pub mod slow;
 
 pub mod settings {
     use super::DatabaseUrl;
@@ -372,9 +374,9 @@ pub mod settings {
     pub const SLOW_STATEMENT: Setting = Setting::millis(
         "AIRWAVE_DB_SLOW_STATEMENT_MS",
         500,
-        1,
+        0,
         3_600_000,
-        "Statements slower than this are logged at WARN with their SQL (never their parameters).",
+        "Statements slower than this are logged at WARN with their SQL (never their parameters) and counted in the slow-statement log that `GET /api/ops/db/slow-queries` shows when `pg_stat_statements` is not installed. `0` counts every statement.",
     );
 
     pub fn section() -> Section {
