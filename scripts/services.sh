@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dev/test services on loopback: PostgreSQL, Redis, an SMTP server (maildev) and S3 (s3s-fs), each on a free port with its data in a
+# Dev/test services on loopback: PostgreSQL, Redis, an SMTP server (maildev), S3 (s3s-fs) and moto (S3 bucket configuration), each on a free port with its data in a
 # temp dir. Sourced by scripts/test (and usable by hand: `source scripts/services.sh; services_start`).
 # Also a private D-Bus session with GNOME Keyring (the OS keychain the console uses).
 # Installs what is missing from Debian's packages. Exports AIRWAVE_TEST_PG_URL,
@@ -157,6 +157,8 @@ services_start() {
 
   s3s_start || return 1
 
+  moto_start || return 1
+
   keychain_start || return 1
   export AIRWAVE_TEST_KEYCHAIN=1
   echo "services: keychain (GNOME Keyring Secret Service) on a private D-Bus session"
@@ -219,6 +221,7 @@ services_stop() {
   [ -f "$SERVICES_DIR/redis.pid" ] && kill "$(cat "$SERVICES_DIR/redis.pid")" 2>/dev/null
   [ -n "${MAILDEV_PID:-}" ] && kill "$MAILDEV_PID" 2>/dev/null
   [ -n "${S3S_PID:-}" ] && kill "$S3S_PID" 2>/dev/null
+  [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null
   [ -n "${XVFB_PID:-}" ] && kill "$XVFB_PID" 2>/dev/null
   # GNOME Keyring leaves with its bus.
   [ -n "${DBUS_PID:-}" ] && kill "$DBUS_PID" 2>/dev/null
@@ -226,4 +229,27 @@ services_stop() {
   rm -rf "$SERVICES_DIR"
   SERVICES_DIR=
   return 0
+}
+
+# moto's S3 server, for the bucket-configuration APIs s3s-fs does not have (lifecycle rules, CORS,
+# the public access block) that `airwave-server storage setup` applies. It accepts any signature,
+# so the data path is tested on s3s-fs; this is only for the set-up. From PyPI into a venv in the
+# tools cache, once (≈ 30 s). Exports AIRWAVE_TEST_MOTO_URL.
+MOTO_VERSION=5.2.5
+moto_start() {
+  local venv="$TOOLS_DIR/moto-$MOTO_VERSION"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "services: installing moto $MOTO_VERSION into $venv (once)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
+      || { rm -rf "$venv"; echo "services: pip install moto failed" >&2; return 1; }
+  fi
+  local port
+  port=$(free_port)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SERVICES_DIR/moto.log" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  curl -s -o /dev/null "http://127.0.0.1:$port/" || { cat "$SERVICES_DIR/moto.log" >&2; return 1; }
+  export AIRWAVE_TEST_MOTO_URL="http://127.0.0.1:$port"
+  echo "services: moto $MOTO_VERSION (S3 bucket configuration, no signature checks) on 127.0.0.1:$port"
 }

@@ -332,3 +332,187 @@ async fn s3_refuses_a_wrong_secret() {
         Err(StorageError::NotFound(_))
     ));
 }
+
+/// moto's S3, for the bucket-configuration APIs s3s-fs lacks (it checks no signatures: the data
+/// path is tested on s3s-fs above).
+fn moto_url() -> Option<String> {
+    match std::env::var("AIRWAVE_TEST_MOTO_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(
+                std::env::var("AIRWAVE_TEST_REQUIRE_SERVICES").is_err(),
+                "scripts/test runs need moto (AIRWAVE_TEST_MOTO_URL)"
+            );
+            eprintln!("not run: needs moto (scripts/test starts it)");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn storage_setup_applies_lifecycle_cors_and_the_public_access_block_and_keeps_other_rules() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, CorsConfiguration, CorsRule, ExpirationStatus,
+        LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+    };
+    let app = airwave_tests::TestApp::spawn().await;
+    // The folder backend has nothing to set up, and says so.
+    let out = app.cli(&["storage", "setup"], &[], None).await;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("folder backend needs no set-up"));
+    let Some(url) = moto_url() else { return };
+    let bucket = format!("setup-{:016x}", rand::random::<u64>());
+    let store = S3Store::connect(&s3_options(&url, "any", "any", &bucket)).await;
+    let c = store.client();
+    c.create_bucket().bucket(&bucket).send().await.unwrap();
+    // Someone else's rules, which the set-up must keep.
+    c.put_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(
+                    LifecycleRule::builder()
+                        .id("keep-logs-30-days")
+                        .status(ExpirationStatus::Enabled)
+                        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+                        .expiration(LifecycleExpiration::builder().days(30).build())
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.put_bucket_cors()
+        .bucket(&bucket)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(
+                    CorsRule::builder()
+                        .id("other")
+                        .allowed_origins("https://other.example.com")
+                        .allowed_methods("GET")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let env = |origins: &'static str| {
+        vec![
+            ("AIRWAVE_STORAGE_BACKEND", "s3".to_owned()),
+            ("AWS_S3_BUCKET", bucket.clone()),
+            ("AWS_ENDPOINT_URL", url.clone()),
+            ("AWS_S3_FORCE_PATH_STYLE", "on".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "any".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "any".to_owned()),
+            ("AIRWAVE_CORS_ORIGINS", origins.to_owned()),
+        ]
+    };
+    let setup = |env: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let out = app.cli(&["storage", "setup"], &as_pairs(&env), None).await;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text
+        }
+    };
+
+    let first = setup(env("https://app.example.com")).await;
+    for line in [
+        "lifecycle: rule airwave-abort-incomplete-multipart added",
+        "lifecycle: rule airwave-expire-tmp added (expire tmp/ after 2 day(s))",
+        "cors: rule airwave added (GET, HEAD, PUT from https://app.example.com)",
+        "public access: blocked",
+        "storage setup: 4 change(s)",
+    ] {
+        assert!(first.contains(line), "no `{line}` in:\n{first}");
+    }
+    // What the bucket now says, read with the SDK.
+    let rules = c
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap()
+        .rules()
+        .to_vec();
+    let rule = |id: &str| {
+        rules
+            .iter()
+            .find(|r| r.id() == Some(id))
+            .unwrap_or_else(|| panic!("no lifecycle rule {id}: {rules:?}"))
+    };
+    let abort = rule("airwave-abort-incomplete-multipart");
+    assert_eq!(
+        abort
+            .abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation()),
+        Some(1)
+    );
+    let tmp = rule("airwave-expire-tmp");
+    assert_eq!(tmp.filter().and_then(|f| f.prefix()), Some("tmp/"));
+    assert_eq!(tmp.expiration().and_then(|e| e.days()), Some(2));
+    assert_eq!(
+        rule("keep-logs-30-days")
+            .expiration()
+            .and_then(|e| e.days()),
+        Some(30)
+    );
+    let cors = c
+        .get_bucket_cors()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap()
+        .cors_rules()
+        .to_vec();
+    let ours = cors.iter().find(|r| r.id() == Some("airwave")).unwrap();
+    assert_eq!(ours.allowed_origins(), ["https://app.example.com"]);
+    assert!(ours.expose_headers().iter().any(|h| h == "ETag"));
+    assert!(cors.iter().any(|r| r.id() == Some("other")));
+    let pab = c
+        .get_public_access_block()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let pab = pab.public_access_block_configuration().unwrap();
+    assert_eq!(
+        [
+            pab.block_public_acls(),
+            pab.ignore_public_acls(),
+            pab.block_public_policy(),
+            pab.restrict_public_buckets()
+        ],
+        [Some(true); 4]
+    );
+
+    // Again: nothing to do.
+    let second = setup(env("https://app.example.com")).await;
+    assert!(second.contains("storage setup: 0 change(s)"), "{second}");
+    assert!(
+        !second.contains(" added") && !second.contains(" updated"),
+        "{second}"
+    );
+    // New origins: only the CORS rule changes.
+    let third = setup(env("https://app.example.com,https://studio.example.com")).await;
+    assert!(third.contains("cors: rule airwave updated"), "{third}");
+    assert!(third.contains("storage setup: 1 change(s)"), "{third}");
+    // No origins: our rule goes, the other stays.
+    let fourth = setup(env("")).await;
+    assert!(fourth.contains("cors: rule airwave removed"), "{fourth}");
+    let cors = c.get_bucket_cors().bucket(&bucket).send().await.unwrap();
+    let ids: Vec<_> = cors.cors_rules().iter().filter_map(|r| r.id()).collect();
+    assert_eq!(ids, ["other"]);
+}

@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Storage tools (see docs/storage.md).
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
     /// Database backups and restores (see docs/backup-restore.md).
     Backup {
         #[command(subcommand)]
@@ -91,6 +96,14 @@ enum DbCommand {
         #[arg(long)]
         no_seqscan: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum StorageCommand {
+    /// Applies and verifies the bucket's set-up: lifecycle rules (abort incomplete multipart
+    /// uploads, expire `tmp/`), CORS for the browser origins in AIRWAVE_CORS_ORIGINS, and the
+    /// public access block. Prints what it changed; safe to run again (other rules are kept).
+    Setup,
 }
 
 #[derive(Debug, Subcommand)]
@@ -441,6 +454,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Admin { command } => admin(config, command).await,
         Command::Email { command } => email(&config, command).await,
         Command::Backup { command } => backup(config, command).await,
+        Command::Storage { command } => storage(&config, command).await,
         Command::Db {
             command: DbCommand::Explain { no_seqscan },
         } => {
@@ -604,4 +618,26 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     }
     state.db.close().await;
     Ok(())
+}
+
+async fn storage(config: &Config, command: StorageCommand) -> anyhow::Result<()> {
+    use crate::storage::settings::StorageConfig;
+    match command {
+        StorageCommand::Setup => {
+            let StorageConfig::S3(options) = &config.storage else {
+                println!("storage: the folder backend needs no set-up (set AWS_S3_BUCKET for S3)");
+                return Ok(());
+            };
+            let store = crate::storage::s3::S3Store::connect(options).await;
+            println!("storage setup: bucket {}", options.bucket);
+            let wanted = crate::storage::setup::Wanted::from_config(config);
+            let steps = crate::storage::setup::run(&store, &wanted).await?;
+            for s in &steps {
+                println!("{}", s.line);
+            }
+            let changed = steps.iter().filter(|s| s.changed).count();
+            println!("storage setup: {changed} change(s), every part read back and verified");
+            Ok(())
+        }
+    }
 }

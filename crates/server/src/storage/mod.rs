@@ -11,6 +11,7 @@ pub mod health;
 pub mod routes;
 pub mod s3;
 pub mod settings;
+pub mod setup;
 
 use async_trait::async_trait;
 use bytes::Bytes;
