@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod backup_bucket;
 mod backups;
 mod bad_input;
 mod chaos;

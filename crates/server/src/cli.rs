@@ -104,6 +104,13 @@ enum StorageCommand {
     /// uploads, expire `tmp/`), CORS for the browser origins in AIRWAVE_CORS_ORIGINS, and the
     /// public access block. Prints what it changed; safe to run again (other rules are kept).
     Setup,
+    /// Compares the bucket with the backup bucket (AWS_S3_BACKUP_BUCKET): counts, sizes and
+    /// contents (ETags, else sha256 of both). Exit status 1 when a key is missing or differs.
+    VerifyBackup {
+        /// Hash every object on both sides, even where the ETags agree.
+        #[arg(long)]
+        deep: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -635,8 +642,55 @@ async fn storage(config: &Config, command: StorageCommand) -> anyhow::Result<()>
             for s in &steps {
                 println!("{}", s.line);
             }
-            let changed = steps.iter().filter(|s| s.changed).count();
+            let mut changed = steps.iter().filter(|s| s.changed).count();
+            // The backup bucket: the same, but no browser ever reaches it.
+            if let Some(b) = &config.backup_bucket {
+                let copy = crate::storage::s3::S3Store::connect(&b.options).await;
+                println!("storage setup: backup bucket {}", b.options.bucket);
+                let wanted = crate::storage::setup::Wanted {
+                    cors_origins: Vec::new(),
+                    ..wanted
+                };
+                let steps = crate::storage::setup::run(&copy, &wanted).await?;
+                for s in &steps {
+                    println!("{}", s.line);
+                }
+                changed += steps.iter().filter(|s| s.changed).count();
+            }
             println!("storage setup: {changed} change(s), every part read back and verified");
+            Ok(())
+        }
+        StorageCommand::VerifyBackup { deep } => {
+            let (StorageConfig::S3(options), Some(backup)) =
+                (&config.storage, &config.backup_bucket)
+            else {
+                anyhow::bail!("no backup bucket: set AWS_S3_BACKUP_BUCKET (S3 storage only)");
+            };
+            let store = crate::storage::s3::S3Store::connect(options).await;
+            let copy = crate::storage::s3::S3Store::connect(&backup.options).await;
+            println!(
+                "verify-backup: {} against {}{}",
+                options.bucket,
+                backup.options.bucket,
+                if deep {
+                    " (deep: every object hashed)"
+                } else {
+                    ""
+                }
+            );
+            let report = crate::storage::verify::verify(&store, &copy, deep).await?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if !report.ok() {
+                anyhow::bail!(
+                    "the backup bucket is not a copy of the store: {} missing, {} of another size, {} with other contents",
+                    report.missing.len(),
+                    report.size_differs.len(),
+                    report.content_differs.len()
+                );
+            }
+            println!("verify-backup: OK, every object of the store has an equal copy");
             Ok(())
         }
     }

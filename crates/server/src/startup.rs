@@ -142,7 +142,19 @@ async fn build(
             config.queue.policies.clone(),
         )),
     };
-    let blobs: Arc<dyn BlobStore> = config.storage.open().await;
+    let mut blobs: Arc<dyn BlobStore> = config.storage.open().await;
+    let mut backup_blobs: Option<Arc<dyn BlobStore>> = None;
+    if let Some(b) = &config.backup_bucket {
+        backup_blobs = Some(Arc::new(
+            crate::storage::s3::S3Store::connect(&b.options).await,
+        ));
+        blobs = Arc::new(crate::storage::mirror::Mirrored::new(
+            blobs,
+            queue.clone(),
+            clock.clone(),
+            b.keep_deleted,
+        ));
+    }
     // The render provider, chosen once here like every backend.
     let renderer: Arc<dyn crate::render::RenderProvider> =
         match (config.render.provider, &config.render.creatomate_api_key) {
@@ -197,6 +209,7 @@ async fn build(
         health: Arc::new(health),
         queue,
         blobs,
+        backup_blobs,
         ops_appended,
         consumers: backends.consumers,
         supervisor,

@@ -21,8 +21,11 @@ pub struct AppState {
     pub health: Arc<HealthRegistry>,
     /// The job queue: SQL tables in the database, or Redis when `REDIS_URL` is set.
     pub queue: Arc<dyn JobQueue>,
-    /// Blobs: a folder in the data dir (S3 comes with the storage issue).
+    /// Blobs: a folder in the data dir, or an S3 bucket (with the backup bucket set, every write
+    /// and removal through it is announced to the `storage.mirror` job).
     pub blobs: Arc<dyn BlobStore>,
+    /// The backup bucket (`AWS_S3_BACKUP_BUCKET`), when configured.
+    pub backup_blobs: Option<Arc<dyn BlobStore>>,
     /// Woken when this process appends to the ops log, so its streams send at once.
     pub ops_appended: Arc<tokio::sync::Notify>,
     /// The event consumers the features registered (the dispatcher delivers to them).

@@ -56,6 +56,8 @@ pub struct Config {
     pub storage: crate::storage::settings::StorageConfig,
     /// `https://CDN_DOMAIN/` when set: where public assets are served from.
     pub cdn: Option<url::Url>,
+    /// `AWS_S3_BACKUP_BUCKET`: where every object is copied as well.
+    pub backup_bucket: Option<crate::storage::settings::BackupBucket>,
     pub uploads: crate::assets::settings::UploadConfig,
     pub backups: crate::backups::settings::BackupConfig,
     pub exports: crate::exports::settings::ExportConfig,
@@ -381,6 +383,7 @@ impl Config {
         let database = DatabaseConfig::read(&mut r, &data_dir);
         let storage = crate::storage::settings::StorageConfig::read(&mut r, &data_dir, production);
         let cdn = crate::storage::settings::read_cdn(&mut r);
+        let backup_bucket = crate::storage::settings::read_backup_bucket(&mut r, &storage);
 
         let jwt_secret = r.secret(&server::JWT_SECRET);
         if jwt_secret.is_none() && production {
@@ -416,6 +419,7 @@ impl Config {
             database,
             storage,
             cdn,
+            backup_bucket,
             uploads: crate::assets::settings::UploadConfig::read(&mut r),
             backups: crate::backups::settings::BackupConfig::read(&mut r),
             exports: crate::exports::settings::ExportConfig::read(&mut r),

@@ -8,10 +8,12 @@ pub mod bench;
 pub mod delivery;
 pub mod fs;
 pub mod health;
+pub mod mirror;
 pub mod routes;
 pub mod s3;
 pub mod settings;
 pub mod setup;
+pub mod verify;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,6 +42,25 @@ impl crate::feature::Feature for Feature {
             warn_after: std::time::Duration::from_millis(500),
             last: tokio::sync::Mutex::new(None),
         })]
+    }
+
+    fn cleanup_jobs(
+        &self,
+        state: &crate::state::AppState,
+    ) -> Vec<(
+        &'static str,
+        std::sync::Arc<dyn crate::queue::worker::JobHandler>,
+    )> {
+        let Some(backup) = state.backup_blobs.clone() else {
+            return Vec::new();
+        };
+        vec![(
+            mirror::KIND,
+            std::sync::Arc::new(mirror::MirrorJob {
+                store: state.blobs.clone(),
+                backup,
+            }),
+        )]
     }
 }
 

@@ -133,6 +133,74 @@ pub fn read_cdn(r: &mut Reader) -> Option<url::Url> {
     }
 }
 
+pub const BACKUP_BUCKET: Setting = Setting::new(
+    "AWS_S3_BACKUP_BUCKET",
+    Kind::Text { default: "" },
+    "A second bucket (same endpoint, region and credentials) every object is copied to by a queued job; `airwave-server storage verify-backup` compares the two (see [storage.md](storage.md#the-backup-bucket)). S3 only.",
+);
+pub const BACKUP_KEEP_DELETED_HOURS: Setting = Setting::int(
+    "AIRWAVE_BACKUP_BUCKET_KEEP_DELETED_HOURS",
+    168,
+    0,
+    8_760,
+    "hours",
+    "How long the backup bucket keeps the copy of an object removed from the store (a mistaken deletion can be undone until then; an erasure reaches the backup after it).",
+);
+
+/// The backup bucket, when configured.
+#[derive(Clone, Debug)]
+pub struct BackupBucket {
+    pub options: S3Options,
+    pub keep_deleted: std::time::Duration,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn read_backup_bucket(r: &mut Reader, storage: &StorageConfig) -> Option<BackupBucket> {
+    let bucket = r.text(&BACKUP_BUCKET);
+    let keep_hours = r.int(&BACKUP_KEEP_DELETED_HOURS);
+    if bucket.is_empty() {
+        return None;
+    }
+    match storage {
+        StorageConfig::Folder { .. } => {
+            r.error(format!(
+                "{} needs the S3 backend (set {})",
+                BACKUP_BUCKET.name, BUCKET.name
+            ));
+            None
+        }
+        StorageConfig::S3(o) if o.bucket == bucket => {
+            r.error(format!(
+                "{} must be another bucket than {} (`{bucket}`)",
+                BACKUP_BUCKET.name, BUCKET.name
+            ));
+            None
+        }
+        StorageConfig::S3(o) => Some(BackupBucket {
+            options: S3Options {
+                bucket,
+                ..o.clone()
+            },
+            keep_deleted: std::time::Duration::from_secs(
+                u64::try_from(keep_hours).unwrap_or(168) * 3600,
+            ),
+        }),
+    }
+}
+
 pub fn section() -> Section {
     Section {
         title: "Storage",
@@ -150,6 +218,8 @@ pub fn section() -> Section {
             PART_MIB,
             URL_TTL_MINUTES,
             CDN_DOMAIN,
+            BACKUP_BUCKET,
+            BACKUP_KEEP_DELETED_HOURS,
         ],
     }
 }

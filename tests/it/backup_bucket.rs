@@ -1,0 +1,155 @@
+//! The backup bucket on s3s-fs: every object written reaches it through the `storage.mirror` job,
+//! `storage verify-backup` finds a copy that is missing or differs, and a removal reaches the copy
+//! after the keep-deleted period.
+
+use crate::storage::{as_pairs, s3_bucket};
+use airwave_server::storage::{BlobStore as _, StorageError};
+use airwave_tests::TestApp;
+use std::time::Duration;
+
+/// Polls until `done` holds (up to 30 s).
+async fn until<F, Fut>(what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}");
+}
+
+#[tokio::test]
+async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() {
+    let Some((store, mut env)) = s3_bucket("primary").await else {
+        return;
+    };
+    let Some((backup, _)) = s3_bucket("backup").await else {
+        return;
+    };
+    env.push(("AWS_S3_BACKUP_BUCKET", backup.bucket().to_owned()));
+    env.push(("AIRWAVE_BACKUP_BUCKET_KEEP_DELETED_HOURS", "0".to_owned()));
+    let app = TestApp::spawn_with(&as_pairs(&env)).await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    let asset = app
+        .image_asset(&ada, &client.id, "logo", crate::render::ONE_RED_PIXEL)
+        .await;
+    let key = app
+        .db
+        .text("SELECT storage_key FROM assets WHERE id = $1", &asset.id)
+        .await
+        .expect("the asset's file");
+    until("the upload reaches the backup bucket", || async {
+        backup.head(&key).await.is_ok()
+    })
+    .await;
+    let original = store.get_bounded(&key, 1 << 20).await.unwrap();
+    assert_eq!(backup.get_bounded(&key, 1 << 20).await.unwrap(), original);
+    // Temporary objects stay out of it (the health probe writes under tmp/).
+    app.api.health().await.unwrap();
+    assert!(backup.list("tmp/", None, 10).await.unwrap().is_empty());
+
+    let verify = |deep: bool| {
+        let (app, env) = (&app, &env);
+        async move {
+            let args: &[&str] = if deep {
+                &["storage", "verify-backup", "--deep"]
+            } else {
+                &["storage", "verify-backup"]
+            };
+            let out = app.cli(args, &as_pairs(env), None).await;
+            (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            )
+        }
+    };
+    let (ok, text) = verify(false).await;
+    assert!(ok, "{text}");
+    for line in [
+        "store: 1 objects",
+        "backup: 1 objects",
+        "missing in backup: 0",
+        "content differs: 0",
+        "verify-backup: OK",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
+    let (ok, text) = verify(true).await;
+    assert!(
+        ok && text.contains("compared: 0 by ETag, 1 by sha256"),
+        "{text}"
+    );
+
+    // A copy of the same size with one byte changed.
+    let mut bad = original.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    backup.put(&key, bad, "image/png").await.unwrap();
+    let (ok, text) = verify(false).await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("content differs: 1 ({key})")),
+        "{text}"
+    );
+    assert!(text.contains("1 with other contents"), "{text}");
+    // A missing copy.
+    backup.delete(&key).await.unwrap();
+    let (ok, text) = verify(false).await;
+    assert!(
+        !ok && text.contains(&format!("missing in backup: 1 ({key})")),
+        "{text}"
+    );
+
+    // Put right, then the asset removed: its copy goes once the keep-deleted period (0 h here)
+    // has passed.
+    backup.put(&key, original, "image/png").await.unwrap();
+    ada.delete_asset(&asset.id).await.unwrap();
+    until("the removal reaches the backup bucket", || async {
+        matches!(backup.head(&key).await, Err(StorageError::NotFound(_)))
+    })
+    .await;
+    let (ok, text) = verify(false).await;
+    assert!(ok && text.contains("store: 0 objects"), "{text}");
+}
+
+#[tokio::test]
+async fn a_backup_bucket_needs_s3_and_another_bucket() {
+    let app = TestApp::spawn().await;
+    let out = app
+        .cli(
+            &["config", "check"],
+            &[("AWS_S3_BACKUP_BUCKET", "copies")],
+            None,
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AWS_S3_BACKUP_BUCKET needs the S3 backend"),
+        "{err}"
+    );
+    let out = app
+        .cli(
+            &["config", "check"],
+            &[
+                ("AWS_S3_BUCKET", "media"),
+                ("AWS_S3_BACKUP_BUCKET", "media"),
+            ],
+            None,
+        )
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be another bucket"), "{err}");
+    let out = app.cli(&["storage", "verify-backup"], &[], None).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backup bucket"));
+}
