@@ -108,10 +108,24 @@ async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() 
         !ok && text.contains(&format!("missing in backup: 1 ({key})")),
         "{text}"
     );
+    // --copy-missing puts it back, and the check after says so.
+    let out = app
+        .cli(
+            &["storage", "verify-backup", "--copy-missing"],
+            &as_pairs(&env),
+            None,
+        )
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("copied: 1 object(s)") && text.contains("verify-backup: OK"),
+        "{text}"
+    );
+    assert_eq!(backup.get_bounded(&key, 1 << 20).await.unwrap(), original);
 
     // Put right, then the asset removed: its copy goes once the keep-deleted period (0 h here)
     // has passed.
-    backup.put(&key, original, "image/png").await.unwrap();
     ada.delete_asset(&asset.id).await.unwrap();
     until("the removal reaches the backup bucket", || async {
         matches!(backup.head(&key).await, Err(StorageError::NotFound(_)))
@@ -119,6 +133,47 @@ async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() 
     .await;
     let (ok, text) = verify(false).await;
     assert!(ok && text.contains("store: 0 objects"), "{text}");
+    assert!(backup.list("tmp/", None, 10).await.unwrap().is_empty());
+}
+
+/// With the default keep-deleted period, a removed asset's copy stays: its removal job waits a
+/// week, on the storage queue.
+#[tokio::test]
+async fn a_removed_objects_copy_is_kept_for_the_keep_deleted_period() {
+    use airwave_api::Role;
+    let Some((_, mut env)) = s3_bucket("primary").await else {
+        return;
+    };
+    let Some((backup, _)) = s3_bucket("backup").await else {
+        return;
+    };
+    env.push(("AWS_S3_BACKUP_BUCKET", backup.bucket().to_owned()));
+    let app = TestApp::spawn_with(&as_pairs(&env)).await;
+    let (_, ada) = app.member("ada@example.com").await;
+    let client = ada.create_client("Acme").await.unwrap();
+    let asset = app
+        .image_asset(&ada, &client.id, "logo", crate::render::ONE_RED_PIXEL)
+        .await;
+    let key = app
+        .db
+        .text("SELECT storage_key FROM assets WHERE id = $1", &asset.id)
+        .await
+        .unwrap();
+    until("the upload reaches the backup bucket", || async {
+        backup.head(&key).await.is_ok()
+    })
+    .await;
+    ada.delete_asset(&asset.id).await.unwrap();
+    let (_, ops) = app.user_with_role("ops@example.com", Role::Operator).await;
+    let delayed = ops.list_jobs("storage", "state=delayed").await.unwrap();
+    let removal = delayed
+        .items
+        .iter()
+        .find(|j| j.payload["key"] == key.as_str() && j.payload["removed"] == true)
+        .unwrap_or_else(|| panic!("no parked removal in {:#?}", delayed.items));
+    let ahead = removal.run_at - chrono::Utc::now();
+    assert!(ahead > chrono::Duration::hours(167), "{ahead}");
+    assert!(backup.head(&key).await.is_ok(), "the copy was kept");
 }
 
 #[tokio::test]

@@ -369,3 +369,85 @@ async fn the_schedule_takes_a_backup_and_drills_it() {
     );
     assert!(d.restore_ms.is_some() && d.rpo_seconds.is_some());
 }
+
+/// PostgreSQL checksums are taken inside the database now; a backup recorded with the streamed
+/// (sha256) checksums of earlier versions still drills — the drill checksums the restore the way
+/// the backup was — and a streamed checksum that differs still fails it.
+#[tokio::test]
+async fn a_backup_recorded_with_streamed_checksums_still_drills() {
+    use airwave_server::backups::snapshot::{self, PgMethod};
+    use sqlx::Connection as _;
+    let app = TestApp::spawn().await;
+    if app.backend != Backend::Postgres {
+        return; // SQLite's checksums are the streamed kind already
+    }
+    real_data(&app).await;
+    let (_, ops) = app.user_with_role("ops@example.com", Role::Operator).await;
+    let queued = ops.run_backup().await.unwrap();
+    let b = finished_backup(&ops, &queued.id).await;
+    assert!(
+        b.tables.iter().all(|t| t.checksum.starts_with("h64:")),
+        "{:?}",
+        b.tables
+    );
+    // Restore it elsewhere and take the streamed stats of exactly what it holds.
+    let target = scratch_target(&app, "legacy").await;
+    let out = app
+        .cli(
+            &["backup", "restore", &b.id, "--target", &target],
+            &[],
+            None,
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut conn = sqlx::PgConnection::connect(&target).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let mut legacy = snapshot::postgres(&mut tx, PgMethod::Streamed)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        legacy
+            .iter()
+            .map(|t| (&t.table, t.rows))
+            .collect::<Vec<_>>(),
+        b.tables
+            .iter()
+            .map(|t| (&t.table, t.rows))
+            .collect::<Vec<_>>()
+    );
+    assert!(legacy.iter().all(|t| t.checksum.len() == 32));
+    let record = |tables: &[airwave_api::TableStatOut]| {
+        format!(
+            "UPDATE backups SET tables = '{}' WHERE id = '{}'",
+            serde_json::to_string(tables).unwrap().replace('\'', "''"),
+            b.id
+        )
+    };
+    app.db.execute(&record(&legacy)).await;
+    let d = ops.verify_backup(&b.id).await.unwrap();
+    let d = finished_drill(&ops, &d.id).await;
+    assert_eq!(
+        d.status,
+        DrillStatus::Passed,
+        "{:?} {:?}",
+        d.error,
+        d.mismatches
+    );
+    // One streamed checksum off: that table is named.
+    let assets = legacy.iter_mut().find(|t| t.table == "assets").unwrap();
+    assets.checksum = "0".repeat(32);
+    app.db.execute(&record(&legacy)).await;
+    let d = ops.verify_backup(&b.id).await.unwrap();
+    let d = finished_drill(&ops, &d.id).await;
+    assert_eq!(d.status, DrillStatus::Failed);
+    assert!(
+        d.mismatches.iter().any(|m| m.starts_with("assets: same")),
+        "{:?}",
+        d.mismatches
+    );
+}

@@ -431,7 +431,7 @@ async fn storage_setup_applies_lifecycle_cors_and_the_public_access_block_and_ke
     let first = setup(env("https://app.example.com")).await;
     for line in [
         "lifecycle: rule airwave-abort-incomplete-multipart added",
-        "lifecycle: rule airwave-expire-tmp added (expire tmp/ after 2 day(s))",
+        "lifecycle: rule airwave-expire-tmp added (expire tmp/ after 7 day(s))",
         "cors: rule airwave added (GET, HEAD, PUT from https://app.example.com)",
         "public access: blocked",
         "storage setup: 4 change(s)",
@@ -462,7 +462,7 @@ async fn storage_setup_applies_lifecycle_cors_and_the_public_access_block_and_ke
     );
     let tmp = rule("airwave-expire-tmp");
     assert_eq!(tmp.filter().and_then(|f| f.prefix()), Some("tmp/"));
-    assert_eq!(tmp.expiration().and_then(|e| e.days()), Some(2));
+    assert_eq!(tmp.expiration().and_then(|e| e.days()), Some(7));
     assert_eq!(
         rule("keep-logs-30-days")
             .expiration()

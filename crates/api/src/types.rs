@@ -1301,8 +1301,8 @@ pub struct BackupOut {
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SlowQuerySource {
-    /// PostgreSQL's `pg_stat_statements` extension: every statement of this database, since the
-    /// statistics were last reset, on every instance.
+    /// PostgreSQL's `pg_stat_statements` extension: every statement the server's database role
+    /// ran in this database, since the statistics were last reset, on every instance.
     PgStatStatements,
     /// This server process's own log of statements slower than `AIRWAVE_DB_SLOW_STATEMENT_MS`,
     /// since it started.

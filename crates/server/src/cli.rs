@@ -110,6 +110,10 @@ enum StorageCommand {
         /// Hash every object on both sides, even where the ETags agree.
         #[arg(long)]
         deep: bool,
+        /// Then copy what is missing or differs from the store to the backup bucket, and check
+        /// again.
+        #[arg(long)]
+        copy_missing: bool,
     },
 }
 
@@ -660,7 +664,7 @@ async fn storage(config: &Config, command: StorageCommand) -> anyhow::Result<()>
             println!("storage setup: {changed} change(s), every part read back and verified");
             Ok(())
         }
-        StorageCommand::VerifyBackup { deep } => {
+        StorageCommand::VerifyBackup { deep, copy_missing } => {
             let (StorageConfig::S3(options), Some(backup)) =
                 (&config.storage, &config.backup_bucket)
             else {
@@ -678,9 +682,19 @@ async fn storage(config: &Config, command: StorageCommand) -> anyhow::Result<()>
                     ""
                 }
             );
-            let report = crate::storage::verify::verify(&store, &copy, deep).await?;
+            let mut report = crate::storage::verify::verify(&store, &copy, deep).await?;
             for line in report.lines() {
                 println!("{line}");
+            }
+            if copy_missing && !report.ok() {
+                let n = crate::storage::verify::copy_missing(&store, &copy, &report).await?;
+                println!(
+                    "copied: {n} object(s) from the store to the backup bucket; checking again"
+                );
+                report = crate::storage::verify::verify(&store, &copy, deep).await?;
+                for line in report.lines() {
+                    println!("{line}");
+                }
             }
             if !report.ok() {
                 anyhow::bail!(

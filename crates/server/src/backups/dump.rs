@@ -221,7 +221,10 @@ pub async fn postgres(
     .arg(format!("--file={}", file.display()));
     // The dump and the stats read the one snapshot, side by side; the transaction holding it
     // stays open until both are done.
-    let (dumped, stats) = tokio::join!(run(cmd, "pg_dump"), snapshot::postgres(&mut tx));
+    let (dumped, stats) = tokio::join!(
+        run(cmd, "pg_dump"),
+        snapshot::postgres(&mut tx, snapshot::PgMethod::InDatabase)
+    );
     let stats = stats?;
     dumped?;
     tx.commit().await?;
@@ -249,14 +252,17 @@ pub async fn pg_restore(file: &Path, target: &Url, clean: bool) -> Result<(), Du
     run(cmd, "pg_restore").await
 }
 
-/// Stats of a PostgreSQL database.
-pub async fn pg_stats(url: &Url) -> Result<Vec<TableStatOut>, DumpError> {
+/// Stats of a PostgreSQL database, taken by `method` (that of the stats they are compared with).
+pub async fn pg_stats(
+    url: &Url,
+    method: snapshot::PgMethod,
+) -> Result<Vec<TableStatOut>, DumpError> {
     let mut conn = sqlx::PgConnection::connect(url.as_str()).await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let stats = snapshot::postgres(&mut tx).await?;
+    let stats = snapshot::postgres(&mut tx, method).await?;
     tx.commit().await?;
     conn.close().await?;
     Ok(stats)

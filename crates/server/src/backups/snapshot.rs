@@ -1,5 +1,6 @@
 //! What a database holds, table by table: its rows and an order-independent checksum of their
-//! contents (the wrapping sum of each row's sha256, first 128 bits). Taken from the same snapshot a
+//! contents (the wrapping sum of each row's hash: on PostgreSQL computed inside the database, see
+//! [`PgMethod`]; on SQLite the first 128 bits of each row's sha256, summed here). Taken from the same snapshot a
 //! backup dumps, and again from the database a drill restored; equal stats mean the same rows
 //! came back. Rows stream: memory does not grow with the table.
 
@@ -89,8 +90,37 @@ pub const PG_SESSION: &[&str] = &[
     "SET LOCAL bytea_output = 'hex'",
 ];
 
+/// How PostgreSQL tables are checksummed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgMethod {
+    /// Inside PostgreSQL, so no row crosses the connection: the wrapping 64-bit sum of
+    /// `hashtextextended(row::text, 0)` over the rows (the hash PostgreSQL's hash partitioning
+    /// relies on, stable across versions), written `h64:` + 16 hex digits.
+    InDatabase,
+    /// Backups taken before the in-database checksum: every row's text streamed here and hashed
+    /// with sha256 (32 hex digits). A drill of such a backup compares this way.
+    Streamed,
+}
+
+/// The prefix of an in-database checksum.
+pub const IN_DATABASE: &str = "h64:";
+
+impl PgMethod {
+    /// The method a backup's recorded stats were taken with.
+    pub fn of(recorded: &[TableStatOut]) -> Self {
+        if recorded.iter().all(|t| t.checksum.starts_with(IN_DATABASE)) {
+            Self::InDatabase
+        } else {
+            Self::Streamed
+        }
+    }
+}
+
 /// Every table of the `public` schema, in the caller's transaction (whose snapshot it reads).
-pub async fn postgres(conn: &mut PgConnection) -> sqlx::Result<Vec<TableStatOut>> {
+pub async fn postgres(
+    conn: &mut PgConnection,
+    method: PgMethod,
+) -> sqlx::Result<Vec<TableStatOut>> {
     for s in PG_SESSION {
         sqlx::query(s).execute(&mut *conn).await?;
     }
@@ -101,6 +131,19 @@ pub async fn postgres(conn: &mut PgConnection) -> sqlx::Result<Vec<TableStatOut>
     .await?;
     let mut out = Vec::new();
     for name in tables {
+        if method == PgMethod::InDatabase {
+            let sql = format!(
+                "SELECT count(*)::int8, COALESCE(sum(hashtextextended(t::text, 0)), 0)::text FROM {} AS t",
+                quote_ident(&name)
+            );
+            let (rows, sum): (i64, String) = sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
+            out.push(TableStatOut {
+                table: name,
+                rows,
+                checksum: in_database_checksum(&sum),
+            });
+            continue;
+        }
         let mut tally = Tally::default();
         let sql = format!("SELECT t::text FROM {} AS t", quote_ident(&name));
         let mut rows = sqlx::query_scalar::<_, String>(&sql).fetch(&mut *conn);
@@ -111,6 +154,18 @@ pub async fn postgres(conn: &mut PgConnection) -> sqlx::Result<Vec<TableStatOut>
         out.push(tally.out(name));
     }
     Ok(out)
+}
+
+/// PostgreSQL's exact sum (a `numeric` of at most about 25 digits: 2^63 times the rows), folded
+/// to 64 bits. Anything that does not parse (it cannot happen) keeps its text, so it still
+/// compares.
+fn in_database_checksum(sum: &str) -> String {
+    match sum.parse::<i128>() {
+        // Truncation is the wrapping sum: two's complement modulo 2^64.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(v) => format!("{IN_DATABASE}{:016x}", v as u64),
+        Err(_) => format!("{IN_DATABASE}{sum}"),
+    }
 }
 
 /// Tables whose rows or checksum differ between what a backup recorded and what came back.
@@ -165,5 +220,26 @@ mod tests {
             ["t: same 3 rows, different contents"]
         );
         assert!(differences(std::slice::from_ref(&a), std::slice::from_ref(&a)).is_empty());
+    }
+
+    #[test]
+    fn in_database_sums_fold_to_64_bits() {
+        assert_eq!(in_database_checksum("0"), "h64:0000000000000000");
+        assert_eq!(in_database_checksum("-1"), "h64:ffffffffffffffff");
+        // 2^64 + 5 wraps to 5.
+        assert_eq!(
+            in_database_checksum("18446744073709551621"),
+            "h64:0000000000000005"
+        );
+        let recorded = |c: &str| TableStatOut {
+            table: "t".into(),
+            rows: 1,
+            checksum: c.into(),
+        };
+        assert_eq!(PgMethod::of(&[recorded("h64:00")]), PgMethod::InDatabase);
+        assert_eq!(
+            PgMethod::of(&[recorded("h64:00"), recorded("0a1b")]),
+            PgMethod::Streamed
+        );
     }
 }

@@ -376,7 +376,7 @@ pub mod settings {
         500,
         0,
         3_600_000,
-        "Statements slower than this are logged at WARN with their SQL (never their parameters) and counted in the slow-statement log that `GET /api/ops/db/slow-queries` shows when `pg_stat_statements` is not installed. `0` counts every statement.",
+        "Statements slower than this are logged at WARN with their SQL (never their parameters) and counted in the slow-statement log that `GET /api/ops/db/slow-queries` shows when `pg_stat_statements` is not installed. `0` counts every statement (and logs each at WARN: for a short look, not for production).",
     );
 
     pub fn section() -> Section {

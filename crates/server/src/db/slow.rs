@@ -1,6 +1,7 @@
 //! The slowest statements, for `GET /api/ops/db/slow-queries`. On PostgreSQL with the
-//! `pg_stat_statements` extension installed in our database, its numbers (every statement, every
-//! instance). Otherwise this process's slow-statement log: sqlx reports each statement slower than
+//! `pg_stat_statements` extension installed in our database, its numbers for our role (every
+//! statement the server's instances ran; other roles' sessions — a DBA's `ALTER ROLE … PASSWORD`
+//! — are left out). Otherwise this process's slow-statement log: sqlx reports each statement slower than
 //! `AIRWAVE_DB_SLOW_STATEMENT_MS` as a `sqlx::query` WARN event, and [`layer`] — a `tracing`
 //! layer with its own filter, so it hears them whatever `RUST_LOG` says — folds them into per-
 //! statement counts. The log is bounded: at most [`CAPACITY`] statements (the least recently seen
@@ -35,12 +36,15 @@ static LOG: LazyLock<Mutex<HashMap<String, Stat>>> = LazyLock::new(Mutex::defaul
 /// Whitespace collapsed to single spaces, cut at [`MAX_SQL`] characters.
 fn normalise(sql: &str) -> String {
     let mut out = String::new();
+    let mut chars = 0;
     for (i, word) in sql.split_whitespace().enumerate() {
         if i > 0 {
             out.push(' ');
+            chars += 1;
         }
         out.push_str(word);
-        if out.chars().count() >= MAX_SQL {
+        chars += word.chars().count();
+        if chars >= MAX_SQL {
             return out.chars().take(MAX_SQL).collect();
         }
     }
@@ -127,10 +131,10 @@ impl Visit for SlowEvent {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
+        // A statement's rows: those it returned or those it changed (PostgreSQL reports a
+        // SELECT's rows as both).
         if matches!(field.name(), "rows_returned" | "rows_affected") {
-            self.rows = self
-                .rows
-                .saturating_add(i64::try_from(value).unwrap_or(i64::MAX));
+            self.rows = self.rows.max(i64::try_from(value).unwrap_or(i64::MAX));
         }
     }
 
@@ -197,6 +201,7 @@ async fn from_pg_stat_statements(
         "SELECT query, calls, total_exec_time, mean_exec_time, max_exec_time, rows
          FROM pg_stat_statements
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND userid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
          ORDER BY mean_exec_time DESC LIMIT $1",
     )
     .bind(limit)

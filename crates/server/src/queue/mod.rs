@@ -385,7 +385,14 @@ pub enum CancelOutcome {
 }
 
 /// The plan's named queues (more can be added by code; they get `QueuePolicy::default()`).
-pub const QUEUES: &[&str] = &["render", "email", "webhook", "cleanup", "analytics"];
+pub const QUEUES: &[&str] = &[
+    "render",
+    "email",
+    "webhook",
+    "cleanup",
+    "analytics",
+    "storage",
+];
 
 /// Per-queue limits and policies (configured per queue, see `config.rs`).
 #[derive(Debug, Clone, PartialEq)]
@@ -430,6 +437,10 @@ impl QueuePolicy {
             // Retention and operators' bulk jobs: two at once, so one never waits for the other.
             "cleanup" => (2, 3, secs(10), secs(600), 1_000, secs(3600)),
             "analytics" => (4, 5, secs(1), secs(600), 100_000, secs(300)),
+            // Copies to the backup bucket: one per write, and one per removal parked for the
+            // keep-deleted period (a week of removals waits here); an outage of the backup bucket
+            // is retried for about a day.
+            "storage" => (4, 12, secs(10), secs(3 * 3600), 10_000_000, secs(3600)),
             _ => return Self::default(),
         };
         Self {

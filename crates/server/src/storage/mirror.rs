@@ -2,15 +2,17 @@
 //! by a queued job, and `airwave-server storage verify-backup` compares the two.
 //!
 //! [`Mirrored`] wraps the store every feature writes through: after a write (or a server-side
-//! copy) succeeds, it queues a `storage.mirror` job for the key on the `cleanup` queue; after a
-//! removal, one that runs `AIRWAVE_BACKUP_BUCKET_KEEP_DELETED_HOURS` later (default a week), so
-//! the copy outlives a mistaken deletion for that long and an erasure still reaches it. Keys under
-//! `tmp/` (resumable-upload parts, probes) are not copied. The job reads the key as the store has
-//! it *when the job runs*: a copy streams it (constant memory) into the backup bucket; a key no
-//! longer there is not copied, and a removal job whose key was written again copies it instead.
-//! So jobs may run in any order or twice, and the backup converges on the store. The job is queued
-//! from a task of its own, so a writer never waits for the queue; a process that dies between the
-//! write and the queueing leaves the key uncopied, which `verify-backup` reports as missing.
+//! copy) succeeds, it queues a `storage.mirror` job for the key on the `storage` queue (its own,
+//! so a week of parked removals never crowds the `cleanup` queue); after a removal, one that runs
+//! `AIRWAVE_BACKUP_BUCKET_KEEP_DELETED_HOURS` later (default a week), so the copy outlives a
+//! mistaken deletion for that long and an erasure still reaches it. Keys under `tmp/`
+//! (resumable-upload parts, probes) are not copied. The job reads the key as the store has it
+//! *when the job runs*: a copy job streams it (constant memory) into the backup bucket, or does
+//! nothing when the key is gone by then (its removal job follows); a removal job removes the copy
+//! when the key is still gone, and copies it again when it was written back meanwhile. Every key
+//! the server writes carries a fresh id, so one key is written once and two copies of it never
+//! race. The job is queued before the write returns (a failure to queue is logged, and
+//! `verify-backup` shows the key missing; `verify-backup --copy-missing` copies it).
 
 use super::{BlobInfo, BlobStore, ByteRange, ByteStream, Listed, Reading, StorageError, Written};
 use crate::queue::worker::{JobContext, JobHandler};
@@ -21,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const KIND: &str = "storage.mirror";
+/// The queue the copies run on.
+pub const QUEUE: &str = "storage";
 /// Not copied: temporary objects.
 pub const SKIPPED_PREFIX: &str = "tmp/";
 
@@ -47,15 +51,14 @@ impl Mirrored {
         }
     }
 
-    fn announce(&self, key: &str, removed: bool) {
+    async fn announce(&self, key: &str, removed: bool) {
         if key.starts_with(SKIPPED_PREFIX) {
             return;
         }
-        let q = crate::queue::retention::QUEUE;
-        let mut job = self
-            .queue
-            .policy(q)
-            .job(q, KIND, json!({"key": key, "removed": removed}));
+        let mut job =
+            self.queue
+                .policy(QUEUE)
+                .job(QUEUE, KIND, json!({"key": key, "removed": removed}));
         if removed {
             job.run_at = Some(
                 self.clock.now()
@@ -63,13 +66,9 @@ impl Mirrored {
                         .unwrap_or(chrono::Duration::days(7)),
             );
         }
-        let queue = self.queue.clone();
-        let key = key.to_owned();
-        tokio::spawn(async move {
-            if let Err(e) = queue.enqueue(job).await {
-                tracing::warn!(error = %e, key = %key, "the backup copy of a blob could not be queued; `storage verify-backup` will show it missing");
-            }
-        });
+        if let Err(e) = self.queue.enqueue(job).await {
+            tracing::warn!(error = %e, key = %key, "the backup copy of a blob could not be queued; `storage verify-backup` will show it");
+        }
     }
 }
 
@@ -90,7 +89,7 @@ impl BlobStore for Mirrored {
             .inner
             .put_stream(key, body, content_type, max_bytes)
             .await?;
-        self.announce(key, false);
+        self.announce(key, false).await;
         Ok(w)
     }
 
@@ -108,13 +107,13 @@ impl BlobStore for Mirrored {
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
         self.inner.copy(from, to).await?;
-        self.announce(to, false);
+        self.announce(to, false).await;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.inner.delete(key).await?;
-        self.announce(key, true);
+        self.announce(key, true).await;
         Ok(())
     }
 
@@ -137,35 +136,49 @@ impl BlobStore for Mirrored {
     }
 }
 
-/// Brings the backup bucket's copy of one key in line with the store.
-pub async fn mirror_key(
+/// Copies `key` from the store to the backup bucket, streaming; `false` when the store has no
+/// such key (nothing is done then).
+pub async fn copy_key(
+    store: &dyn BlobStore,
+    backup: &dyn BlobStore,
+    key: &str,
+) -> Result<bool, StorageError> {
+    let reading = match store.get_stream(key, None).await {
+        Ok(r) => r,
+        Err(StorageError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let size = reading.info.size;
+    let ct = reading
+        .info
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let written = backup.put_stream(key, reading.body, &ct, size).await?;
+    if written.size != size {
+        return Err(StorageError::Backend(format!(
+            "`{key}` changed while it was copied ({} bytes read of {size})",
+            written.size
+        )));
+    }
+    Ok(true)
+}
+
+/// A removal job: the copy goes if the key is still gone from the store, and is made again if
+/// the key was written back (checked after the removal too, so a write racing it is not lost).
+pub async fn remove_copy(
     store: &dyn BlobStore,
     backup: &dyn BlobStore,
     key: &str,
 ) -> Result<&'static str, StorageError> {
-    match store.get_stream(key, None).await {
-        Ok(reading) => {
-            let size = reading.info.size;
-            let ct = reading
-                .info
-                .content_type
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".to_owned());
-            let written = backup.put_stream(key, reading.body, &ct, size).await?;
-            if written.size != size {
-                return Err(StorageError::Backend(format!(
-                    "`{key}` changed while it was copied ({} bytes read of {size})",
-                    written.size
-                )));
-            }
-            Ok("copied")
-        }
-        Err(StorageError::NotFound(_)) => {
-            backup.delete(key).await?;
-            Ok("removed")
-        }
-        Err(e) => Err(e),
+    if copy_key(store, backup, key).await? {
+        return Ok("copied");
     }
+    backup.delete(key).await?;
+    if copy_key(store, backup, key).await? {
+        return Ok("copied");
+    }
+    Ok("removed")
 }
 
 /// The `storage.mirror` job.
@@ -184,19 +197,18 @@ impl JobHandler for MirrorJob {
             .ok_or_else(|| {
                 JobFailure::permanent("storage.mirror.payload", "the job has no `key`")
             })?;
+        super::check_key(key)
+            .map_err(|e| JobFailure::permanent("storage.mirror.payload", e.to_string()))?;
         let removed = job.payload.get("removed").and_then(Value::as_bool) == Some(true);
-        // A write queues a copy; a key that is gone by then is left to its own removal job (which
-        // runs after the keep-deleted delay), so the backup keeps it until then.
-        if !removed {
-            match self.store.head(key).await {
-                Err(StorageError::NotFound(_)) => return Ok(json!({"key": key, "done": "gone"})),
-                Err(e) => return Err(JobFailure::retryable("storage.mirror", e.to_string())),
-                Ok(_) => {}
-            }
+        let done = if removed {
+            remove_copy(self.store.as_ref(), self.backup.as_ref(), key).await
+        } else {
+            // Gone by now: its removal job (after the keep-deleted period) has it.
+            copy_key(self.store.as_ref(), self.backup.as_ref(), key)
+                .await
+                .map(|copied| if copied { "copied" } else { "gone" })
         }
-        let done = mirror_key(self.store.as_ref(), self.backup.as_ref(), key)
-            .await
-            .map_err(|e| JobFailure::retryable("storage.mirror", e.to_string()))?;
+        .map_err(|e| JobFailure::retryable("storage.mirror", e.to_string()))?;
         Ok(json!({"key": key, "done": done}))
     }
 }

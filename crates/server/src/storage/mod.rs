@@ -44,22 +44,29 @@ impl crate::feature::Feature for Feature {
         })]
     }
 
-    fn cleanup_jobs(
-        &self,
-        state: &crate::state::AppState,
-    ) -> Vec<(
-        &'static str,
-        std::sync::Arc<dyn crate::queue::worker::JobHandler>,
-    )> {
+    fn tasks(&self, state: &crate::state::AppState) -> Vec<crate::feature::Task> {
+        use crate::feature::{Runs, Task, SHUTDOWN_GRACE};
         let Some(backup) = state.backup_blobs.clone() else {
             return Vec::new();
         };
-        vec![(
-            mirror::KIND,
-            std::sync::Arc::new(mirror::MirrorJob {
-                store: state.blobs.clone(),
-                backup,
-            }),
+        let worker = std::sync::Arc::new(
+            crate::queue::worker::Worker::for_queue(
+                state.queue.clone(),
+                mirror::QUEUE,
+                state.config.queue.lease,
+            )
+            .handle(
+                mirror::KIND,
+                std::sync::Arc::new(mirror::MirrorJob {
+                    store: state.blobs.clone(),
+                    backup,
+                }),
+            ),
+        );
+        vec![Task::new(
+            "storage-mirror-worker",
+            Runs::Workers,
+            move |stop| worker.clone().run_until_stopped(stop, SHUTDOWN_GRACE),
         )]
     }
 }

@@ -41,12 +41,15 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// From the configuration: `tmp/` lives one day longer than an abandoned upload does.
+    /// From the configuration: `tmp/` lives a week, or a day longer than an abandoned upload
+    /// does if that is longer. (S3 counts from each object's creation, while an upload's expiry
+    /// moves on with every PATCH: an upload kept going for longer than this loses its first
+    /// parts.)
     pub fn from_config(config: &crate::config::Config) -> Self {
         let expiry_days = config.uploads.expiry.as_secs().div_ceil(86_400);
         Self {
             abort_after_days: 1,
-            tmp_days: i32::try_from(expiry_days + 1).unwrap_or(i32::MAX),
+            tmp_days: i32::try_from((expiry_days + 1).max(7)).unwrap_or(i32::MAX),
             cors_origins: config.cors_origins.clone(),
         }
     }
@@ -139,6 +142,25 @@ where
     }
 }
 
+/// Reads back until `good` holds: S3 applies bucket configuration eventually (a read right
+/// after a write may still see the old one), so up to about 30 s.
+async fn settled<T, F, Fut>(read: F, good: impl Fn(&T) -> bool) -> Result<T, SetupError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SetupError>>,
+{
+    let mut wait = std::time::Duration::from_millis(250);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = read().await?;
+        if good(&v) || tokio::time::Instant::now() >= deadline {
+            return Ok(v);
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
 /// The service error's code, when the server answered one.
 fn code<E: ProvideErrorMetadata, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<&str> {
     e.as_service_error().and_then(ProvideErrorMetadata::code)
@@ -202,24 +224,27 @@ async fn lifecycle(s: &S3Store, w: &Wanted) -> Result<Vec<Step>, SetupError> {
             .map_err(|e| s3_error("writing the lifecycle rules", s.bucket(), &e))?;
     }
     // Read back: ours as wanted, and nobody else's rule lost.
-    let after = lifecycle_rules(s).await?;
-    for (rule, _) in &wanted {
-        let back = after.iter().find(|r| r.id() == rule.id()).map(gist);
-        if back.as_ref() != Some(&gist(rule)) {
-            return Err(SetupError::NotApplied {
-                what: "a lifecycle rule",
-            });
-        }
+    let ours_back = |after: &Vec<LifecycleRule>| {
+        wanted.iter().all(|(rule, _)| {
+            after.iter().find(|r| r.id() == rule.id()).map(gist) == Some(gist(rule))
+        })
+    };
+    let others_kept = |after: &Vec<LifecycleRule>| {
+        current
+            .iter()
+            .filter(|r| !matches!(r.id(), Some(ABORT_RULE | TMP_RULE)))
+            .all(|other| after.iter().any(|r| r.id() == other.id()))
+    };
+    let after = settled(|| lifecycle_rules(s), |a| ours_back(a) && others_kept(a)).await?;
+    if !ours_back(&after) {
+        return Err(SetupError::NotApplied {
+            what: "a lifecycle rule",
+        });
     }
-    for other in current
-        .iter()
-        .filter(|r| !matches!(r.id(), Some(ABORT_RULE | TMP_RULE)))
-    {
-        if !after.iter().any(|r| r.id() == other.id()) {
-            return Err(SetupError::NotApplied {
-                what: "the lifecycle rules (another rule was lost)",
-            });
-        }
+    if !others_kept(&after) {
+        return Err(SetupError::NotApplied {
+            what: "the lifecycle rules (another rule was lost)",
+        });
     }
     Ok(steps)
 }
@@ -332,12 +357,15 @@ async fn cors(s: &S3Store, w: &Wanted) -> Result<Step, SetupError> {
                 .map_err(|e| s3_error("writing the CORS rules", s.bucket(), &e))?;
         }
     }
-    let after = cors_rules(s).await?;
-    let back = after
-        .iter()
-        .find(|r| r.id() == Some(CORS_RULE))
-        .map(cors_gist);
-    if back != want.as_ref().map(cors_gist) {
+    let wanted_gist = want.as_ref().map(cors_gist);
+    let back = |after: &Vec<CorsRule>| {
+        after
+            .iter()
+            .find(|r| r.id() == Some(CORS_RULE))
+            .map(cors_gist)
+    };
+    let after = settled(|| cors_rules(s), |a| back(a) == wanted_gist).await?;
+    if back(&after) != wanted_gist {
         return Err(SetupError::NotApplied {
             what: "the CORS rule",
         });
@@ -389,7 +417,7 @@ async fn block_public(s: &S3Store) -> Result<Step, SetupError> {
             .await
             .map_err(|e| s3_error("writing the public access block", s.bucket(), &e))?;
     }
-    if public_access(s).await? != all {
+    if settled(|| public_access(s), |p| *p == all).await? != all {
         return Err(SetupError::NotApplied {
             what: "the public access block",
         });

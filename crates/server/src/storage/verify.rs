@@ -174,3 +174,24 @@ pub async fn verify(store: &S3Store, backup: &S3Store, deep: bool) -> Result<Rep
         .collect();
     Ok(r)
 }
+
+/// Copies what the report found missing or different from the store to the backup bucket (the
+/// `--copy-missing` of `verify-backup`); how many were copied.
+pub async fn copy_missing(
+    store: &S3Store,
+    backup: &S3Store,
+    report: &Report,
+) -> Result<u64, StorageError> {
+    let mut copied = 0;
+    for key in report
+        .missing
+        .iter()
+        .chain(&report.size_differs)
+        .chain(&report.content_differs)
+    {
+        if super::mirror::copy_key(store, backup, key).await? {
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
