@@ -223,7 +223,7 @@ pub async fn postgres(
     // stays open until both are done.
     let (dumped, stats) = tokio::join!(
         run(cmd, "pg_dump"),
-        snapshot::postgres(&mut tx, snapshot::PgMethod::InDatabase)
+        snapshot::postgres(&mut tx, snapshot::Methods::Best)
     );
     let stats = stats?;
     dumped?;
@@ -252,17 +252,18 @@ pub async fn pg_restore(file: &Path, target: &Url, clean: bool) -> Result<(), Du
     run(cmd, "pg_restore").await
 }
 
-/// Stats of a PostgreSQL database, taken by `method` (that of the stats they are compared with).
+/// Stats of a PostgreSQL database, each table checksummed like `recorded` (the stats they are
+/// compared with).
 pub async fn pg_stats(
     url: &Url,
-    method: snapshot::PgMethod,
+    recorded: &[TableStatOut],
 ) -> Result<Vec<TableStatOut>, DumpError> {
     let mut conn = sqlx::PgConnection::connect(url.as_str()).await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let stats = snapshot::postgres(&mut tx, method).await?;
+    let stats = snapshot::postgres(&mut tx, snapshot::Methods::LikeRecorded(recorded)).await?;
     tx.commit().await?;
     conn.close().await?;
     Ok(stats)

@@ -737,9 +737,7 @@ async fn restore_and_compare(
                     .map_err(failed)?;
                 let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
                 progress(&state.db, "backup_drills", id, 70).await;
-                let stats = dump::pg_stats(&target, snapshot::PgMethod::of(&recorded))
-                    .await
-                    .map_err(failed)?;
+                let stats = dump::pg_stats(&target, &recorded).await.map_err(failed)?;
                 Ok::<_, Error>((stats, ms))
             }
             .await;
@@ -799,7 +797,7 @@ pub async fn restore_into(
                 anyhow::bail!("a PostgreSQL backup restores into a postgres:// target");
             }
             dump::pg_restore(&plain, &url, true).await?;
-            Ok(dump::pg_stats(&url, snapshot::PgMethod::of(&m.tables)).await?)
+            Ok(dump::pg_stats(&url, &m.tables).await?)
         }
     }
 }

@@ -90,36 +90,50 @@ pub const PG_SESSION: &[&str] = &[
     "SET LOCAL bytea_output = 'hex'",
 ];
 
-/// How PostgreSQL tables are checksummed.
+/// How a PostgreSQL table is checksummed. The first two run inside PostgreSQL, so no row crosses
+/// the connection; each sums a 64-bit hash of every row, wrapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PgMethod {
-    /// Inside PostgreSQL, so no row crosses the connection: the wrapping 64-bit sum of
-    /// `hashtextextended(row::text, 0)` over the rows (the hash PostgreSQL's hash partitioning
-    /// relies on, stable across versions), written `h64:` + 16 hex digits.
-    InDatabase,
-    /// Backups taken before the in-database checksum: every row's text streamed here and hashed
+    /// `hash_record_extended(row, 0)`: each column's own hash function, no text made (PostgreSQL
+    /// 14+; a table with a column type that has no hash function — `json`, `xml`, `point` — takes
+    /// [`PgMethod::Text`]). Written `r64:` + 16 hex digits.
+    Record,
+    /// `hashtextextended(row::text, 0)`, written `h64:` + 16 hex digits.
+    Text,
+    /// Backups taken before the in-database checksums: every row's text streamed here and hashed
     /// with sha256 (32 hex digits). A drill of such a backup compares this way.
     Streamed,
 }
 
-/// The prefix of an in-database checksum.
-pub const IN_DATABASE: &str = "h64:";
-
 impl PgMethod {
-    /// The method a backup's recorded stats were taken with.
-    pub fn of(recorded: &[TableStatOut]) -> Self {
-        if recorded.iter().all(|t| t.checksum.starts_with(IN_DATABASE)) {
-            Self::InDatabase
+    /// The method a recorded checksum was taken with.
+    pub fn of_checksum(checksum: &str) -> Self {
+        if checksum.starts_with("r64:") {
+            Self::Record
+        } else if checksum.starts_with("h64:") {
+            Self::Text
         } else {
             Self::Streamed
         }
     }
 }
 
+/// Which method each table gets.
+#[derive(Debug, Clone, Copy)]
+pub enum Methods<'a> {
+    /// The fastest that works for the table (a backup).
+    Best,
+    /// The one each table's recorded checksum was taken with (a drill or a restore compares
+    /// against them); the fastest for a table they do not have.
+    LikeRecorded(&'a [TableStatOut]),
+    /// This one for every table.
+    All(PgMethod),
+}
+
 /// Every table of the `public` schema, in the caller's transaction (whose snapshot it reads).
 pub async fn postgres(
     conn: &mut PgConnection,
-    method: PgMethod,
+    methods: Methods<'_>,
 ) -> sqlx::Result<Vec<TableStatOut>> {
     for s in PG_SESSION {
         sqlx::query(s).execute(&mut *conn).await?;
@@ -131,21 +145,61 @@ pub async fn postgres(
     .await?;
     let mut out = Vec::new();
     for name in tables {
-        if method == PgMethod::InDatabase {
+        let method = match methods {
+            Methods::Best => PgMethod::Record,
+            Methods::LikeRecorded(r) => r
+                .iter()
+                .find(|t| t.table == name)
+                .map_or(PgMethod::Record, |t| PgMethod::of_checksum(&t.checksum)),
+            Methods::All(m) => m,
+        };
+        let table = quote_ident(&name);
+        if method == PgMethod::Record {
+            // Tried under a savepoint: a column type without a hash function fails the query,
+            // which must not abort the transaction (and its snapshot).
+            sqlx::query("SAVEPOINT airwave_stats")
+                .execute(&mut *conn)
+                .await?;
             let sql = format!(
-                "SELECT count(*)::int8, COALESCE(sum(hashtextextended(t::text, 0)), 0)::text FROM {} AS t",
-                quote_ident(&name)
+                "SELECT count(*)::int8, COALESCE(sum(hash_record_extended(t, 0)), 0)::text FROM {table} AS t"
+            );
+            match sqlx::query_as::<_, (i64, String)>(&sql)
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok((rows, sum)) => {
+                    sqlx::query("RELEASE SAVEPOINT airwave_stats")
+                        .execute(&mut *conn)
+                        .await?;
+                    out.push(TableStatOut {
+                        table: name,
+                        rows,
+                        checksum: folded("r64:", &sum),
+                    });
+                    continue;
+                }
+                Err(sqlx::Error::Database(_)) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT airwave_stats")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if method != PgMethod::Streamed {
+            let sql = format!(
+                "SELECT count(*)::int8, COALESCE(sum(hashtextextended(t::text, 0)), 0)::text FROM {table} AS t"
             );
             let (rows, sum): (i64, String) = sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
             out.push(TableStatOut {
                 table: name,
                 rows,
-                checksum: in_database_checksum(&sum),
+                checksum: folded("h64:", &sum),
             });
             continue;
         }
         let mut tally = Tally::default();
-        let sql = format!("SELECT t::text FROM {} AS t", quote_ident(&name));
+        let sql = format!("SELECT t::text FROM {table} AS t");
         let mut rows = sqlx::query_scalar::<_, String>(&sql).fetch(&mut *conn);
         while let Some(r) = rows.try_next().await? {
             tally.add(r.as_bytes());
@@ -157,14 +211,14 @@ pub async fn postgres(
 }
 
 /// PostgreSQL's exact sum (a `numeric` of at most about 25 digits: 2^63 times the rows), folded
-/// to 64 bits. Anything that does not parse (it cannot happen) keeps its text, so it still
-/// compares.
-fn in_database_checksum(sum: &str) -> String {
+/// to 64 bits behind `prefix`. Anything that does not parse (it cannot happen) keeps its text, so
+/// it still compares.
+fn folded(prefix: &str, sum: &str) -> String {
     match sum.parse::<i128>() {
         // Truncation is the wrapping sum: two's complement modulo 2^64.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Ok(v) => format!("{IN_DATABASE}{:016x}", v as u64),
-        Err(_) => format!("{IN_DATABASE}{sum}"),
+        Ok(v) => format!("{prefix}{:016x}", v as u64),
+        Err(_) => format!("{prefix}{sum}"),
     }
 }
 
@@ -224,22 +278,15 @@ mod tests {
 
     #[test]
     fn in_database_sums_fold_to_64_bits() {
-        assert_eq!(in_database_checksum("0"), "h64:0000000000000000");
-        assert_eq!(in_database_checksum("-1"), "h64:ffffffffffffffff");
+        assert_eq!(folded("r64:", "0"), "r64:0000000000000000");
+        assert_eq!(folded("r64:", "-1"), "r64:ffffffffffffffff");
         // 2^64 + 5 wraps to 5.
         assert_eq!(
-            in_database_checksum("18446744073709551621"),
+            folded("h64:", "18446744073709551621"),
             "h64:0000000000000005"
         );
-        let recorded = |c: &str| TableStatOut {
-            table: "t".into(),
-            rows: 1,
-            checksum: c.into(),
-        };
-        assert_eq!(PgMethod::of(&[recorded("h64:00")]), PgMethod::InDatabase);
-        assert_eq!(
-            PgMethod::of(&[recorded("h64:00"), recorded("0a1b")]),
-            PgMethod::Streamed
-        );
+        assert_eq!(PgMethod::of_checksum("r64:00"), PgMethod::Record);
+        assert_eq!(PgMethod::of_checksum("h64:00"), PgMethod::Text);
+        assert_eq!(PgMethod::of_checksum(&"0a".repeat(16)), PgMethod::Streamed);
     }
 }
