@@ -22,16 +22,23 @@ where
     panic!("{what}");
 }
 
-#[tokio::test]
-async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() {
-    let Some((store, mut env)) = s3_bucket("primary").await else {
-        return;
-    };
-    let Some((backup, _)) = s3_bucket("backup").await else {
-        return;
-    };
+/// A server on a fresh bucket with a fresh backup bucket (and `extra` settings), a member's asset
+/// uploaded, and its copy in the backup bucket. `None` without s3s-fs.
+struct Mirrored {
+    app: TestApp,
+    store: airwave_server::storage::s3::S3Store,
+    backup: airwave_server::storage::s3::S3Store,
+    env: Vec<(&'static str, String)>,
+    ada: airwave_api::ApiClient,
+    asset_id: String,
+    key: String,
+}
+
+async fn mirrored(extra: &[(&'static str, &str)]) -> Option<Mirrored> {
+    let (store, mut env) = s3_bucket("primary").await?;
+    let (backup, _) = s3_bucket("backup").await?;
     env.push(("AWS_S3_BACKUP_BUCKET", backup.bucket().to_owned()));
-    env.push(("AIRWAVE_BACKUP_BUCKET_KEEP_DELETED_HOURS", "0".to_owned()));
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let app = TestApp::spawn_with(&as_pairs(&env)).await;
     let (_, ada) = app.member("ada@example.com").await;
     let client = ada.create_client("Acme").await.unwrap();
@@ -47,6 +54,31 @@ async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() 
         backup.head(&key).await.is_ok()
     })
     .await;
+    Some(Mirrored {
+        app,
+        store,
+        backup,
+        env,
+        ada,
+        asset_id: asset.id,
+        key,
+    })
+}
+
+#[tokio::test]
+async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() {
+    let Some(Mirrored {
+        app,
+        store,
+        backup,
+        env,
+        ada,
+        asset_id,
+        key,
+    }) = mirrored(&[("AIRWAVE_BACKUP_BUCKET_KEEP_DELETED_HOURS", "0")]).await
+    else {
+        return;
+    };
     let original = store.get_bounded(&key, 1 << 20).await.unwrap();
     assert_eq!(backup.get_bounded(&key, 1 << 20).await.unwrap(), original);
     // Temporary objects stay out of it (the health probe writes under tmp/).
@@ -126,7 +158,7 @@ async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() 
 
     // Put right, then the asset removed: its copy goes once the keep-deleted period (0 h here)
     // has passed.
-    ada.delete_asset(&asset.id).await.unwrap();
+    ada.delete_asset(&asset_id).await.unwrap();
     until("the removal reaches the backup bucket", || async {
         matches!(backup.head(&key).await, Err(StorageError::NotFound(_)))
     })
@@ -141,29 +173,18 @@ async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() 
 #[tokio::test]
 async fn a_removed_objects_copy_is_kept_for_the_keep_deleted_period() {
     use airwave_api::Role;
-    let Some((_, mut env)) = s3_bucket("primary").await else {
+    let Some(Mirrored {
+        app,
+        backup,
+        ada,
+        asset_id,
+        key,
+        ..
+    }) = mirrored(&[]).await
+    else {
         return;
     };
-    let Some((backup, _)) = s3_bucket("backup").await else {
-        return;
-    };
-    env.push(("AWS_S3_BACKUP_BUCKET", backup.bucket().to_owned()));
-    let app = TestApp::spawn_with(&as_pairs(&env)).await;
-    let (_, ada) = app.member("ada@example.com").await;
-    let client = ada.create_client("Acme").await.unwrap();
-    let asset = app
-        .image_asset(&ada, &client.id, "logo", crate::render::ONE_RED_PIXEL)
-        .await;
-    let key = app
-        .db
-        .text("SELECT storage_key FROM assets WHERE id = $1", &asset.id)
-        .await
-        .unwrap();
-    until("the upload reaches the backup bucket", || async {
-        backup.head(&key).await.is_ok()
-    })
-    .await;
-    ada.delete_asset(&asset.id).await.unwrap();
+    ada.delete_asset(&asset_id).await.unwrap();
     let (_, ops) = app.user_with_role("ops@example.com", Role::Operator).await;
     let delayed = ops.list_jobs("storage", "state=delayed").await.unwrap();
     let removal = delayed

@@ -402,15 +402,7 @@ async fn a_backup_recorded_with_streamed_checksums_still_drills() {
         };
         assert!(t.checksum.starts_with(want), "{t:?}");
     }
-    let d = ops.verify_backup(&b.id).await.unwrap();
-    let d = finished_drill(&ops, &d.id).await;
-    assert_eq!(
-        d.status,
-        DrillStatus::Passed,
-        "{:?} {:?}",
-        d.error,
-        d.mismatches
-    );
+    drill_passes(&ops, &b.id).await;
     // Restore it elsewhere and take the streamed stats of exactly what it holds.
     let target = scratch_target(&app, "legacy").await;
     let out = app
@@ -450,15 +442,7 @@ async fn a_backup_recorded_with_streamed_checksums_still_drills() {
         )
     };
     app.db.execute(&record(&legacy)).await;
-    let d = ops.verify_backup(&b.id).await.unwrap();
-    let d = finished_drill(&ops, &d.id).await;
-    assert_eq!(
-        d.status,
-        DrillStatus::Passed,
-        "{:?} {:?}",
-        d.error,
-        d.mismatches
-    );
+    drill_passes(&ops, &b.id).await;
     // One streamed checksum off: that table is named.
     let assets = legacy.iter_mut().find(|t| t.table == "assets").unwrap();
     assets.checksum = "0".repeat(32);
@@ -469,6 +453,19 @@ async fn a_backup_recorded_with_streamed_checksums_still_drills() {
     assert!(
         d.mismatches.iter().any(|m| m.starts_with("assets: same")),
         "{:?}",
+        d.mismatches
+    );
+}
+
+/// Drills backup `id` and expects it to pass.
+async fn drill_passes(ops: &ApiClient, id: &str) {
+    let d = ops.verify_backup(id).await.unwrap();
+    let d = finished_drill(ops, &d.id).await;
+    assert_eq!(
+        d.status,
+        DrillStatus::Passed,
+        "{:?} {:?}",
+        d.error,
         d.mismatches
     );
 }
