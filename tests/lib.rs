@@ -652,6 +652,16 @@ impl Drop for TestApp {
                     self.base
                 );
             }
+            // Separate worker processes (`spawn_worker`) write here.
+            if let Ok(log) = std::fs::read_to_string(self.data_dir.path().join("workers.log")) {
+                let tail: Vec<&str> = log.lines().rev().take(200).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                eprintln!(
+                    "--- workers' log (last {} lines) ---\n{}\n--- end of workers' log ---",
+                    tail.len(),
+                    tail.join("\n")
+                );
+            }
             return;
         }
         let drift = contract::check(&self.data_dir.path().join(contract::RECORDING));
