@@ -137,3 +137,20 @@ async fn the_server_starts_while_postgres_is_down_and_serves_once_it_is_up() {
     .await;
     proxy.abort();
 }
+
+/// Every process registers the event consumers before it serves: an event committed by the API
+/// before any worker ever ran (here: a registration's confirmation mail) reaches the consumers
+/// once a worker starts. (Registered by the worker's dispatcher alone, the consumers started
+/// after the event and the mail was never sent.)
+#[tokio::test]
+async fn events_committed_before_any_worker_started_are_delivered_once_one_does() {
+    let app = TestApp::spawn_api_only(&[]).await;
+    app.api.register(&user("early@example.com")).await.unwrap();
+    assert_eq!(app.db.count_where("emails", "status = 'queued'").await, 1);
+    let _worker = app.spawn_worker();
+    let mail = app.last_email_to("early@example.com").await;
+    assert!(
+        mail.is_some_and(|m| m.contains("/confirm")),
+        "the confirmation mail was not sent"
+    );
+}

@@ -98,17 +98,19 @@ async fn build(
         None => anyhow::bail!("JWT_SECRET is required in production"),
     };
     let ready = Arc::new(crate::state::Ready::default());
+    let mut migrated = false;
     let db = match startup {
+        // `ready` is set once the consumers are registered too (below).
         Startup::Strict => {
             let db = Db::connect(&config.database).await?;
             db.migrate().await?;
-            ready.set();
+            migrated = true;
             db
         }
         Startup::Resilient => {
             let db = Db::connect_lazy(&config.database).await?;
             match db.migrate().await {
-                Ok(()) => ready.set(),
+                Ok(()) => migrated = true,
                 // A migration that cannot apply (not an unreachable database) stops start-up.
                 Err(e) if !crate::db::is_unreachable(&e) => return Err(e),
                 Err(e) => {
@@ -191,6 +193,23 @@ async fn build(
         .flat_map(|f| f.consumers(&backends))
         .collect();
     backends.consumers = Arc::from(consumers);
+    // The consumers' rows exist before the first request can commit an event.
+    if migrated {
+        match crate::events::dispatcher::register_consumers(
+            &db,
+            clock.as_ref(),
+            &backends.consumers,
+        )
+        .await
+        {
+            Ok(()) => ready.set(),
+            Err(e) if startup == Startup::Strict => return Err(e.into()),
+            // Retried with the migrations before the workers start (`wait_for_database`).
+            Err(e) => {
+                tracing::warn!(error = %e, "registering the event consumers failed; retrying")
+            }
+        }
+    }
     let supervisor = Arc::new(crate::supervise::Supervisor::default());
     let mut health = HealthRegistry::new(Duration::from_secs(3));
     for check in features.iter().flat_map(|f| f.health_checks(&backends)) {
@@ -399,7 +418,21 @@ async fn wait_for_database(
 ) -> bool {
     let mut wait = Duration::from_millis(500);
     loop {
-        match state.db.migrate().await {
+        let migrated = match state.db.migrate().await {
+            Ok(()) => crate::events::dispatcher::register_consumers(
+                &state.db,
+                state.clock.as_ref(),
+                &state.consumers,
+            )
+            .await
+            // The database error itself, so an unreachable database reads as one.
+            .map_err(|e| match e {
+                crate::events::dispatcher::DispatchError::Database(e) => anyhow::Error::from(e),
+                other => anyhow::Error::from(other),
+            }),
+            Err(e) => Err(e),
+        };
+        match migrated {
             Ok(()) => {
                 tracing::info!("the database is reachable and migrated; starting the workers");
                 state.ready.set();

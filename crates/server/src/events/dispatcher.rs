@@ -111,6 +111,31 @@ pub enum DispatchError {
     Crashed(String),
 }
 
+/// Makes sure every consumer has a row; a new one starts at the outbox's horizon (it takes
+/// events committed from then on). Every process does this at start-up, before it serves a
+/// request (`startup`), so no event a request commits can fall before a consumer's start — a
+/// worker's dispatcher that starts later still finds every such event after its consumers'.
+pub async fn register_consumers(
+    db: &Db,
+    clock: &dyn Clock,
+    consumers: &[Arc<dyn Consumer>],
+) -> Result<(), DispatchError> {
+    for c in consumers {
+        let start = outbox::horizon(db).await?;
+        let now = clock.now();
+        with_db!(db, pool => {
+            sqlx::query("INSERT INTO event_consumers (name, cursor_tx, cursor_seq, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO NOTHING")
+                .bind(c.name())
+                .bind(start.tx)
+                .bind(start.seq)
+                .bind(now)
+                .execute(pool)
+                .await?;
+        });
+    }
+    Ok(())
+}
+
 /// The dispatcher of one process: the registered consumers and what they need.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -149,23 +174,9 @@ fn to_chrono(d: Duration) -> chrono::Duration {
 }
 
 impl Dispatcher {
-    /// Makes sure every consumer has a row; a new one starts at the outbox's horizon (it takes
-    /// events committed from now on).
+    /// Makes sure every consumer has a row (see [`register_consumers`]).
     pub async fn register(&self) -> Result<(), DispatchError> {
-        for c in &self.consumers {
-            let start = outbox::horizon(&self.db).await?;
-            let now = self.clock.now();
-            with_db!(&self.db, pool => {
-                sqlx::query("INSERT INTO event_consumers (name, cursor_tx, cursor_seq, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO NOTHING")
-                    .bind(c.name())
-                    .bind(start.tx)
-                    .bind(start.seq)
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
-            });
-        }
-        Ok(())
+        register_consumers(&self.db, self.clock.as_ref(), &self.consumers).await
     }
 
     /// Takes (or renews) this instance's lease on `consumer`; its position when held.
