@@ -24,6 +24,7 @@ pub mod health;
 pub mod http;
 pub mod ids;
 pub mod ops;
+pub mod outbound;
 pub mod paging;
 pub mod queue;
 pub mod render;
@@ -33,6 +34,7 @@ pub mod storage;
 pub mod supervise;
 pub mod telemetry;
 pub mod tracking;
+pub mod webhooks;
 
 /// The message of a caught panic (`panic!("…")` payloads are `&str` or `String`).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -99,6 +99,15 @@ pub fn derived_token(key: &SecretSlice<u8>, purpose: &str, id: &str, prefix: &st
     format!("{prefix}{}", B64.encode(tag))
 }
 
+/// 32 bytes derived from the key, a purpose and an id (an endpoint's webhook secret): no one can
+/// compute them without the key, so they need not be stored.
+pub fn derived_key(key: &SecretSlice<u8>, purpose: &str, id: &str) -> [u8; 32] {
+    mac(key, &format!("derived-key:{purpose}"), id.as_bytes())
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
 /// What is stored for a random token: its SHA-256, hex. The token itself is never stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

@@ -72,6 +72,11 @@ impl HickoryDns {
         Ok(Self(resolver))
     }
 
+    /// The resolver itself (the SSRF guard resolves through it too).
+    pub fn into_resolver(self) -> hickory_resolver::TokioResolver {
+        self.0
+    }
+
     fn tune(options: &mut hickory_resolver::config::ResolverOpts) {
         options.timeout = std::time::Duration::from_secs(5);
         options.attempts = 2;
