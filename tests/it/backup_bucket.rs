@@ -4,23 +4,7 @@
 
 use crate::storage::{as_pairs, s3_bucket};
 use airwave_server::storage::{BlobStore as _, StorageError};
-use airwave_tests::TestApp;
-use std::time::Duration;
-
-/// Polls until `done` holds (up to 30 s).
-async fn until<F, Fut>(what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}");
-}
+use airwave_tests::{eventually, TestApp};
 
 /// A server on a fresh bucket with a fresh backup bucket (and `extra` settings), a member's asset
 /// uploaded, and its copy in the backup bucket. `None` without s3s-fs.
@@ -50,8 +34,8 @@ async fn mirrored(extra: &[(&'static str, &str)]) -> Option<Mirrored> {
         .text("SELECT storage_key FROM assets WHERE id = $1", &asset.id)
         .await
         .expect("the asset's file");
-    until("the upload reaches the backup bucket", || async {
-        backup.head(&key).await.is_ok()
+    eventually("the upload to reach the backup bucket", || async {
+        backup.head(&key).await.ok()
     })
     .await;
     Some(Mirrored {
@@ -159,8 +143,8 @@ async fn objects_reach_the_backup_bucket_and_verify_backup_finds_what_differs() 
     // Put right, then the asset removed: its copy goes once the keep-deleted period (0 h here)
     // has passed.
     ada.delete_asset(&asset_id).await.unwrap();
-    until("the removal reaches the backup bucket", || async {
-        matches!(backup.head(&key).await, Err(StorageError::NotFound(_)))
+    eventually("the removal to reach the backup bucket", || async {
+        matches!(backup.head(&key).await, Err(StorageError::NotFound(_))).then_some(())
     })
     .await;
     let (ok, text) = verify(false).await;

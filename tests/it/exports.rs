@@ -74,14 +74,7 @@ async fn campaign(app: &TestApp, store: &dyn BlobStore) -> Campaign {
         let key = e
             .output_key
             .unwrap_or_else(|| panic!("{id} rendered: {:?}", e.error));
-        let mut body = store.get_stream(&key, None).await.unwrap().body;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut body)
-            .await
-            .unwrap()
-        {
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = store.get_bounded(&key, 1 << 30).await.unwrap();
         rendered.push((id, key, bytes));
     }
     let mut executions: Vec<(String, Vec<u8>)> = rendered

@@ -85,16 +85,6 @@ pub enum Refused {
     Unresolved { host: String, reason: String },
 }
 
-impl Refused {
-    /// A stable name for logs and attempt records (`ssrf`, `dns`).
-    pub fn class(&self) -> &'static str {
-        match self {
-            Refused::Unresolved { .. } => "dns",
-            _ => "ssrf",
-        }
-    }
-}
-
 /// Why `ip` is not a public address, or `None` when it is.
 pub fn not_public(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -254,14 +244,6 @@ pub struct GuardedResolver {
 impl GuardedResolver {
     pub fn new(guard: Arc<Guard>, resolver: hickory_resolver::TokioResolver) -> Self {
         Self { guard, resolver }
-    }
-
-    /// With the system's resolver (`/etc/resolv.conf`).
-    pub fn system(guard: Arc<Guard>) -> Result<Self, crate::email::domain::DnsError> {
-        Ok(Self::new(
-            guard,
-            crate::email::domain::HickoryDns::system()?.into_resolver(),
-        ))
     }
 
     /// With one name server alone (tests, or a resolver of one's own).

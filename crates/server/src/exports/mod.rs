@@ -212,9 +212,11 @@ const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(30);
 async fn fail_stale(state: &AppState, campaign_id: &str, now: DateTime<Utc>) -> Result<()> {
     let cutoff = now - STALE_AFTER;
     with_db!(&state.db, pool => {
-        sqlx::query("UPDATE exports SET status = 'failed', error = 'abandoned: no progress for 30 minutes', finished_at = $3, updated_at = $3
+        sqlx::query("UPDATE exports SET status = 'failed', error = $4, finished_at = $3, updated_at = $3
                      WHERE campaign_id = $1 AND status IN ('queued', 'running') AND updated_at < $2")
-            .bind(campaign_id).bind(cutoff).bind(now).execute(pool).await?;
+            .bind(campaign_id).bind(cutoff).bind(now)
+            .bind(format!("abandoned: no progress for {} minutes", STALE_AFTER.num_minutes()))
+            .execute(pool).await?;
     });
     Ok(())
 }
