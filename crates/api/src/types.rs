@@ -1032,6 +1032,8 @@ pub mod ops_event {
     pub const STREAM_GAP: &str = "stream.gap";
     /// A message in the e-mail log was recorded or changed state: [`super::EmailChangedEvent`].
     pub const EMAIL_CHANGED: &str = "email.changed";
+    /// A webhook delivery or endpoint changed: [`super::WebhookChangedEvent`].
+    pub const WEBHOOK_CHANGED: &str = "webhook.changed";
 }
 
 /// `email.changed`: a message was recorded or changed state. It carries no address (the stream's
@@ -1162,6 +1164,10 @@ debug_redacting!(PasswordResetConfirmIn {  } secrets { token, password });
 debug_redacting!(RegistrationConfirmIn {  } secrets { token, password });
 debug_redacting!(InviteAcceptIn {  } secrets { token });
 debug_redacting!(ApiTokenCreatedOut { info } secrets { token });
+debug_redacting!(WebhookEndpointCreatedOut { endpoint } secrets { secret });
+debug_redacting!(WebhookEndpointIn { client_id, url, event_types, description, rate_limit_per_s } secrets { headers });
+debug_redacting!(WebhookEndpointPatch { url, event_types, description, rate_limit_per_s, enabled, disabled_reason } secrets { headers });
+debug_redacting!(WebhookSecretOut { generation, previous_secret_until } secrets { secret });
 debug_redacting!(ApprovalCreatedOut { approval } secrets { token, url });
 debug_redacting!(ApprovalDecisionIn { decision, comment } secrets { token });
 
@@ -1335,4 +1341,328 @@ pub struct SlowQueriesOut {
     /// cannot be read).
     pub note: Option<String>,
     pub queries: Vec<SlowQueryOut>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outgoing webhooks
+
+/// Where an endpoint's circuit breaker stands: `open` after consecutive failures (deliveries
+/// wait, they are not lost; a probe tries again at `circuit_retry_at`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum WebhookCircuit {
+    Closed,
+    Open,
+}
+
+/// A message's state for its endpoint.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum WebhookMessageStatus {
+    /// Waiting for (or between) attempts.
+    Pending,
+    /// Waiting while the endpoint's circuit is open (no attempt is spent).
+    Held,
+    /// A 2xx came back.
+    Delivered,
+    /// Out of attempts, refused by the SSRF guard, or its endpoint gone (410) or disabled.
+    Failed,
+}
+
+/// Why an attempt failed.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum WebhookErrorClass {
+    /// The name did not resolve.
+    Dns,
+    /// The SSRF guard refused the address (private, loopback, metadata…).
+    Refused,
+    Connect,
+    Tls,
+    Timeout,
+    /// A status other than 2xx.
+    Status,
+    /// A 3xx (redirects are not followed).
+    Redirect,
+    /// The endpoint was disabled.
+    Disabled,
+}
+
+/// `POST /api/webhooks/endpoints` and `POST /api/ops/webhooks/endpoints`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointIn {
+    pub client_id: String,
+    /// `https://…` (`http://` outside production); it must not resolve to a private address.
+    pub url: String,
+    /// Event types it takes (see `GET /api/webhooks/event-types`); empty: every type.
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Headers sent with every delivery (up to 10; not `webhook-*`, `content-*` or `host`).
+    /// Their values are never shown again.
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Most deliveries a second to this endpoint (per worker process); none: unlimited.
+    #[serde(default)]
+    pub rate_limit_per_s: Option<i32>,
+}
+
+/// `PATCH …/endpoints/{id}`: the fields given change.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointPatch {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// 0 removes the limit.
+    #[serde(default)]
+    pub rate_limit_per_s: Option<i32>,
+    /// `false` disables it (with `disabled_reason`); `true` enables it and closes its circuit.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookEndpointOut {
+    pub id: String,
+    pub client_id: String,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    /// The custom headers' names (their values are not shown).
+    pub header_names: Vec<String>,
+    pub rate_limit_per_s: Option<i32>,
+    pub enabled: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+    pub circuit: WebhookCircuit,
+    pub circuit_retry_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub failing_since: Option<DateTime<Utc>>,
+    /// 0–100 from the last 50 attempts' success rate and latency; none before any attempt.
+    pub health: Option<i32>,
+    pub success_rate: Option<f64>,
+    pub p50_latency_ms: Option<i64>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// The secret's generation (1, then one more per rotation).
+    pub secret_generation: i64,
+    /// Until then deliveries are signed with the previous secret too.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    /// Messages waiting (pending or held) and failed.
+    pub pending: i64,
+    pub failed: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The one answer that carries a new endpoint's secret. It is never shown again.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookEndpointCreatedOut {
+    #[serde(flatten)]
+    #[cfg_attr(test, ts(flatten))]
+    pub endpoint: WebhookEndpointOut,
+    /// `whsec_` + base64: verify deliveries with it (any Standard Webhooks library).
+    pub secret: String,
+}
+
+/// `POST …/endpoints/{id}/secret/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRotateIn {
+    /// Rotate again while the previous rotation's overlap runs (the oldest secret ends now).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// A rotation's answer: the new secret, shown once.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookSecretOut {
+    pub secret: String,
+    pub generation: i64,
+    /// Deliveries carry the previous secret's signature too until then.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookMessageOut {
+    /// The `webhook-id` header: the same on every attempt and replay.
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub status: WebhookMessageStatus,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// One attempt: what was sent and what came back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookAttemptOut {
+    pub id: String,
+    pub message_id: String,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub status_code: Option<i32>,
+    pub delivered: bool,
+    pub error_class: Option<WebhookErrorClass>,
+    pub error: Option<String>,
+    /// The request's headers (custom headers' values redacted).
+    pub request_headers: std::collections::BTreeMap<String, String>,
+    pub response_headers: std::collections::BTreeMap<String, String>,
+    /// The response's body, truncated to 4 KiB.
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookMessageDetailOut {
+    #[serde(flatten)]
+    #[cfg_attr(test, ts(flatten))]
+    pub message: WebhookMessageOut,
+    /// The exact body sent (`{type, timestamp, data}`).
+    pub body: String,
+    pub attempt_log: Vec<WebhookAttemptOut>,
+}
+
+/// `POST …/endpoints/{id}/recover`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRecoverIn {
+    /// Failed messages created at or after this time are delivered again.
+    pub since: DateTime<Utc>,
+    /// Only count them.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum WebhookRecoveryStatus {
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookRecoveryOut {
+    pub id: String,
+    pub endpoint_id: String,
+    pub since: DateTime<Utc>,
+    pub status: WebhookRecoveryStatus,
+    /// Failed messages found when it started.
+    pub total: i32,
+    /// Of them, sent back to delivery so far.
+    pub done: i32,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A recovery's answer: the count (a dry run), or the recovery started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookRecoverOut {
+    pub count: i64,
+    pub recovery: Option<WebhookRecoveryOut>,
+}
+
+/// One type of the event catalogue, with the JSON Schema of its payload's `data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookEventTypeOut {
+    pub name: String,
+    pub description: String,
+    #[schema(value_type = Object)]
+    pub schema: Value,
+}
+
+/// `webhook.changed`: a delivery finished an attempt, or an endpoint's state changed (its
+/// circuit opened or closed, it was disabled, rotated or changed). Operators' alert rules watch
+/// `kind = circuit_opened` and `disabled`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WebhookChangedEvent {
+    pub endpoint_id: String,
+    pub client_id: String,
+    /// `delivered`, `failed`, `retrying`, `held`, `circuit_opened`, `circuit_closed`, `disabled`,
+    /// `enabled`, `rotated`, `created`, `updated`, `deleted`, `recovery`.
+    pub kind: String,
+    pub message_id: Option<String>,
+    pub detail: Option<String>,
+    pub time: DateTime<Utc>,
 }

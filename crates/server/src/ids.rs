@@ -135,6 +135,11 @@ typed_id!(DrillId, "drl");
 typed_id!(ExportId, "exp");
 // One operator request carried out by a job (a bulk retry or purge), tying the job to its audit entry.
 typed_id!(OperationId, "opr");
+// Outgoing webhooks: an endpoint, one message (its `webhook-id`), one attempt, one recovery.
+typed_id!(WebhookEndpointId, "whe");
+typed_id!(WebhookMessageId, "whm");
+typed_id!(WebhookAttemptId, "wha");
+typed_id!(WebhookRecoveryId, "whr");
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,7 @@ pub fn features() -> Vec<Arc<dyn Feature>> {
             routes: crate::approvals::routes::routes,
         }),
         Arc::new(crate::email::Feature),
+        Arc::new(crate::webhooks::Feature),
         Arc::new(crate::render::Feature),
         Arc::new(crate::queue::Feature),
         Arc::new(crate::events::Feature),

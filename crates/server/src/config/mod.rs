@@ -66,6 +66,7 @@ pub struct Config {
     pub events: crate::events::settings::EventsConfig,
     pub render: crate::render::settings::RenderConfig,
     pub tracking: crate::tracking::settings::TrackingConfig,
+    pub webhooks: crate::webhooks::settings::WebhookConfig,
     /// The variables it was read from (for `config check`; only declared ones are ever printed,
     /// secrets redacted).
     vars: BTreeMap<String, String>,
@@ -203,7 +204,6 @@ pub mod server {
                 s("UPSTASH_REDIS_URL", "Redis rate limiter", "The rate limiter on Redis/Upstash."),
                 s("UPSTASH_REDIS_TOKEN", "Redis rate limiter", "Upstash's token."),
                 s("MIXPANEL_TOKEN", "analytics forwarding", "Analytics forwarded to Mixpanel."),
-                s("AIRWAVE_WEBHOOK_ALLOW_HOSTS", "outgoing webhooks", "Hosts/CIDRs exempt from the webhooks' SSRF guard."),
             ],
         }
     }
@@ -435,6 +435,7 @@ impl Config {
             events: crate::events::settings::EventsConfig::read(&mut r),
             render: crate::render::settings::RenderConfig::read(&mut r, production),
             tracking: crate::tracking::settings::TrackingConfig::read(&mut r, production),
+            webhooks: crate::webhooks::settings::WebhookConfig::read(&mut r, production),
             email,
             record_responses: match r.text(&server::RECORD_RESPONSES) {
                 p if p.is_empty() => None,

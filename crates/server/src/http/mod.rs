@@ -41,7 +41,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[openapi(
     info(title = "AIrWAVE API", description = "AIrWAVE's API: accounts, clients, assets, campaigns, renders, approvals and operations."),
     modifiers(&BearerAuth),
-    tags((name = "health"), (name = "auth"), (name = "admin"), (name = "clients"), (name = "assets"), (name = "uploads"), (name = "campaigns"), (name = "approvals"), (name = "operations"), (name = "meta"))
+    tags((name = "health"), (name = "auth"), (name = "admin"), (name = "clients"), (name = "assets"), (name = "uploads"), (name = "campaigns"), (name = "approvals"), (name = "webhooks"), (name = "operations"), (name = "meta"))
 )]
 struct ApiDoc;
 
