@@ -19,6 +19,8 @@ pub struct Answerer {
 pub struct Zone {
     records: HashMap<String, Vec<RData>>,
     failing: Vec<String>,
+    /// Answers' TTL; 60 s unless `no_cache` (a rebinding name is answered with TTL 0).
+    no_cache: bool,
 }
 
 impl Zone {
@@ -50,6 +52,12 @@ impl Zone {
         self
     }
 
+    /// Answers with TTL 0, so resolvers ask again every time.
+    pub fn no_cache(mut self) -> Self {
+        self.no_cache = true;
+        self
+    }
+
     pub fn failing(mut self, name: &str) -> Self {
         self.failing.push(name.to_owned());
         self
@@ -72,7 +80,8 @@ impl Zone {
             response.metadata.response_code = ResponseCode::ServFail;
         } else if let Some(records) = self.records.get(&name) {
             for rdata in records.iter().filter(|r| r.record_type() == q.query_type()) {
-                response.add_answer(Record::from_rdata(q.name().clone(), 60, rdata.clone()));
+                let ttl = if self.no_cache { 0 } else { 60 };
+                response.add_answer(Record::from_rdata(q.name().clone(), ttl, rdata.clone()));
             }
         } else {
             response.metadata.response_code = ResponseCode::NXDomain;
@@ -81,15 +90,22 @@ impl Zone {
     }
 }
 
+/// A zone that can be replaced while the answerer runs (a name that rebinds).
+pub type SharedZone = Arc<std::sync::RwLock<Zone>>;
+
 impl Answerer {
     pub async fn start(zone: Zone) -> Self {
+        Self::start_shared(Arc::new(std::sync::RwLock::new(zone))).await
+    }
+
+    pub async fn start_shared(zone: SharedZone) -> Self {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
-        let zone = Arc::new(zone);
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-                if let Some(answer) = zone.answer(&buf[..n]) {
+                let answer = zone.read().unwrap().answer(&buf[..n]);
+                if let Some(answer) = answer {
                     let _ = socket.send_to(&answer, peer).await;
                 }
             }

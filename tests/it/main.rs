@@ -30,3 +30,4 @@ mod search;
 mod startup;
 mod storage;
 mod uploads;
+mod webhooks;

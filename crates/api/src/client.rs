@@ -686,4 +686,133 @@ impl ApiClient {
         let url = self.url_of(&["api", "ops", "emails", "suppressions", address], &[])?;
         self.call_at(Method::DELETE, url, None::<&()>).await
     }
+
+    // Outgoing webhooks (the operators' tree, `/api/ops/webhooks`).
+
+    pub async fn webhook_event_types(&self) -> Result<Vec<WebhookEventTypeOut>, ClientError> {
+        self.get("/api/webhooks/event-types").await
+    }
+
+    /// Endpoints, newest first; `query` pairs are `client_id`, `limit` and `cursor`.
+    pub async fn list_webhook_endpoints(
+        &self,
+        query: &[(&str, &str)],
+    ) -> Result<Page<WebhookEndpointOut>, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "endpoints"], query)?;
+        self.call_at(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn create_webhook_endpoint(
+        &self,
+        body: &WebhookEndpointIn,
+    ) -> Result<WebhookEndpointCreatedOut, ClientError> {
+        self.post("/api/ops/webhooks/endpoints", body).await
+    }
+
+    pub async fn get_webhook_endpoint(&self, id: &str) -> Result<WebhookEndpointOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "endpoints", id], &[])?;
+        self.call_at(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn update_webhook_endpoint(
+        &self,
+        id: &str,
+        body: &WebhookEndpointPatch,
+    ) -> Result<WebhookEndpointOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "endpoints", id], &[])?;
+        self.call_at(Method::PATCH, url, Some(body)).await
+    }
+
+    pub async fn delete_webhook_endpoint(&self, id: &str) -> Result<(), ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "endpoints", id], &[])?;
+        self.call_at(Method::DELETE, url, None::<&()>).await
+    }
+
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> Result<WebhookSecretOut, ClientError> {
+        let url = self.url_of(
+            &[
+                "api",
+                "ops",
+                "webhooks",
+                "endpoints",
+                id,
+                "secret",
+                "rotate",
+            ],
+            &[],
+        )?;
+        self.call_at(Method::POST, url, Some(&WebhookRotateIn { force }))
+            .await
+    }
+
+    pub async fn revoke_previous_webhook_secret(
+        &self,
+        id: &str,
+    ) -> Result<WebhookEndpointOut, ClientError> {
+        let url = self.url_of(
+            &[
+                "api",
+                "ops",
+                "webhooks",
+                "endpoints",
+                id,
+                "secret",
+                "revoke-previous",
+            ],
+            &[],
+        )?;
+        self.call_at(Method::POST, url, Some(&serde_json::json!({})))
+            .await
+    }
+
+    pub async fn test_webhook_endpoint(&self, id: &str) -> Result<WebhookAttemptOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "endpoints", id, "test"], &[])?;
+        self.call_at(Method::POST, url, Some(&serde_json::json!({})))
+            .await
+    }
+
+    /// An endpoint's messages, newest first; `query` pairs are `status`, `limit` and `cursor`.
+    pub async fn list_webhook_messages(
+        &self,
+        endpoint: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Page<WebhookMessageOut>, ClientError> {
+        let url = self.url_of(
+            &["api", "ops", "webhooks", "endpoints", endpoint, "messages"],
+            query,
+        )?;
+        self.call_at(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn get_webhook_message(
+        &self,
+        id: &str,
+    ) -> Result<WebhookMessageDetailOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "messages", id], &[])?;
+        self.call_at(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn replay_webhook_message(&self, id: &str) -> Result<WebhookMessageOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "messages", id, "replay"], &[])?;
+        self.call_at(Method::POST, url, Some(&serde_json::json!({})))
+            .await
+    }
+
+    pub async fn recover_webhook_endpoint(
+        &self,
+        id: &str,
+        body: &WebhookRecoverIn,
+    ) -> Result<WebhookRecoverOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "endpoints", id, "recover"], &[])?;
+        self.call_at(Method::POST, url, Some(body)).await
+    }
+
+    pub async fn get_webhook_recovery(&self, id: &str) -> Result<WebhookRecoveryOut, ClientError> {
+        let url = self.url_of(&["api", "ops", "webhooks", "recoveries", id], &[])?;
+        self.call_at(Method::GET, url, None::<&()>).await
+    }
 }

@@ -1445,6 +1445,7 @@ pub struct WebhookEndpointIn {
     pub headers: Option<std::collections::BTreeMap<String, String>>,
     /// Most deliveries a second to this endpoint (per worker process); none: unlimited.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub rate_limit_per_s: Option<i32>,
 }
 
@@ -1463,6 +1464,7 @@ pub struct WebhookEndpointPatch {
     pub headers: Option<std::collections::BTreeMap<String, String>>,
     /// 0 removes the limit.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000)]
     pub rate_limit_per_s: Option<i32>,
     /// `false` disables it (with `disabled_reason`); `true` enables it and closes its circuit.
     #[serde(default)]

@@ -116,7 +116,7 @@ pub mod settings {
         "AIRWAVE_WEBHOOK_RETRY_SCHEDULE",
         Kind::Custom {
             default: "`1m,10m` (3 attempts)",
-            values: "comma-separated waits before each retry (`5s,5m,30m,2h,5h,10h`), each 1 s to 24 h, at most 20",
+            values: "comma-separated waits before each retry (`5s,5m,30m,2h,5h,10h`), each 1 s to 24 h, at most 20; or `none` (one attempt)",
             secret: false,
         },
         "The waits between a message's attempts: one attempt more than waits. A `Retry-After` of a 429 or 503 answer is honoured when it is longer (up to 24 h).",
@@ -269,9 +269,12 @@ pub mod settings {
         }
     }
 
-    /// `5s,5m,2h`: waits of 1 s to 24 h, at most 20.
+    /// `5s,5m,2h`: waits of 1 s to 24 h, at most 20; `none`: one attempt only.
     pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
         let mut out = Vec::new();
+        if text.trim() == "none" {
+            return Ok(out);
+        }
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (n, unit) = part.split_at(
                 part.find(|c: char| !c.is_ascii_digit())
@@ -306,7 +309,7 @@ pub mod settings {
                 s.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
                 [5, 300, 7200]
             );
-            assert!(super::parse_schedule("").unwrap().is_empty());
+            assert!(super::parse_schedule("none").unwrap().is_empty());
             for bad in ["5", "5d", "0s", "25h", "x", "-1s"] {
                 assert!(super::parse_schedule(bad).is_err(), "{bad}");
             }
