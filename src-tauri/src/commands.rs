@@ -376,7 +376,11 @@ pub async fn connect<R: Runtime>(
                     if ev.event == ops_event::HEALTH_CHANGED {
                         if let Ok(change) = serde_json::from_value::<HealthChangedEvent>(ev.data.clone()) {
                             crate::set_tray_status(&handle, &change.component, change.status);
-                            notify(&handle, &change);
+                            notify(&handle, Change::Health(&change));
+                        }
+                    } else if ev.event == ops_event::WEBHOOK_CHANGED {
+                        if let Ok(change) = serde_json::from_value::<airwave_api::WebhookChangedEvent>(ev.data.clone()) {
+                            notify(&handle, Change::Webhook(&change));
                         }
                     }
                     let _ = handle.emit("ops-event", &ev);
@@ -401,23 +405,26 @@ pub async fn connect<R: Runtime>(
     Ok(())
 }
 
-fn notify<R: Runtime>(app: &AppHandle<R>, change: &HealthChangedEvent) {
+/// What may notify: a health change or a webhook endpoint's.
+enum Change<'a> {
+    Health(&'a HealthChangedEvent),
+    Webhook(&'a airwave_api::WebhookChangedEvent),
+}
+
+fn notify<R: Runtime>(app: &AppHandle<R>, change: Change<'_>) {
     let console = tauri::Manager::state::<Console>(app);
     let prefs = console
         .prefs
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let decision = console
-        .alerter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .decide(
-            change,
-            &prefs,
-            chrono::Utc::now(),
-            chrono::Local::now().time(),
-        );
+    let (now, local) = (chrono::Utc::now(), chrono::Local::now().time());
+    let mut alerter = console.alerter.lock().unwrap_or_else(|e| e.into_inner());
+    let decision = match change {
+        Change::Health(c) => alerter.decide(c, &prefs, now, local),
+        Change::Webhook(c) => alerter.decide_webhook(c, &prefs, now, local),
+    };
+    drop(alerter);
     if let Decision::Notify(n) = decision {
         let mut note = notify_rust::Notification::new();
         note.summary(&n.title).body(&n.body).appname("AIrWAVE Ops");

@@ -7,6 +7,7 @@ pub mod backups;
 pub mod commands;
 pub mod emails;
 pub mod errors;
+pub mod webhooks;
 
 use airwave_api::HealthStatus;
 use airwave_console_core::alerts::{tray_icon_rgba, Alerter, Prefs, StatusBoard};
@@ -101,6 +102,17 @@ pub fn configure<R: Runtime>(builder: Builder<R>, console: Console) -> Builder<R
             emails::suppressions,
             emails::add_suppression,
             emails::remove_suppression,
+            webhooks::webhook_endpoints,
+            webhooks::webhook_endpoint,
+            webhooks::webhook_messages,
+            webhooks::webhook_message,
+            webhooks::replay_webhook,
+            webhooks::recover_webhooks,
+            webhooks::webhook_recovery,
+            webhooks::rotate_webhook_secret,
+            webhooks::revoke_previous_webhook_secret,
+            webhooks::test_webhook,
+            webhooks::set_webhook_enabled,
             backups::backups,
             backups::backup,
             backups::run_backup,

@@ -3,7 +3,8 @@
 //! through the UI, sees health live, makes a component fail for real (Redis is stopped), sees the
 //! view change and a native notification raised (the `Notify` call on the session bus, answered
 //! by dunst), sees it recover. The operator takes a backup from the Backups view and verifies it
-//! (a restore drill), watching both run. Then support's day: a support login sees only the
+//! (a restore drill), watching both run, and replays a failed webhook delivery from the Webhooks
+//! view to a local receiver that is back, seeing it delivered. Then support's day: a support login sees only the
 //! Overview, E-mails and Backups, finds a client's password-reset mail through Ctrl+K, reads it
 //! (HTML in a sandboxed frame), resends it after a confirmation, and the second copy arrives at
 //! the real SMTP server (maildev). Saves a screenshot of each view; scans the console's config
@@ -101,6 +102,52 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A webhook receiver on loopback: answers 500 until `up`, then 200; records each webhook-id.
+struct Receiver {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ids: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (u, i) = (up.clone(), ids.clone());
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let (u, i) = (u.clone(), i.clone());
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                i.lock().unwrap().push(id.to_owned());
+                if u.load(std::sync::atomic::Ordering::SeqCst) {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { port, up, ids }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/airwave", self.port)
+    }
+
+    fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
 async fn shot(s: &Session, dir: &Path, name: &str) {
     // The picture shows what the DOM holds once the page has painted it.
     s.settle().await.unwrap();
@@ -155,10 +202,13 @@ async fn the_console_end_to_end() {
         ("SMTP_URL", smtp.as_str()),
         ("AIRWAVE_HEALTH_CHECK_INTERVAL_MS", "500"),
         ("AIRWAVE_OPS_STATS_INTERVAL_MS", "1000"),
+        // Webhooks go to this test's receiver on loopback; one attempt each.
+        ("AIRWAVE_WEBHOOK_ALLOW_HOSTS", "127.0.0.1/32"),
+        ("AIRWAVE_WEBHOOK_RETRY_SCHEDULE", "none"),
     ])
     .await;
     let email = "ops@airwave.test";
-    app.user_with_role(email, Role::Operator).await;
+    let (_, operator_api) = app.user_with_role(email, Role::Operator).await;
 
     // One profile, not yet logged in (so the console starts no local server).
     let config = home.path().join("config");
@@ -332,6 +382,76 @@ async fn the_console_end_to_end() {
         .await
         .unwrap();
     shot(&s, &shots, "backups").await;
+
+    // Webhooks: a client's receiver was down (500) when a delivery was made; once it is back
+    // the operator finds the failed message in the Webhooks view, replays it after a
+    // confirmation, and sees it delivered — the receiver gets the same webhook-id again.
+    let receiver = Receiver::start().await;
+    let (_, owner) = app.user_with_role("owner@airwave.test", Role::Member).await;
+    let client_id = owner.create_client("Acme").await.unwrap().id;
+    let endpoint = operator_api
+        .create_webhook_endpoint(&airwave_api::WebhookEndpointIn {
+            client_id,
+            url: receiver.url(),
+            event_types: vec!["webhook.test".into()],
+            description: Some("Acme's receiver".into()),
+            headers: None,
+            rate_limit_per_s: None,
+        })
+        .await
+        .unwrap()
+        .endpoint;
+    let failed = operator_api
+        .test_webhook_endpoint(&endpoint.id)
+        .await
+        .unwrap();
+    assert_eq!(failed.status_code, Some(500));
+    receiver.up();
+    s.click("nav button[data-view='webhooks']").await.unwrap();
+    s.wait_text("[data-testid='webhook-endpoints']", &receiver.url(), WAIT)
+        .await
+        .unwrap();
+    s.click(&format!(
+        "[data-testid='webhook-endpoints'] tr[data-endpoint='{}'] button",
+        endpoint.id
+    ))
+    .await
+    .unwrap();
+    s.wait_text("[data-testid='webhook-messages']", "failed", WAIT)
+        .await
+        .unwrap();
+    s.click(&format!(
+        "[data-testid='webhook-messages'] tr[data-message='{}'] button",
+        failed.message_id
+    ))
+    .await
+    .unwrap();
+    s.wait_text("[data-testid='webhook-attempts']", "500", WAIT)
+        .await
+        .unwrap();
+    s.click("[data-testid='webhook-message'] button[data-action='replay']")
+        .await
+        .unwrap();
+    s.wait_text("[role='dialog']", "same webhook-id", WAIT)
+        .await
+        .unwrap();
+    s.click("[role='dialog'] button.primary").await.unwrap();
+    s.wait_text(
+        "[data-testid='webhook-message'] [data-status]",
+        "delivered",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    s.wait_text("[data-testid='webhook-attempts']", "200", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        receiver.ids(),
+        [failed.message_id.clone(), failed.message_id.clone()],
+        "the replay carried the same webhook-id"
+    );
+    shot(&s, &shots, "webhooks").await;
 
     // Support's day. A client says the password-reset mail never came.
     let client = mail::unique_address("e2e-client");

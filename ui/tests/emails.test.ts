@@ -72,9 +72,9 @@ function core(answers: Record<string, (args: Record<string, unknown>) => unknown
 }
 
 describe("the sidebar and the palette follow the role", () => {
-  it("shows support the Overview, E-mails and Backups, and nothing else but Settings", () => {
-    expect(viewsFor("support").map((v) => v.id)).toEqual(["overview", "emails", "backups", "settings"]);
-    expect(viewsFor("operator").map((v) => v.id)).toEqual(["overview", "health", "emails", "backups", "settings"]);
+  it("shows support the Overview, E-mails, Webhooks and Backups, and nothing else but Settings", () => {
+    expect(viewsFor("support").map((v) => v.id)).toEqual(["overview", "emails", "webhooks", "backups", "settings"]);
+    expect(viewsFor("operator").map((v) => v.id)).toEqual(["overview", "health", "emails", "webhooks", "backups", "settings"]);
     expect(viewsFor("member").map((v) => v.id)).toEqual(["overview", "settings"]);
     expect(viewsFor(null).map((v) => v.id)).toEqual(["overview", "settings"]);
   });

@@ -1,4 +1,7 @@
-//! Which health changes become a native notification.
+//! Which health changes (and webhook endpoints' troubles) become a native notification.
+//!
+//! A webhook endpoint whose circuit opens (it keeps failing), or that is disabled, notifies and
+//! opens the Webhooks view; its circuit closing again notifies that it recovered.
 //!
 //! A component that starts failing (or warning, if asked) notifies; one that recovers notifies;
 //! a component's first check does not (it is the state the console opened on, shown in the
@@ -6,7 +9,7 @@
 //! (flapping does not spam). Nothing notifies while paused (the tray's "pause for 1 h") or in
 //! quiet hours — the views still change; only the pop-up is held back.
 
-use airwave_api::{HealthChangedEvent, HealthStatus};
+use airwave_api::{HealthChangedEvent, HealthStatus, WebhookChangedEvent};
 use chrono::{DateTime, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -91,6 +94,72 @@ fn in_quiet_hours(now: NaiveTime, (start, end): (NaiveTime, NaiveTime)) -> bool 
 }
 
 impl Alerter {
+    /// Decides for one `webhook.changed` event: only an endpoint's circuit opening or closing
+    /// and its being disabled notify (deliveries do not).
+    pub fn decide_webhook(
+        &mut self,
+        e: &WebhookChangedEvent,
+        prefs: &Prefs,
+        now: DateTime<Utc>,
+        local: NaiveTime,
+    ) -> Decision {
+        if !prefs.enabled {
+            return Decision::Suppressed(Suppressed::Disabled);
+        }
+        let (title, critical, key) = match e.kind.as_str() {
+            "circuit_opened" => ("A webhook endpoint is failing", false, "circuit_opened"),
+            "disabled" => ("A webhook endpoint was disabled", true, "disabled"),
+            "circuit_closed" => ("A webhook endpoint recovered", false, "circuit_closed"),
+            _ => return Decision::Suppressed(Suppressed::FirstCheck),
+        };
+        if let Some(why) = self.gate(format!("webhook:{}", e.endpoint_id), key, prefs, now, local) {
+            return Decision::Suppressed(why);
+        }
+        let body = format!(
+            "{} (client {}){}",
+            e.endpoint_id,
+            e.client_id,
+            e.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+        Decision::Notify(Notification {
+            title: title.into(),
+            body: crate::secrets::redact(&body),
+            critical,
+            view: "webhooks".into(),
+        })
+    }
+
+    /// Paused, quiet hours or a duplicate within the window: why not to notify (else the
+    /// notification is remembered for de-duplication).
+    fn gate(
+        &mut self,
+        subject: String,
+        key: &'static str,
+        prefs: &Prefs,
+        now: DateTime<Utc>,
+        local: NaiveTime,
+    ) -> Option<Suppressed> {
+        if prefs.paused_until.is_some_and(|t| now < t) {
+            return Some(Suppressed::Paused);
+        }
+        if prefs.quiet_hours.is_some_and(|q| in_quiet_hours(local, q)) {
+            return Some(Suppressed::QuietHours);
+        }
+        let k = (subject, key);
+        if self
+            .last
+            .get(&k)
+            .is_some_and(|t| (now - *t).num_seconds() < prefs.dedupe_secs)
+        {
+            return Some(Suppressed::Duplicate);
+        }
+        self.last.insert(k, now);
+        None
+    }
+
     /// Decides for one `health.changed` event at `now` (`local` is the wall-clock time of day
     /// for quiet hours).
     pub fn decide(
@@ -120,21 +189,9 @@ impl Alerter {
             ),
             (Some(_), Pass) => (format!("{} recovered", label(&e.component)), false, "pass"),
         };
-        if prefs.paused_until.is_some_and(|t| now < t) {
-            return Decision::Suppressed(Suppressed::Paused);
+        if let Some(why) = self.gate(e.component.clone(), key, prefs, now, local) {
+            return Decision::Suppressed(why);
         }
-        if prefs.quiet_hours.is_some_and(|q| in_quiet_hours(local, q)) {
-            return Decision::Suppressed(Suppressed::QuietHours);
-        }
-        let k = (e.component.clone(), key);
-        if self
-            .last
-            .get(&k)
-            .is_some_and(|t| (now - *t).num_seconds() < prefs.dedupe_secs)
-        {
-            return Decision::Suppressed(Suppressed::Duplicate);
-        }
-        self.last.insert(k, now);
         let mut body = e
             .output
             .clone()
@@ -174,6 +231,39 @@ mod tests {
 
     fn t(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_failing_webhook_endpoint_notifies_once_and_opens_webhooks() {
+        let mut a = Alerter::default();
+        let prefs = Prefs::default();
+        let ev = |kind: &str| WebhookChangedEvent {
+            endpoint_id: "whe_1".into(),
+            client_id: "cli_1".into(),
+            kind: kind.into(),
+            message_id: None,
+            detail: Some("5 consecutive failures".into()),
+            time: Utc::now(),
+        };
+        match a.decide_webhook(&ev("circuit_opened"), &prefs, Utc::now(), t(12, 0)) {
+            Decision::Notify(n) => {
+                assert_eq!(n.view, "webhooks");
+                assert!(n.body.contains("whe_1") && n.body.contains("5 consecutive"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            a.decide_webhook(&ev("circuit_opened"), &prefs, Utc::now(), t(12, 0)),
+            Decision::Suppressed(Suppressed::Duplicate)
+        );
+        assert!(matches!(
+            a.decide_webhook(&ev("delivered"), &prefs, Utc::now(), t(12, 0)),
+            Decision::Suppressed(_)
+        ));
+        assert!(matches!(
+            a.decide_webhook(&ev("disabled"), &prefs, Utc::now(), t(12, 0)),
+            Decision::Notify(Notification { critical: true, .. })
+        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod profiles;
 pub mod secrets;
 pub mod session;
 pub mod stream;
+pub mod webhooks;
 
 pub use error::{Error, ErrorKind};
 

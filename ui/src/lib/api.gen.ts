@@ -254,3 +254,157 @@ threshold_ms: number,
  * cannot be read).
  */
 note: string | null, queries: Array<SlowQueryOut>, };
+
+export type WebhookCircuit = "closed" | "open";
+
+export type WebhookMessageStatus = "pending" | "held" | "delivered" | "failed";
+
+export type WebhookErrorClass = "dns" | "refused" | "connect" | "tls" | "timeout" | "status" | "redirect" | "disabled";
+
+export type WebhookEndpointIn = { client_id: string, 
+/**
+ * `https://…` (`http://` outside production); it must not resolve to a private address.
+ */
+url: string, 
+/**
+ * Event types it takes (see `GET /api/webhooks/event-types`); empty: every type.
+ */
+event_types: Array<string>, description: string | null, 
+/**
+ * Headers sent with every delivery (up to 10; not `webhook-*`, `content-*` or `host`).
+ * Their values are never shown again.
+ */
+headers: { [key in string]: string } | null, 
+/**
+ * Most deliveries a second to this endpoint (per worker process); none: unlimited.
+ */
+rate_limit_per_s: number | null, };
+
+export type WebhookEndpointPatch = { url: string | null, event_types: Array<string> | null, description: string | null, headers: { [key in string]: string } | null, 
+/**
+ * 0 removes the limit.
+ */
+rate_limit_per_s: number | null, 
+/**
+ * `false` disables it (with `disabled_reason`); `true` enables it and closes its circuit.
+ */
+enabled: boolean | null, disabled_reason: string | null, };
+
+export type WebhookEndpointOut = { id: string, client_id: string, url: string, description: string, event_types: Array<string>, 
+/**
+ * The custom headers' names (their values are not shown).
+ */
+header_names: Array<string>, rate_limit_per_s: number | null, enabled: boolean, disabled_at: string | null, disabled_reason: string | null, circuit: WebhookCircuit, circuit_retry_at: string | null, consecutive_failures: number, failing_since: string | null, 
+/**
+ * 0–100 from the last 50 attempts' success rate and latency; none before any attempt.
+ */
+health: number | null, success_rate: number | null, p50_latency_ms: number | null, last_success_at: string | null, last_failure_at: string | null, 
+/**
+ * The secret's generation (1, then one more per rotation).
+ */
+secret_generation: number, 
+/**
+ * Until then deliveries are signed with the previous secret too.
+ */
+previous_secret_until: string | null, 
+/**
+ * Messages waiting (pending or held) and failed.
+ */
+pending: number, failed: number, created_at: string, };
+
+export type WebhookEndpointCreatedOut = { 
+/**
+ * `whsec_` + base64: verify deliveries with it (any Standard Webhooks library).
+ */
+secret: string, id: string, client_id: string, url: string, description: string, event_types: Array<string>, 
+/**
+ * The custom headers' names (their values are not shown).
+ */
+header_names: Array<string>, rate_limit_per_s: number | null, enabled: boolean, disabled_at: string | null, disabled_reason: string | null, circuit: WebhookCircuit, circuit_retry_at: string | null, consecutive_failures: number, failing_since: string | null, 
+/**
+ * 0–100 from the last 50 attempts' success rate and latency; none before any attempt.
+ */
+health: number | null, success_rate: number | null, p50_latency_ms: number | null, last_success_at: string | null, last_failure_at: string | null, 
+/**
+ * The secret's generation (1, then one more per rotation).
+ */
+secret_generation: number, 
+/**
+ * Until then deliveries are signed with the previous secret too.
+ */
+previous_secret_until: string | null, 
+/**
+ * Messages waiting (pending or held) and failed.
+ */
+pending: number, failed: number, created_at: string, };
+
+export type WebhookRotateIn = { 
+/**
+ * Rotate again while the previous rotation's overlap runs (the oldest secret ends now).
+ */
+force: boolean, };
+
+export type WebhookSecretOut = { secret: string, generation: number, 
+/**
+ * Deliveries carry the previous secret's signature too until then.
+ */
+previous_secret_until: string | null, };
+
+export type WebhookMessageOut = { 
+/**
+ * The `webhook-id` header: the same on every attempt and replay.
+ */
+id: string, endpoint_id: string, event_type: string, event_id: string | null, status: WebhookMessageStatus, attempts: number, next_attempt_at: string | null, last_status: number | null, last_error: string | null, created_at: string, delivered_at: string | null, };
+
+export type WebhookAttemptOut = { id: string, message_id: string, attempt: number, started_at: string, duration_ms: number, status_code: number | null, delivered: boolean, error_class: WebhookErrorClass | null, error: string | null, 
+/**
+ * The request's headers (custom headers' values redacted).
+ */
+request_headers: { [key in string]: string }, response_headers: { [key in string]: string }, 
+/**
+ * The response's body, truncated to 4 KiB.
+ */
+response_body: string | null, };
+
+export type WebhookMessageDetailOut = { 
+/**
+ * The exact body sent (`{type, timestamp, data}`).
+ */
+body: string, attempt_log: Array<WebhookAttemptOut>, 
+/**
+ * The `webhook-id` header: the same on every attempt and replay.
+ */
+id: string, endpoint_id: string, event_type: string, event_id: string | null, status: WebhookMessageStatus, attempts: number, next_attempt_at: string | null, last_status: number | null, last_error: string | null, created_at: string, delivered_at: string | null, };
+
+export type WebhookRecoverIn = { 
+/**
+ * Failed messages created at or after this time are delivered again.
+ */
+since: string, 
+/**
+ * Only count them.
+ */
+dry_run: boolean, };
+
+export type WebhookRecoveryStatus = "running" | "done" | "failed";
+
+export type WebhookRecoveryOut = { id: string, endpoint_id: string, since: string, status: WebhookRecoveryStatus, 
+/**
+ * Failed messages found when it started.
+ */
+total: number, 
+/**
+ * Of them, sent back to delivery so far.
+ */
+done: number, error: string | null, created_at: string, finished_at: string | null, };
+
+export type WebhookRecoverOut = { count: number, recovery: WebhookRecoveryOut | null, };
+
+export type WebhookEventTypeOut = { name: string, description: string, schema: JsonValue, };
+
+export type WebhookChangedEvent = { endpoint_id: string, client_id: string, 
+/**
+ * `delivered`, `failed`, `retrying`, `held`, `circuit_opened`, `circuit_closed`, `disabled`,
+ * `enabled`, `rotated`, `created`, `updated`, `deleted`, `recovery`.
+ */
+kind: string, message_id: string | null, detail: string | null, time: string, };

@@ -15,6 +15,14 @@ import type {
   QueueOut,
   SuppressionOut,
   UserOut,
+  WebhookAttemptOut,
+  WebhookEndpointOut,
+  WebhookMessageDetailOut,
+  WebhookMessageOut,
+  WebhookMessageStatus,
+  WebhookRecoverOut,
+  WebhookRecoveryOut,
+  WebhookSecretOut,
 } from "./api.gen";
 import type {
   BackupsSummary,
@@ -122,6 +130,23 @@ export const api = {
   verifyBackup: (id: string, backupId: string) => call<DrillOut>("verify_backup", { id, backupId }, 30_000),
   drill: (id: string, drillId: string) => call<DrillOut>("drill", { id, drillId }),
   backupsSummary: (id: string) => call<BackupsSummary>("backups_summary", { id }),
+  webhookEndpoints: (id: string, cursor: string | null = null) =>
+    call<Page<WebhookEndpointOut>>("webhook_endpoints", { id, cursor }),
+  webhookEndpoint: (id: string, endpointId: string) => call<WebhookEndpointOut>("webhook_endpoint", { id, endpointId }),
+  webhookMessages: (id: string, endpointId: string, status: WebhookMessageStatus | null, cursor: string | null = null) =>
+    call<Page<WebhookMessageOut>>("webhook_messages", { id, endpointId, status, cursor }),
+  webhookMessage: (id: string, messageId: string) => call<WebhookMessageDetailOut>("webhook_message", { id, messageId }),
+  replayWebhook: (id: string, messageId: string) => call<WebhookMessageOut>("replay_webhook", { id, messageId }),
+  recoverWebhooks: (id: string, endpointId: string, hours: number, dryRun: boolean) =>
+    call<WebhookRecoverOut>("recover_webhooks", { id, endpointId, hours, dryRun }, 30_000),
+  webhookRecovery: (id: string, recoveryId: string) => call<WebhookRecoveryOut>("webhook_recovery", { id, recoveryId }),
+  rotateWebhookSecret: (id: string, endpointId: string, force: boolean) =>
+    call<WebhookSecretOut>("rotate_webhook_secret", { id, endpointId, force }),
+  revokePreviousWebhookSecret: (id: string, endpointId: string) =>
+    call<WebhookEndpointOut>("revoke_previous_webhook_secret", { id, endpointId }),
+  testWebhook: (id: string, endpointId: string) => call<WebhookAttemptOut>("test_webhook", { id, endpointId }, 45_000),
+  setWebhookEnabled: (id: string, endpointId: string, enabled: boolean, reason: string | null) =>
+    call<WebhookEndpointOut>("set_webhook_enabled", { id, endpointId, enabled, reason }),
   reportError: (message: string, stack: string | null, view: string | null) =>
     call<void>("report_error", { message, stack, view }, 5_000),
 };

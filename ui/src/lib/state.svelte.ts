@@ -4,6 +4,7 @@
 import type {
   EmailChangedEvent,
   HealthOut,
+  WebhookChangedEvent,
   HealthStatus,
   QueueCountsOut,
   QueueStatsEvent,
@@ -12,7 +13,7 @@ import type {
 } from "./api.gen";
 import type { ConnState, Profile, StreamEvent } from "./console.gen";
 
-export type View = "overview" | "health" | "emails" | "backups" | "settings";
+export type View = "overview" | "health" | "emails" | "webhooks" | "backups" | "settings";
 export type Group = "Monitor" | "Operate" | "Govern";
 export type ViewDef = {
   id: View;
@@ -24,7 +25,7 @@ export type ViewDef = {
   /** Who may use it; `null`: anyone, logged in or not. */
   roles: Role[] | null;
 };
-/** The sidebar's groups, in order. Views still to come (Alerts, Queues, Webhooks, Rate limits,
+/** The sidebar's groups, in order. Views still to come (Alerts, Queues, Rate limits,
  * Privacy, Analytics, Launch) join their group as they land. */
 export const GROUPS: Group[] = ["Monitor", "Operate", "Govern"];
 const STAFF: Role[] = ["admin", "operator", "support"];
@@ -32,6 +33,7 @@ export const VIEWS: ViewDef[] = [
   { id: "overview", label: "Overview", key: "1", group: "Monitor", roles: null },
   { id: "health", label: "Health", key: "2", group: "Monitor", roles: ["admin", "operator"] },
   { id: "emails", label: "E-mails", key: "6", group: "Operate", roles: STAFF },
+  { id: "webhooks", label: "Webhooks", key: "8", group: "Operate", roles: STAFF },
   { id: "backups", label: "Backups", key: "7", group: "Operate", roles: STAFF },
   { id: "settings", label: "Settings", key: ",", group: null, roles: null },
 ];
@@ -89,6 +91,11 @@ export class ConsoleState {
   /** Messages that failed in the last day, when the Emails view last counted them. */
   failedEmails = $state<number | null>(null);
   emailsIntent = $state<EmailsIntent | null>(null);
+  /** The last `webhook.changed` seen on the stream, and how many so far. */
+  lastWebhookChange = $state<WebhookChangedEvent | null>(null);
+  webhookChanges = $state(0);
+  /** Endpoints whose circuit is open or that are disabled, when the Webhooks view last looked. */
+  troubledEndpoints = $state<number | null>(null);
 
   active = $derived(this.profiles.find((p) => p.id === this.activeId) ?? null);
   overall = $derived(overallStatus(Object.values(this.components)));
@@ -98,6 +105,7 @@ export class ConsoleState {
   badges = $derived<Partial<Record<View, number>>>({
     overview: Object.values(this.components).filter((c) => c.status === "fail").length,
     emails: this.failedEmails ?? 0,
+    webhooks: this.troubledEndpoints ?? 0,
     backups: (this.components[BACKUPS_COMPONENT]?.status ?? "pass") === "pass" ? 0 : 1,
   });
 
@@ -122,6 +130,8 @@ export class ConsoleState {
       this.failedEmails = null;
       this.lastEmailChange = null;
       this.emailsIntent = null;
+      this.lastWebhookChange = null;
+      this.troubledEndpoints = null;
       this.view = "overview";
     }
     this.profiles = profiles;
@@ -162,6 +172,9 @@ export class ConsoleState {
     } else if (ev.event === "email.changed") {
       this.lastEmailChange = ev.data as EmailChangedEvent;
       this.emailChanges += 1;
+    } else if (ev.event === "webhook.changed") {
+      this.lastWebhookChange = ev.data as WebhookChangedEvent;
+      this.webhookChanges += 1;
     }
   }
 
