@@ -48,6 +48,8 @@ CREATE TABLE webhook_messages (
 CREATE UNIQUE INDEX idx_webhook_messages_event ON webhook_messages(endpoint_id, event_id);
 CREATE INDEX idx_webhook_messages_endpoint ON webhook_messages(endpoint_id, id DESC);
 CREATE INDEX idx_webhook_messages_status ON webhook_messages(endpoint_id, status, created_at);
+-- The repair sweep: pending messages whose attempt is overdue.
+CREATE INDEX idx_webhook_messages_due ON webhook_messages(status, next_attempt_at);
 
 -- Every attempt: what was sent (headers; custom header values redacted) and what came back.
 CREATE TABLE webhook_attempts (

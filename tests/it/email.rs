@@ -29,7 +29,8 @@ async fn support_lists_the_templates_and_previews_each_in_html_and_text() {
             "system_alert",
             "confirm_registration",
             "account_exists",
-            "client_invite"
+            "client_invite",
+            "webhook_disabled"
         ]
     );
     let welcome = list.iter().find(|t| t.name == "welcome").unwrap();

@@ -407,6 +407,17 @@ async fn gone_disables_retry_after_is_honoured_and_redirects_are_not_followed() 
     })
     .await;
     assert!(ep.disabled_reason.unwrap().contains("410"));
+    // The client's member is told by e-mail.
+    let mail = s
+        .app
+        .mail_to("ada@example.com", "webhook_disabled")
+        .await
+        .expect("the endpoint-disabled mail");
+    assert!(
+        mail.text.contains(&r.url()) && mail.text.contains("410"),
+        "{}",
+        mail.text
+    );
     let before = r.hits().len();
     s.render().await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -1423,8 +1423,6 @@ pub enum WebhookErrorClass {
     Status,
     /// A 3xx (redirects are not followed).
     Redirect,
-    /// The endpoint was disabled.
-    Disabled,
 }
 
 /// `POST /api/webhooks/endpoints` and `POST /api/ops/webhooks/endpoints`.
@@ -1439,7 +1437,8 @@ pub struct WebhookEndpointIn {
     pub event_types: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
-    /// Headers sent with every delivery (up to 10; not `webhook-*`, `content-*` or `host`).
+    /// Headers sent with every delivery (up to 10; not `webhook-*`, `content-*`, `host`,
+    /// `user-agent`, `connection`, `transfer-encoding`, `te` or `upgrade`).
     /// Their values are never shown again.
     #[serde(default)]
     pub headers: Option<std::collections::BTreeMap<String, String>>,
@@ -1661,8 +1660,8 @@ pub struct WebhookEventTypeOut {
 pub struct WebhookChangedEvent {
     pub endpoint_id: String,
     pub client_id: String,
-    /// `delivered`, `failed`, `retrying`, `held`, `circuit_opened`, `circuit_closed`, `disabled`,
-    /// `enabled`, `rotated`, `created`, `updated`, `deleted`, `recovery`.
+    /// `delivered`, `failed`, `retrying`, `held`, `replayed`, `circuit_opened`, `circuit_closed`,
+    /// `disabled`, `enabled`, `rotated`, `created`, `updated`, `deleted`, `recovery`.
     pub kind: String,
     pub message_id: Option<String>,
     pub detail: Option<String>,

@@ -208,6 +208,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         concurrency: usize,
     },
+    /// Webhooks: `--events` events fanned out to `--endpoints` endpoints on a local receiver
+    /// (events × endpoints deliveries) through the real pipeline on the chosen queue backend,
+    /// next to the receiver's ceiling with a plain client (deliveries/s, event→attempt p50/p99).
+    Webhooks {
+        #[arg(long, value_enum)]
+        backend: crate::bench::Backend,
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+        #[arg(long, default_value_t = 100)]
+        endpoints: usize,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+    },
     /// Backups: a backup and its drill of a database with at least `--assets` assets (seeded once),
     /// next to plain pg_dump/pg_restore of the same database (PostgreSQL, DATABASE_URL).
     Backup {
@@ -498,6 +511,15 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         } => {
             crate::bench::queue(&config, backend, jobs, &concurrency, latency_samples.max(1)).await
         }
+        Command::Bench {
+            command:
+                BenchCommand::Webhooks {
+                    backend,
+                    events,
+                    endpoints,
+                    concurrency,
+                },
+        } => crate::webhooks::bench::run(&config, backend, events, endpoints, concurrency).await,
         Command::Bench {
             command: BenchCommand::Backup { assets },
         } => crate::backups::bench::run(config, assets).await,

@@ -259,7 +259,7 @@ export type WebhookCircuit = "closed" | "open";
 
 export type WebhookMessageStatus = "pending" | "held" | "delivered" | "failed";
 
-export type WebhookErrorClass = "dns" | "refused" | "connect" | "tls" | "timeout" | "status" | "redirect" | "disabled";
+export type WebhookErrorClass = "dns" | "refused" | "connect" | "tls" | "timeout" | "status" | "redirect";
 
 export type WebhookEndpointIn = { client_id: string, 
 /**
@@ -271,7 +271,8 @@ url: string,
  */
 event_types: Array<string>, description: string | null, 
 /**
- * Headers sent with every delivery (up to 10; not `webhook-*`, `content-*` or `host`).
+ * Headers sent with every delivery (up to 10; not `webhook-*`, `content-*`, `host`,
+ * `user-agent`, `connection`, `transfer-encoding`, `te` or `upgrade`).
  * Their values are never shown again.
  */
 headers: { [key in string]: string } | null, 
@@ -404,7 +405,7 @@ export type WebhookEventTypeOut = { name: string, description: string, schema: J
 
 export type WebhookChangedEvent = { endpoint_id: string, client_id: string, 
 /**
- * `delivered`, `failed`, `retrying`, `held`, `circuit_opened`, `circuit_closed`, `disabled`,
- * `enabled`, `rotated`, `created`, `updated`, `deleted`, `recovery`.
+ * `delivered`, `failed`, `retrying`, `held`, `replayed`, `circuit_opened`, `circuit_closed`,
+ * `disabled`, `enabled`, `rotated`, `created`, `updated`, `deleted`, `recovery`.
  */
 kind: string, message_id: string | null, detail: string | null, time: string, };

@@ -321,7 +321,7 @@ impl JobHandler for SendJob {
 }
 
 /// The mails that follow events: `Welcome` for a new account, `RenderComplete` to whoever asked
-/// for the render. Each is recorded once per event (its delivery key).
+/// for the render, `WebhookDisabled` to a client's members when its endpoint is disabled. Each is recorded once per event (its delivery key).
 pub struct EventMails {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
@@ -373,7 +373,11 @@ impl Consumer for EventMails {
     }
 
     fn event_types(&self) -> &[&'static str] {
-        &[types::USER_REGISTERED, types::RENDER_COMPLETED]
+        &[
+            types::USER_REGISTERED,
+            types::RENDER_COMPLETED,
+            types::WEBHOOK_ENDPOINT_DISABLED,
+        ]
     }
 
     async fn deliver(&self, d: &Delivery<'_>) -> Result<(), DeliveryError> {
@@ -429,6 +433,45 @@ impl Consumer for EventMails {
                     view_url: self.link(&format!("/executions/{execution}"))?,
                 });
                 self.record(&d.key, &email, message, Some(&execution)).await
+            }
+            types::WEBHOOK_ENDPOINT_DISABLED => {
+                let (Some(endpoint), Some(client), Some(url), Some(reason)) = (
+                    field("endpoint_id"),
+                    field("client_id"),
+                    field("url"),
+                    field("reason"),
+                ) else {
+                    return Err(DeliveryError::permanent(
+                        "the event lacks its endpoint's fields",
+                    ));
+                };
+                // Every member of the client still on it (at most 100: a client's team).
+                let members: Vec<(String, String, String, String)> = with_db!(&self.db, pool => {
+                    sqlx::query_as(
+                        "SELECT u.id, u.email, u.name, c.name FROM client_memberships m
+                         JOIN users u ON u.id = m.user_id AND u.disabled_at IS NULL
+                         JOIN clients c ON c.id = m.client_id
+                         WHERE m.client_id = $1 ORDER BY u.id LIMIT 100",
+                    )
+                    .bind(&client).fetch_all(pool).await.map_err(db_delivery)?
+                });
+                for (user, email, name, client_name) in members {
+                    let message = Message::WebhookDisabled(templates::WebhookDisabled {
+                        name,
+                        client_name,
+                        url: url.clone(),
+                        endpoint_id: endpoint.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.record(
+                        &format!("{}:{user}", d.key),
+                        &email,
+                        message,
+                        Some(&endpoint),
+                    )
+                    .await?;
+                }
+                Ok(())
             }
             _ => Ok(()),
         }

@@ -32,6 +32,7 @@ pub enum Message {
     ConfirmRegistration(ConfirmRegistration),
     AccountExists(AccountExists),
     ClientInvite(ClientInvite),
+    WebhookDisabled(WebhookDisabled),
 }
 
 /// A member asks their client to approve an execution.
@@ -116,6 +117,18 @@ pub struct ClientInvite {
     pub invited_by: String,
     pub accept_url: String,
     pub valid_days: u32,
+}
+
+/// A client's webhook endpoint was disabled (it kept failing, or answered 410 Gone); to each
+/// member of the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDisabled {
+    pub name: String,
+    pub client_name: String,
+    pub url: String,
+    pub endpoint_id: String,
+    pub reason: String,
 }
 
 /// A rendered message.
@@ -218,6 +231,13 @@ pub const TEMPLATES: &[Definition] = &[
         mjml: include_str!("templates/client_invite.mjml"),
         text: include_str!("templates/client_invite.txt"),
     },
+    Definition {
+        name: "webhook_disabled",
+        description: "A client's webhook endpoint was disabled (it kept failing, or answered 410 Gone); to the client's members.",
+        subject: "Webhooks to {{ url }} are stopped",
+        mjml: include_str!("templates/webhook_disabled.mjml"),
+        text: include_str!("templates/webhook_disabled.txt"),
+    },
 ];
 
 impl Message {
@@ -231,6 +251,7 @@ impl Message {
             Self::ConfirmRegistration(_) => "confirm_registration",
             Self::AccountExists(_) => "account_exists",
             Self::ClientInvite(_) => "client_invite",
+            Self::WebhookDisabled(_) => "webhook_disabled",
         }
     }
 
@@ -299,6 +320,13 @@ impl Message {
                 invited_by: "Ada Lovelace".into(),
                 accept_url: "https://app.airwave.example/accept-invite?token=inv_sample".into(),
                 valid_days: 7,
+            }),
+            "webhook_disabled" => Self::WebhookDisabled(WebhookDisabled {
+                name: "Ada".into(),
+                client_name: "Acme Running".into(),
+                url: "https://hooks.acme.example/airwave".into(),
+                endpoint_id: "whe_01jz0000000000000000000000".into(),
+                reason: "the endpoint answered 410 Gone".into(),
             }),
             _ => return None,
         })

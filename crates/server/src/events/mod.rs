@@ -22,6 +22,9 @@ pub mod types {
     pub const JOB_DEAD: &str = "job.dead";
     /// A campaign export finished: its archive can be downloaded.
     pub const EXPORT_READY: &str = "export.ready";
+    /// A webhook endpoint was disabled for failing (or a 410 Gone): its client's members are
+    /// told by e-mail.
+    pub const WEBHOOK_ENDPOINT_DISABLED: &str = "webhook.endpoint_disabled";
     /// A message was recorded for sending (internal: the e-mail feature sends it).
     pub const EMAIL_QUEUED: &str = "email.queued";
 }

@@ -39,17 +39,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Disables an endpoint in a transaction (`&mut *tx`); its waiting messages fail (a recovery
-/// can send them later).
+/// Disables an endpoint in a transaction (`&mut *tx`), with the `webhook.endpoint_disabled`
+/// event; its waiting messages fail (a recovery can send them later). `true` when it was not
+/// disabled before (an endpoint already disabled is left as it is).
 macro_rules! disable {
-    ($tx:expr, $id:expr, $now:expr, $reason:expr) => {{
-        let (id, now, reason): (&str, DateTime<Utc>, &str) = ($id, $now, $reason);
-        sqlx::query("UPDATE webhook_endpoints SET disabled_at = $2, disabled_reason = $3, updated_at = $2 WHERE id = $1 AND disabled_at IS NULL")
+    ($tx:expr, $ep:expr, $now:expr, $reason:expr) => {{
+        let (ep, now, reason): (&EndpointRow, DateTime<Utc>, &str) = ($ep, $now, $reason);
+        let id = ep.id.as_str();
+        let n = sqlx::query("UPDATE webhook_endpoints SET disabled_at = $2, disabled_reason = $3, updated_at = $2 WHERE id = $1 AND disabled_at IS NULL")
             .bind(id).bind(now).bind(reason)
-            .execute(&mut *$tx).await.map_err(db_failure)?;
-        sqlx::query("UPDATE webhook_messages SET status = 'failed', last_error = $3, updated_at = $2 WHERE endpoint_id = $1 AND status IN ('pending', 'held')")
-            .bind(id).bind(now).bind(format!("the endpoint was disabled: {reason}"))
-            .execute(&mut *$tx).await.map_err(db_failure)?;
+            .execute(&mut *$tx).await.map_err(db_failure)?.rows_affected();
+        if n > 0 {
+            sqlx::query("UPDATE webhook_messages SET status = 'failed', last_error = $3, updated_at = $2 WHERE endpoint_id = $1 AND status IN ('pending', 'held')")
+                .bind(id).bind(now).bind(format!("the endpoint was disabled: {reason}"))
+                .execute(&mut *$tx).await.map_err(db_failure)?;
+            // The client's members are told (by the e-mail feature, from the outbox).
+            crate::emit_event!(&mut *$tx, now, crate::events::types::WEBHOOK_ENDPOINT_DISABLED, id, json!({
+                "endpoint_id": id, "client_id": ep.client_id, "url": ep.url, "reason": reason,
+            })).map_err(db_failure)?;
+        }
+        n > 0
     }};
 }
 
@@ -63,37 +72,53 @@ const BODY_KEPT: usize = 4096;
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(24 * 3600);
 const COOLDOWN_CAP: Duration = Duration::from_secs(3600);
 
+/// One job to enqueue.
+struct PendingJob {
+    key: String,
+    kind: &'static str,
+    payload: Value,
+    at: Option<DateTime<Utc>>,
+    correlation: String,
+}
+
 /// Jobs to enqueue once the transaction that decided them has committed.
 #[derive(Default)]
-pub struct DeliverJobs(Vec<(String, &'static str, Value, Option<DateTime<Utc>>, String)>);
+pub struct DeliverJobs(Vec<PendingJob>);
 
 impl DeliverJobs {
     /// Attempt `attempt` of message `msg` in round `round` (unique per attempt).
     pub fn deliver(&mut self, msg: &str, round: i32, attempt: i32, at: Option<DateTime<Utc>>) {
-        self.0.push((
-            format!("{msg}:{round}:{attempt}"),
-            KIND_DELIVER,
-            json!({"message_id": msg, "round": round, "attempt": attempt}),
+        self.0.push(PendingJob {
+            key: format!("{msg}:{round}:{attempt}"),
+            kind: KIND_DELIVER,
+            payload: json!({"message_id": msg, "round": round, "attempt": attempt}),
             at,
-            msg.to_owned(),
-        ));
+            correlation: msg.to_owned(),
+        });
     }
 
     /// The probe of `endpoint`'s open circuit, at `at` (one per time).
     pub fn probe(&mut self, endpoint: &str, at: Option<DateTime<Utc>>) {
         let millis = at.map_or(0, |t| t.timestamp_millis());
-        self.0.push((
-            format!("probe:{endpoint}:{millis}"),
-            KIND_PROBE,
-            json!({"endpoint_id": endpoint}),
+        self.0.push(PendingJob {
+            key: format!("probe:{endpoint}:{millis}"),
+            kind: KIND_PROBE,
+            payload: json!({"endpoint_id": endpoint}),
             at,
-            endpoint.to_owned(),
-        ));
+            correlation: endpoint.to_owned(),
+        });
     }
 
-    fn push_raw(&mut self, key: String, payload: Value, at: DateTime<Utc>, correlation: &str) {
-        self.0
-            .push((key, KIND_DELIVER, payload, Some(at), correlation.to_owned()));
+    /// Attempt `attempt` of `msg` again at `at`, under a key of its own (a rate-limited attempt
+    /// put off: the running job holds the attempt's key).
+    fn put_off(&mut self, msg: &str, round: i32, attempt: i32, at: DateTime<Utc>) {
+        self.0.push(PendingJob {
+            key: format!("{msg}:{round}:{attempt}:rl{}", at.timestamp_millis()),
+            kind: KIND_DELIVER,
+            payload: json!({"message_id": msg, "round": round, "attempt": attempt}),
+            at: Some(at),
+            correlation: msg.to_owned(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,11 +131,11 @@ pub async fn enqueue(queue: &dyn JobQueue, jobs: DeliverJobs) -> Result<(), Queu
     let all: Vec<NewJob> = jobs
         .0
         .into_iter()
-        .map(|(key, kind, payload, at, correlation)| NewJob {
-            unique_key: Some(key),
-            correlation_id: Some(correlation),
-            run_at: at,
-            ..policy.job(QUEUE, kind, payload)
+        .map(|j| NewJob {
+            unique_key: Some(j.key),
+            correlation_id: Some(j.correlation),
+            run_at: j.at,
+            ..policy.job(QUEUE, j.kind, j.payload)
         })
         .collect();
     for chunk in all.chunks(1000) {
@@ -140,6 +165,50 @@ pub async fn release_held(
     }
     enqueue(queue, jobs).await?;
     Ok(released.len())
+}
+
+/// Puts back what an outage may have left without a job: a pending message whose attempt is
+/// overdue by more than `grace` (its job's enqueue failed after its state was committed, say)
+/// gets its job again, and an open circuit whose probe is overdue gets its probe. A job still
+/// waiting is found by its unique key, so nothing is delivered twice for it. Returns how many
+/// jobs it asked for.
+pub async fn repair(
+    db: &Db,
+    queue: &dyn JobQueue,
+    clock: &dyn Clock,
+    grace: chrono::Duration,
+) -> crate::error::Result<usize> {
+    let before = clock.now() - grace;
+    let pending: Vec<(String, i32, i32)> = with_db!(db, pool => {
+        sqlx::query_as("SELECT id, round_start, attempts FROM webhook_messages WHERE status = 'pending' AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT 1000")
+            .bind(before).fetch_all(pool).await?
+    });
+    let probes: Vec<(String, Option<DateTime<Utc>>)> = with_db!(db, pool => {
+        sqlx::query_as("SELECT id, circuit_retry_at FROM webhook_endpoints WHERE circuit = 'open' AND disabled_at IS NULL AND circuit_retry_at < $1 LIMIT 1000")
+            .bind(before).fetch_all(pool).await?
+    });
+    // Held on a circuit that closed meanwhile (a message held from a stale read of the circuit).
+    let stranded: Vec<(String,)> = with_db!(db, pool => {
+        sqlx::query_as(
+            "SELECT DISTINCT m.endpoint_id FROM webhook_messages m JOIN webhook_endpoints e ON e.id = m.endpoint_id
+             WHERE m.status = 'held' AND e.circuit = 'closed' AND e.disabled_at IS NULL AND m.updated_at < $1 LIMIT 100",
+        )
+        .bind(before).fetch_all(pool).await?
+    });
+    let mut released = 0;
+    for (endpoint,) in &stranded {
+        released += release_held(db, queue, clock, endpoint).await?;
+    }
+    let mut jobs = DeliverJobs::default();
+    for (id, round, attempts) in &pending {
+        jobs.deliver(id, *round, attempts + 1, None);
+    }
+    for (id, at) in &probes {
+        jobs.probe(id, *at);
+    }
+    let n = jobs.0.len();
+    enqueue(queue, jobs).await?;
+    Ok(n + released)
 }
 
 /// What one request came to.
@@ -172,10 +241,20 @@ pub struct MessageRow {
     pub status: String,
     pub attempts: i32,
     pub round_start: i32,
+    pub last_error: Option<String>,
 }
 
 const MSG_COLUMNS: &str =
-    "id, endpoint_id, client_id, event_type, body, status, attempts, round_start";
+    "id, endpoint_id, client_id, event_type, body, status, attempts, round_start, last_error";
+
+impl MessageRow {
+    /// An event over the size limit, recorded without a body.
+    pub fn too_large(&self) -> bool {
+        self.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("payload_too_large"))
+    }
+}
 
 pub async fn load_message(db: &Db, id: &str) -> Result<Option<MessageRow>, sqlx::Error> {
     with_db!(db, pool => {
@@ -197,8 +276,9 @@ pub struct Deliverer {
     http: reqwest::Client,
     pub queue: Arc<dyn JobQueue>,
     ops: Publisher,
-    /// Per endpoint with a rate limit: (the second, deliveries started in it), in this process.
-    limiter: Mutex<HashMap<String, (i64, i32)>>,
+    /// Per endpoint with a rate limit: (the second, deliveries started in it, put off in it), in
+    /// this process.
+    limiter: Mutex<HashMap<String, (i64, i32, i32)>>,
 }
 
 impl Deliverer {
@@ -351,25 +431,28 @@ impl Deliverer {
         sent
     }
 
-    /// Whether `ep`'s rate limit lets one more delivery start this second (in this process).
-    fn admit(&self, ep: &EndpointRow) -> bool {
-        let Some(limit) = ep.rate_limit_per_s else {
-            return true;
-        };
-        let second = self.clock.now().timestamp();
+    /// Whether `ep`'s rate limit lets one more delivery start this second (in this process):
+    /// `None` when it does, else when to try again — the refused spread over the seconds to come
+    /// at the limit's pace, so a backlog is not fetched again every second.
+    fn admit(&self, ep: &EndpointRow) -> Option<DateTime<Utc>> {
+        let limit = ep.rate_limit_per_s?.max(1);
+        let now = self.clock.now();
+        let second = now.timestamp();
         let mut map = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
-            map.retain(|_, (s, _)| *s >= second);
+            map.retain(|_, (s, _, _)| *s >= second);
         }
-        let slot = map.entry(ep.id.clone()).or_insert((second, 0));
+        let slot = map.entry(ep.id.clone()).or_insert((second, 0, 0));
         if slot.0 != second {
-            *slot = (second, 0);
+            *slot = (second, 0, 0);
         }
-        if slot.1 >= limit {
-            return false;
+        if slot.1 < limit {
+            slot.1 += 1;
+            return None;
         }
-        slot.1 += 1;
-        true
+        slot.2 += 1;
+        let wait = 1 + i64::from(slot.2 / limit);
+        chrono::DateTime::from_timestamp(second + wait, 0)
     }
 
     /// Records an attempt and decides what follows: the message's new state, the endpoint's
@@ -410,8 +493,9 @@ impl Deliverer {
                 }
                 ("delivered", None)
             } else if sent.status == Some(410) {
-                disable!(tx, &ep.id, now, "the endpoint answered 410 Gone");
-                events.push(("disabled", Some("the endpoint answered 410 Gone".into())));
+                if disable!(tx, ep, now, "the endpoint answered 410 Gone") {
+                    events.push(("disabled", Some("the endpoint answered 410 Gone".into())));
+                }
                 ("failed", None)
             } else {
                 let (failures, since, circuit): (i32, Option<DateTime<Utc>>, String) = sqlx::query_as(
@@ -423,11 +507,14 @@ impl Deliverer {
                 let disable_after = chrono::Duration::from_std(config.disable_after).unwrap_or(chrono::Duration::MAX);
                 if failing_for >= disable_after {
                     let reason = format!("failing without a success since {}", since.map(|s| s.to_rfc3339()).unwrap_or_default());
-                    disable!(tx, &ep.id, now, &reason);
-                    events.push(("disabled", Some(reason)));
+                    if disable!(tx, ep, now, &reason) {
+                        events.push(("disabled", Some(reason)));
+                    }
                     ("failed", None)
-                } else if sent.class == Some(WebhookErrorClass::Refused) {
-                    // The guard refused the address: trying again changes nothing.
+                } else if sent.class == Some(WebhookErrorClass::Refused) && !probe {
+                    // The guard refused the address: trying again changes nothing. (A refused
+                    // probe keeps the circuit open and tries again later: the name may resolve
+                    // to a public address again.)
                     ("failed", None)
                 } else if probe || (circuit == "closed" && failures >= config.circuit_failures) {
                     let opens = if probe { ep.circuit_opens + 1 } else { 1 };
@@ -504,7 +591,6 @@ impl Deliverer {
         else {
             return Ok(());
         };
-        let now = self.clock.now();
         if ep.disabled_at.is_some() {
             let reason = format!(
                 "the endpoint is disabled: {}",
@@ -521,16 +607,9 @@ impl Deliverer {
                 .await
                 .map_err(|e| JobFailure::retryable("webhook.enqueue", e.to_string()));
         }
-        if !self.admit(&ep) {
+        if let Some(at) = self.admit(&ep) {
             let mut jobs = DeliverJobs::default();
-            let at = now
-                + chrono::Duration::milliseconds(1000 - i64::from(now.timestamp_subsec_millis()));
-            jobs.push_raw(
-                format!("{msg_id}:{round}:{attempt}:rl{}", at.timestamp_millis()),
-                json!({"message_id": msg_id, "round": round, "attempt": attempt}),
-                at,
-                msg_id,
-            );
+            jobs.put_off(msg_id, round, attempt, at);
             return enqueue(&*self.queue, jobs)
                 .await
                 .map_err(|e| JobFailure::retryable("webhook.enqueue", e.to_string()));

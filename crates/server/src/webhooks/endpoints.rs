@@ -49,7 +49,8 @@ pub async fn authorize(
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An endpoint as stored (no `Debug`: its custom headers' values may be credentials).
+#[derive(Clone, sqlx::FromRow)]
 pub struct EndpointRow {
     pub id: String,
     pub client_id: String,
@@ -234,7 +235,9 @@ fn check_headers(h: &BTreeMap<String, String>) -> Result<BTreeMap<String, String
         if value.len() > 1000 || http::HeaderValue::from_str(value).is_err() {
             return bad("has a value that is not valid (printable, up to 1000 characters)");
         }
-        out.insert(lower, value.clone());
+        if out.insert(lower, value.clone()).is_some() {
+            return bad("is given twice (header names are case-insensitive)");
+        }
     }
     Ok(out)
 }
@@ -258,6 +261,18 @@ fn check_rate(r: Option<i32>) -> Result<Option<i32>> {
             "invalid_rate_limit",
             "`rate_limit_per_s` must be 1 to 1000 (0: none)",
         )),
+    }
+}
+
+/// A URL as the audit log keeps it: without its query and fragment (where tokens often are).
+fn audited(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => String::new(),
     }
 }
 
@@ -430,7 +445,7 @@ pub async fn create(
         .bind(who.user_id.as_str()).bind(now)
         .execute(&mut *tx).await?;
         record_on!(&mut *tx, now, actor, Entry { action: "webhook.endpoint.create", target_type: Some("webhook_endpoint"), target_id: Some(id.as_str()),
-            detail: json!({"client_id": client.as_str(), "url": url.as_str(), "event_types": types}) })?;
+            detail: json!({"client_id": client.as_str(), "url": audited(url.as_str()), "event_types": types}) })?;
         tx.commit().await?;
     });
     let row = load(&s.db, id.as_str())
@@ -512,7 +527,8 @@ pub async fn update(
         let mut tx = pool.begin_write().await?;
         sqlx::query(
             "UPDATE webhook_endpoints SET url = $2, description = $3, event_types = $4, headers = $5, rate_limit_per_s = $6,
-                disabled_at = $7, disabled_reason = $8, updated_at = $9,
+                disabled_at = CASE WHEN $11 THEN $7 ELSE disabled_at END,
+                disabled_reason = CASE WHEN $11 THEN $8 ELSE disabled_reason END, updated_at = $9,
                 circuit = CASE WHEN $10 THEN 'closed' ELSE circuit END,
                 circuit_retry_at = CASE WHEN $10 THEN NULL ELSE circuit_retry_at END,
                 circuit_opens = CASE WHEN $10 THEN 0 ELSE circuit_opens END,
@@ -521,10 +537,16 @@ pub async fn update(
              WHERE id = $1",
         )
         .bind(id.as_str()).bind(&url).bind(&description).bind(json!(types).to_string()).bind(json!(headers).to_string())
-        .bind(rate).bind(disabled_at).bind(reason.as_deref()).bind(now).bind(enabling)
+        .bind(rate).bind(disabled_at).bind(reason.as_deref()).bind(now).bind(enabling).bind(body.enabled.is_some())
         .execute(&mut *tx).await?;
+        if body.enabled == Some(false) && row.disabled_at.is_none() {
+            // As when it is disabled for failing: its waiting messages fail (recoverable later).
+            sqlx::query("UPDATE webhook_messages SET status = 'failed', last_error = $2, updated_at = $3 WHERE endpoint_id = $1 AND status IN ('pending', 'held')")
+                .bind(id.as_str()).bind(format!("the endpoint was disabled: {}", reason.as_deref().unwrap_or(""))).bind(now)
+                .execute(&mut *tx).await?;
+        }
         record_on!(&mut *tx, now, actor, Entry { action: "webhook.endpoint.update", target_type: Some("webhook_endpoint"), target_id: Some(id.as_str()),
-            detail: json!({"url": url, "event_types": types, "enabled": disabled_at.is_none(), "reason": reason}) })?;
+            detail: json!({"url": audited(&url), "event_types": types, "enabled": disabled_at.is_none(), "reason": reason}) })?;
         tx.commit().await?;
     });
     if enabling {
@@ -565,7 +587,7 @@ pub async fn delete(
         sqlx::query("DELETE FROM webhook_attempts WHERE endpoint_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
         record_on!(&mut *tx, now, actor, Entry { action: "webhook.endpoint.delete", target_type: Some("webhook_endpoint"), target_id: Some(id.as_str()),
-            detail: json!({"client_id": row.client_id, "url": row.url}) })?;
+            detail: json!({"client_id": row.client_id, "url": audited(&row.url)}) })?;
         tx.commit().await?;
     });
     changed(

@@ -24,6 +24,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub const RECOVER_KIND: &str = "webhook.recover";
+/// Messages that have a body to send (an event over the size limit was recorded without one).
+const SENDABLE: &str = "(last_error IS NULL OR last_error NOT LIKE 'payload_too_large%')";
 /// Messages one step of a recovery gives back.
 const RECOVER_BATCH: i64 = 500;
 
@@ -159,14 +161,15 @@ pub async fn detail(
     let attempts: Vec<AttemptRow> = with_db!(&s.db, pool => {
         sqlx::query_as(
             "SELECT id, message_id, attempt, started_at, duration_ms, status_code, outcome, error_class, error, request_headers, response_headers, response_body
-             FROM webhook_attempts WHERE message_id = $1 ORDER BY attempt, started_at LIMIT 200",
+             FROM webhook_attempts WHERE message_id = $1 ORDER BY attempt DESC, started_at DESC LIMIT 200",
         )
         .bind(id.as_str()).fetch_all(pool).await?
     });
     Ok(WebhookMessageDetailOut {
         message: row.into_out()?,
         body,
-        attempt_log: attempts.into_iter().map(Into::into).collect(),
+        // The newest 200, oldest first.
+        attempt_log: attempts.into_iter().rev().map(Into::into).collect(),
     })
 }
 
@@ -196,6 +199,12 @@ pub async fn replay(
         return Err(Error::conflict(
             "endpoint_disabled",
             "the endpoint is disabled: enable it first",
+        ));
+    }
+    if msg.too_large() {
+        return Err(Error::conflict(
+            "payload_too_large",
+            "this event was larger than AIRWAVE_WEBHOOK_MAX_PAYLOAD_KIB: there is no body to send",
         ));
     }
     let now = s.clock.now();
@@ -282,8 +291,10 @@ pub async fn recover(
     if since > now {
         return Err(Error::invalid("invalid_since", "`since` is in the future"));
     }
+    // Nothing is older than the endpoint (and no far-away date reaches the database).
+    let since = since.max(ep.created_at);
     let (n,): (i64,) = with_db!(&s.db, pool => {
-        sqlx::query_as("SELECT COUNT(*) FROM webhook_messages WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at <= $3")
+        sqlx::query_as(&format!("SELECT COUNT(*) FROM webhook_messages WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at <= $3 AND {SENDABLE}"))
             .bind(endpoint.as_str()).bind(since).bind(now).fetch_one(pool).await?
     });
     if dry_run {
@@ -399,17 +410,18 @@ impl JobHandler for RecoverJob {
             let batch: Vec<(String, i32)> = with_db!(&d.db, pool => {
                 let mut tx = pool.begin_write().await.map_err(db_failure)?;
                 let ids: Vec<(String, i32)> = sqlx::query_as(
-                    "SELECT id, attempts FROM webhook_messages WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at <= $3 AND id > $4
-                     ORDER BY id LIMIT $5",
+                    &format!("SELECT id, attempts FROM webhook_messages WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at <= $3 AND id > $4 AND {SENDABLE}
+                     ORDER BY id LIMIT $5"),
                 )
                 .bind(&endpoint).bind(since).bind(until).bind(&cursor).bind(RECOVER_BATCH)
                 .fetch_all(&mut *tx).await.map_err(db_failure)?;
+                let mut n = 0;
                 for (m, _) in &ids {
-                    sqlx::query("UPDATE webhook_messages SET status = 'pending', round_start = attempts, next_attempt_at = $2, updated_at = $2 WHERE id = $1 AND status = 'failed'")
-                        .bind(m).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+                    let done = sqlx::query("UPDATE webhook_messages SET status = 'pending', round_start = attempts, next_attempt_at = $2, updated_at = $2 WHERE id = $1 AND status = 'failed'")
+                        .bind(m).bind(now).execute(&mut *tx).await.map_err(db_failure)?.rows_affected();
+                    n += i32::try_from(done).unwrap_or(0);
                 }
-                let n = i32::try_from(ids.len()).unwrap_or(0);
-                if n == 0 {
+                if ids.is_empty() {
                     sqlx::query("UPDATE webhook_recoveries SET status = 'done', finished_at = $2 WHERE id = $1")
                         .bind(&id).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
                 } else {

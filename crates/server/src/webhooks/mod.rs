@@ -17,6 +17,7 @@
 //!
 //! The SSRF guard every request goes through is `crate::outbound`.
 
+pub mod bench;
 pub mod catalogue;
 pub mod deliver;
 pub mod endpoints;
@@ -80,9 +81,31 @@ impl crate::feature::Feature for Feature {
             queue = deliver::QUEUE,
             "webhook worker ready"
         );
-        vec![Task::new("webhook-worker", Runs::Workers, move |stop| {
-            worker.clone().run_until_stopped(stop, SHUTDOWN_GRACE)
-        })]
+        let (db, queue, clock) = (s.db.clone(), s.queue.clone(), s.clock.clone());
+        vec![
+            Task::new("webhook-worker", Runs::Workers, move |stop| {
+                worker.clone().run_until_stopped(stop, SHUTDOWN_GRACE)
+            }),
+            // Every minute: jobs for messages and probes an outage left without one.
+            Task::new("webhook-repair", Runs::Workers, move |stop| {
+                let (db, queue, clock) = (db.clone(), queue.clone(), clock.clone());
+                async move {
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                        }
+                        match deliver::repair(&db, &*queue, &*clock, chrono::Duration::minutes(5))
+                            .await
+                        {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(jobs = n, "webhook repair: jobs given back"),
+                            Err(e) => tracing::warn!(error = %e, "webhook repair failed"),
+                        }
+                    }
+                }
+            }),
+        ]
     }
 }
 
@@ -125,9 +148,9 @@ pub mod settings {
         "AIRWAVE_WEBHOOK_TIMEOUT_SECS",
         30,
         1,
-        120,
+        50,
         "s",
-        "One attempt's time limit (connect, send, answer).",
+        "One attempt's time limit (connect, send, answer); below the `webhook` queue's 60 s job timeout, so an attempt that runs out is recorded.",
     );
     pub const MAX_PAYLOAD_KIB: Setting = Setting::int(
         "AIRWAVE_WEBHOOK_MAX_PAYLOAD_KIB",
@@ -167,7 +190,7 @@ pub mod settings {
         1,
         2160,
         "h",
-        "An endpoint that has failed (without a success) for this long is disabled and its client's members are told by e-mail.",
+        "An endpoint that has failed (without a success) for this long is disabled; its client's members are told by e-mail and operators on the live stream.",
     );
     pub const MAX_ENDPOINTS: Setting = Setting::int(
         "AIRWAVE_WEBHOOK_MAX_ENDPOINTS",
