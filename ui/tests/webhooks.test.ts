@@ -110,6 +110,8 @@ describe("an endpoint at a glance", () => {
     expect(endpointState(endpoint({ circuit: "open" })).label).toBe("circuit open");
     expect(endpointState(endpoint({ consecutive_failures: 2 })).label).toBe("failing");
     expect(endpointState(endpoint({ health: 100 })).tone).toBe("pass");
+    expect(endpointState(endpoint({ health: 60 })).label).toBe("degraded");
+    expect(endpointState(endpoint({ health: 20 })).label).toBe("unreliable");
     expect(endpointState(endpoint({ health: null })).label).toBe("no deliveries yet");
     expect(score(endpoint({ health: null }))).toBe("—");
   });

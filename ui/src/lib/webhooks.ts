@@ -26,13 +26,15 @@ export function messageTone(status: WebhookMessageStatus): "pass" | "warn" | "fa
   }
 }
 
-/** An endpoint at a glance: disabled, circuit open, failing, healthy, or not tried yet. */
+/** An endpoint at a glance: disabled, circuit open, failing now, or by its health score (healthy
+ * from 90, degraded from 50, else unreliable), or not tried yet. */
 export function endpointState(e: WebhookEndpointOut): { label: string; tone: "pass" | "warn" | "fail" | "muted" } {
   if (!e.enabled) return { label: "disabled", tone: "fail" };
   if (e.circuit === "open") return { label: "circuit open", tone: "fail" };
   if (e.consecutive_failures > 0) return { label: "failing", tone: "warn" };
   if (e.health === null) return { label: "no deliveries yet", tone: "muted" };
-  return { label: "healthy", tone: e.health >= 90 ? "pass" : "warn" };
+  if (e.health >= 90) return { label: "healthy", tone: "pass" };
+  return e.health >= 50 ? { label: "degraded", tone: "warn" } : { label: "unreliable", tone: "fail" };
 }
 
 /** The health score as shown: "97 / 100", or a dash before any attempt. */
