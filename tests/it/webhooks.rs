@@ -793,3 +793,76 @@ async fn members_manage_their_own_clients_endpoints_and_bad_input_is_refused_cle
         assert_eq!(entry.schema["type"], "object");
     }
 }
+
+/// What an outage of the queue can leave behind — a pending message whose job was never
+/// enqueued, and a message held on a circuit that closed meanwhile — is given back to delivery
+/// by the repair sweep, and each is delivered once.
+#[tokio::test]
+async fn the_repair_sweep_delivers_messages_an_outage_left_without_a_job() {
+    let s = setup(&[]).await;
+    let r = Receiver::start().await;
+    let (endpoint, secret) = s.endpoint(&r.url(), &[]).await;
+    let mut vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    for (k, v) in s.app.env() {
+        vars.insert(k.clone(), v.clone());
+    }
+    let config = airwave_server::config::Config::from_vars(&vars).unwrap();
+    let state =
+        airwave_server::startup::build_state(config, Arc::new(airwave_server::clock::SystemClock))
+            .await
+            .unwrap();
+    let long_ago = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let ids: Vec<String> = (0..2)
+        .map(|_| airwave_server::ids::WebhookMessageId::new(chrono::Utc::now()).to_string())
+        .collect();
+    for (id, status) in ids.iter().zip(["pending", "held"]) {
+        let body = json!({"type": "export.ready", "timestamp": "2026-12-04T00:00:00.000Z", "data": {"export_id": id}}).to_string();
+        airwave_server::with_db!(&state.db, pool => {
+            sqlx::query(
+                "INSERT INTO webhook_messages (id, endpoint_id, client_id, event_id, event_type, body, status, next_attempt_at, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'export.ready', $5, $6, $7, $7, $7)",
+            )
+            .bind(id).bind(&endpoint).bind(&s.client_id).bind(format!("evt_{id}")).bind(&body).bind(status).bind(long_ago)
+            .execute(pool).await.unwrap();
+        });
+    }
+    // Nothing happens by itself (no job).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(r.hits().is_empty());
+    let n = airwave_server::webhooks::deliver::repair(
+        &state.db,
+        &*state.queue,
+        &*state.clock,
+        chrono::Duration::minutes(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    let hits = until_hits(&r, "export.ready", 2).await;
+    let mut got: Vec<String> = hits.iter().map(Hit::id).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(hits.iter().all(|h| h.verifies_with(&secret)));
+    // Repairing again asks for nothing: both are delivered.
+    eventually("both recorded delivered", || async {
+        let m = s.messages(&endpoint).await;
+        (m.iter()
+            .filter(|m| m.status == WebhookMessageStatus::Delivered)
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    let again = airwave_server::webhooks::deliver::repair(
+        &state.db,
+        &*state.queue,
+        &*state.clock,
+        chrono::Duration::minutes(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(r.hits().len(), 2);
+}

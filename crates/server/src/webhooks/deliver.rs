@@ -279,7 +279,12 @@ pub struct Deliverer {
     /// Per endpoint with a rate limit: (the second, deliveries started in it, put off in it), in
     /// this process.
     limiter: Mutex<HashMap<String, (i64, i32, i32)>>,
+    /// Per endpoint: when a `delivered` change last went on the stream, and the newest held back.
+    quiet: Arc<Mutex<HashMap<String, (Option<Instant>, Option<String>)>>>,
 }
+
+/// At most one `delivered` change per endpoint on the stream this often.
+const QUIET: Duration = Duration::from_millis(500);
 
 impl Deliverer {
     pub fn from_state(s: &crate::state::AppState) -> anyhow::Result<Self> {
@@ -318,6 +323,7 @@ impl Deliverer {
             queue,
             ops,
             limiter: Mutex::new(HashMap::new()),
+            quiet: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -431,6 +437,52 @@ impl Deliverer {
         sent
     }
 
+    /// Whether to hold back a `delivered` change of `ep` from the stream: at most one per
+    /// endpoint every [`QUIET`]; the newest one held back is published when it ends, so the
+    /// console still ends on the latest state without a write to the stream per delivery.
+    fn hold_back(&self, ep: &EndpointRow, msg: &str) -> bool {
+        let mut map = self.quiet.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (t, p)| p.is_some() || t.is_some_and(|t| t.elapsed() < QUIET));
+        }
+        let slot = map.entry(ep.id.clone()).or_insert((None, None));
+        let since = slot.0.map_or(QUIET, |t| t.elapsed());
+        if since >= QUIET && slot.1.is_none() {
+            slot.0 = Some(Instant::now());
+            return false;
+        }
+        let first = slot.1.is_none();
+        slot.1 = Some(msg.to_owned());
+        if first {
+            let (quiet, ops, clock) = (self.quiet.clone(), self.ops.clone(), self.clock.clone());
+            let (endpoint, client) = (ep.id.clone(), ep.client_id.clone());
+            let wait = QUIET.saturating_sub(since);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let latest = {
+                    let mut map = quiet.lock().unwrap_or_else(|e| e.into_inner());
+                    map.get_mut(&endpoint).and_then(|slot| {
+                        slot.0 = Some(Instant::now());
+                        slot.1.take()
+                    })
+                };
+                if let Some(m) = latest {
+                    endpoints::changed(
+                        &ops,
+                        clock.now(),
+                        &endpoint,
+                        &client,
+                        "delivered",
+                        Some(&m),
+                        None,
+                    )
+                    .await;
+                }
+            });
+        }
+        true
+    }
+
     /// Whether `ep`'s rate limit lets one more delivery start this second (in this process):
     /// `None` when it does, else when to try again — the refused spread over the seconds to come
     /// at the limit's pace, so a backlog is not fetched again every second.
@@ -484,9 +536,13 @@ impl Deliverer {
             .bind(json!(sent.response_headers).to_string()).bind(sent.response_body.as_deref())
             .execute(&mut *tx).await.map_err(db_failure)?;
             let (status, next): (&str, Option<DateTime<Utc>>) = if sent.delivered() {
+                // Written only when something changes (or a second after the last success was
+                // recorded): a busy endpoint's row is not rewritten by every delivery.
                 sqlx::query("UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL, last_success_at = $2,
-                        circuit = 'closed', circuit_retry_at = NULL, circuit_opens = 0 WHERE id = $1")
-                    .bind(&ep.id).bind(now).execute(&mut *tx).await.map_err(db_failure)?;
+                        circuit = 'closed', circuit_retry_at = NULL, circuit_opens = 0
+                     WHERE id = $1 AND (consecutive_failures <> 0 OR failing_since IS NOT NULL OR circuit <> 'closed'
+                        OR last_success_at IS NULL OR last_success_at < $3)")
+                    .bind(&ep.id).bind(now).bind(now - chrono::Duration::seconds(1)).execute(&mut *tx).await.map_err(db_failure)?;
                 if ep.open() {
                     release = true;
                     events.push(("circuit_closed", None));
@@ -560,6 +616,9 @@ impl Deliverer {
             .await
             .map_err(|e| JobFailure::retryable("webhook.enqueue", e.to_string()))?;
         for (kind, detail) in events {
+            if kind == "delivered" && self.hold_back(ep, &msg.id) {
+                continue;
+            }
             if matches!(kind, "circuit_opened" | "disabled") {
                 tracing::warn!(endpoint = %ep.id, client = %ep.client_id, kind, detail = detail.as_deref().unwrap_or(""), "webhook endpoint failing");
             }

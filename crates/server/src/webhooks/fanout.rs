@@ -79,34 +79,71 @@ impl Consumer for Fanout {
         let too_large = body.len() > self.config.max_payload_bytes;
         let now = self.clock.now();
         let mut jobs = DeliverJobs::default();
+        let error = too_large.then(|| {
+            format!(
+                "payload_too_large: {} bytes, more than AIRWAVE_WEBHOOK_MAX_PAYLOAD_KIB",
+                body.len()
+            )
+        });
+        let stored = if too_large { "{}" } else { body.as_str() };
+        let by_id: std::collections::HashMap<&str, &EndpointRow> =
+            endpoints.iter().map(|e| (e.id.as_str(), e)).collect();
+        // (id, endpoint, status, attempts, round) of every message of this event.
+        let mut messages: Vec<(String, String, String, i32, i32)> = Vec::new();
         with_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(db_error)?;
-            for e in &endpoints {
-                let (status, error) = match (too_large, e.open()) {
-                    (true, _) => ("failed", Some(format!("payload_too_large: {} bytes, more than AIRWAVE_WEBHOOK_MAX_PAYLOAD_KIB", body.len()))),
-                    (false, true) => ("held", None),
-                    (false, false) => ("pending", None),
-                };
-                sqlx::query(
-                    "INSERT INTO webhook_messages (id, endpoint_id, client_id, event_id, event_type, body, status, last_error, next_attempt_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)
-                     ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-                )
-                .bind(WebhookMessageId::new(now).as_str()).bind(&e.id).bind(&client).bind(&event.id)
-                .bind(&event.event_type).bind(if too_large { "{}" } else { body.as_str() }).bind(status).bind(error).bind(now)
-                .execute(&mut *tx).await.map_err(db_error)?;
-                let (id, status, attempts, round): (String, String, i32, i32) = sqlx::query_as(
-                    "SELECT id, status, attempts, round_start FROM webhook_messages WHERE endpoint_id = $1 AND event_id = $2",
-                )
-                .bind(&e.id).bind(&event.id).fetch_one(&mut *tx).await.map_err(db_error)?;
-                match status.as_str() {
-                    "pending" => jobs.deliver(&id, round, attempts + 1, None),
-                    "held" => jobs.probe(&e.id, e.circuit_retry_at),
-                    _ => {}
+            // One statement per 200 endpoints; a redelivered event's messages exist already
+            // (nothing inserted for them) and are read back.
+            for chunk in endpoints.chunks(200) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_messages (id, endpoint_id, client_id, event_id, event_type, body, status, last_error, next_attempt_at, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, e| {
+                    let status = match (too_large, e.open()) {
+                        (true, _) => "failed",
+                        (false, true) => "held",
+                        (false, false) => "pending",
+                    };
+                    b.push_bind(WebhookMessageId::new(now).to_string())
+                        .push_bind(e.id.clone())
+                        .push_bind(client.clone())
+                        .push_bind(event.id.clone())
+                        .push_bind(event.event_type.clone())
+                        .push_bind(stored.to_owned())
+                        .push_bind(status)
+                        .push_bind(error.clone())
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.push(" ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id, endpoint_id, status, attempts, round_start");
+                let inserted: Vec<(String, String, String, i32, i32)> =
+                    q.build_query_as().fetch_all(&mut *tx).await.map_err(db_error)?;
+                if inserted.len() < chunk.len() {
+                    for e in chunk.iter().filter(|e| !inserted.iter().any(|m| m.1 == e.id)) {
+                        let m: (String, String, String, i32, i32) = sqlx::query_as(
+                            "SELECT id, endpoint_id, status, attempts, round_start FROM webhook_messages WHERE endpoint_id = $1 AND event_id = $2",
+                        )
+                        .bind(&e.id).bind(&event.id).fetch_one(&mut *tx).await.map_err(db_error)?;
+                        messages.push(m);
+                    }
                 }
+                messages.extend(inserted);
             }
             tx.commit().await.map_err(db_error)?;
         });
+        for (id, endpoint, status, attempts, round) in &messages {
+            match status.as_str() {
+                "pending" => jobs.deliver(id, *round, attempts + 1, None),
+                "held" => jobs.probe(
+                    endpoint,
+                    by_id
+                        .get(endpoint.as_str())
+                        .and_then(|e| e.circuit_retry_at),
+                ),
+                _ => {}
+            }
+        }
         deliver::enqueue(&*self.queue, jobs)
             .await
             .map_err(|e| DeliveryError::retryable(format!("enqueueing deliveries: {e}")))
