@@ -280,8 +280,11 @@ pub struct Deliverer {
     /// this process.
     limiter: Mutex<HashMap<String, (i64, i32, i32)>>,
     /// Per endpoint: when a `delivered` change last went on the stream, and the newest held back.
-    quiet: Arc<Mutex<HashMap<String, (Option<Instant>, Option<String>)>>>,
+    quiet: Arc<Mutex<HashMap<String, Quiet>>>,
 }
+
+/// An endpoint's `delivered` changes: when one last went on the stream, and the newest held back.
+type Quiet = (Option<Instant>, Option<String>);
 
 /// At most one `delivered` change per endpoint on the stream this often.
 const QUIET: Duration = Duration::from_millis(500);
