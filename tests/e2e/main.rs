@@ -451,6 +451,17 @@ async fn the_console_end_to_end() {
         [failed.message_id.clone(), failed.message_id.clone()],
         "the replay carried the same webhook-id"
     );
+    // The endpoint's row follows live: no failed message left, its health up from 0.
+    let row = format!(
+        "[data-testid='webhook-endpoints'] tr[data-endpoint='{}']",
+        endpoint.id
+    );
+    s.wait_text(&format!("{row} [data-field='failed']"), "0", WAIT)
+        .await
+        .unwrap();
+    s.wait_text(&format!("{row} [data-field='health']"), "50 / 100", WAIT)
+        .await
+        .unwrap();
     shot(&s, &shots, "webhooks").await;
 
     // Support's day. A client says the password-reset mail never came.
