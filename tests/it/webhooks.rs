@@ -304,6 +304,86 @@ async fn a_failing_receiver_gets_the_same_signed_message_until_it_answers_2xx() 
 }
 
 #[tokio::test]
+async fn an_events_first_attempts_go_out_together_and_each_message_then_goes_on_alone() {
+    let s = setup(&[]).await;
+    let (plain, failing, limited) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    let (a, secret_a) = s.endpoint(&plain.url(), &["render.completed"]).await;
+    let (b, secret_b) = s.endpoint(&failing.url(), &["render.completed"]).await;
+    // A rate-limited endpoint's message leaves the batch for a job of its own.
+    let c =
+        s.op.create_webhook_endpoint(&WebhookEndpointIn {
+            client_id: s.client_id.clone(),
+            url: limited.url(),
+            event_types: vec!["render.completed".into()],
+            description: None,
+            headers: None,
+            rate_limit_per_s: Some(5),
+        })
+        .await
+        .unwrap();
+    failing.then(&[Reply::Status(500)]);
+    s.render().await;
+
+    let b_hits = until_hits(&failing, "render.completed", 2).await;
+    assert_eq!(
+        b_hits[0].id(),
+        b_hits[1].id(),
+        "the retry is the same message"
+    );
+    let a_hits = until_hits(&plain, "render.completed", 1).await;
+    let c_hits = until_hits(&limited, "render.completed", 1).await;
+    assert!(a_hits[0].verifies_with(&secret_a));
+    assert!(b_hits.iter().all(|h| h.verifies_with(&secret_b)));
+    assert!(c_hits[0].verifies_with(&c.secret));
+    let ids = [a_hits[0].id(), b_hits[0].id(), c_hits[0].id()];
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2],
+        "a message per endpoint"
+    );
+    assert_eq!(
+        a_hits[0].body, b_hits[0].body,
+        "one body, serialised once, for every endpoint"
+    );
+
+    for (endpoint, attempts) in [(&a, 1), (&b, 2), (&c.endpoint.id, 1)] {
+        let m = eventually("the message delivered", || async {
+            s.messages(endpoint)
+                .await
+                .into_iter()
+                .find(|m| m.status == WebhookMessageStatus::Delivered)
+        })
+        .await;
+        assert_eq!(m.attempts, attempts, "{endpoint}");
+        let d = s.op.get_webhook_message(&m.id).await.unwrap();
+        let codes: Vec<Option<i32>> = d.attempt_log.iter().map(|a| a.status_code).collect();
+        let want: Vec<Option<i32>> = if attempts == 1 {
+            vec![Some(200)]
+        } else {
+            vec![Some(500), Some(200)]
+        };
+        assert_eq!(codes, want, "{endpoint}");
+        assert!(d.attempt_log.last().unwrap().delivered);
+        assert_eq!(
+            d.attempt_log[0].request_headers["webhook-id"], m.id,
+            "the attempt logs its request"
+        );
+        assert!(d.message.delivered_at.is_some());
+        let ep = s.op.get_webhook_endpoint(endpoint).await.unwrap();
+        assert_eq!(ep.consecutive_failures, 0, "{endpoint}");
+        assert!(ep.last_success_at.is_some(), "{endpoint}");
+    }
+    // Nothing is sent twice: one hit per delivery, once settled.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(plain.hits().len(), 1);
+    assert_eq!(failing.hits().len(), 2);
+    assert_eq!(limited.hits().len(), 1);
+}
+
+#[tokio::test]
 async fn during_a_rotation_deliveries_verify_with_both_secrets_and_after_revoking_with_the_new_one_only(
 ) {
     let s = setup(&[]).await;

@@ -229,6 +229,7 @@ pub async fn run(
             Duration::from_secs(60),
         )
         .handle(deliver::KIND_DELIVER, deliverer.clone())
+        .handle(deliver::KIND_BATCH, deliverer.clone())
         .handle(deliver::KIND_PROBE, deliverer),
     );
     let stop = CancellationToken::new();

@@ -1,4 +1,7 @@
-//! Delivery, on the `webhook` queue. One job is one attempt of one message:
+//! Delivery, on the `webhook` queue. A message's first attempt goes out in a
+//! `webhook.deliver_batch` job with up to [`BATCH`] others (an event's, to as many endpoints:
+//! sent at once, the successes recorded in one transaction); every later attempt is a
+//! `webhook.deliver` job of its own:
 //!
 //! - the request is `POST` of the message's exact body with `webhook-id` (the message's id, the
 //!   same on every attempt), `webhook-timestamp` (this attempt's unix seconds) and
@@ -33,6 +36,7 @@ use crate::with_db;
 use airwave_api::{WebhookAttemptOut, WebhookErrorClass};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use secrecy::SecretSlice;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -65,6 +69,14 @@ macro_rules! disable {
 pub const QUEUE: &str = "webhook";
 pub const KIND_DELIVER: &str = "webhook.deliver";
 pub const KIND_PROBE: &str = "webhook.probe";
+pub const KIND_BATCH: &str = "webhook.deliver_batch";
+
+/// The most first attempts one `webhook.deliver_batch` job makes (an event's messages to that
+/// many endpoints, sent at once).
+pub const BATCH: usize = 50;
+/// How long a batch waits for its slowest requests before recording the others' outcomes (the
+/// rest are recorded one by one as they end).
+const BATCH_FLUSH: Duration = Duration::from_millis(500);
 
 /// The most of a response's body recorded.
 const BODY_KEPT: usize = 4096;
@@ -118,6 +130,21 @@ impl DeliverJobs {
             payload: json!({"message_id": msg, "round": round, "attempt": attempt}),
             at: Some(at),
             correlation: msg.to_owned(),
+        });
+    }
+
+    /// The first attempts of `msgs` (id, round, attempt) in one job under `key`: sent at once and
+    /// recorded together, each message going on alone (its own retries, circuit, limits) from
+    /// there. A message the batch cannot send plainly (its endpoint disabled, its circuit open,
+    /// a rate limit) is handed to a `webhook.deliver` job of its own.
+    pub fn batch(&mut self, key: String, msgs: &[(String, i32, i32)]) {
+        let items: Vec<Value> = msgs.iter().map(|(id, r, a)| json!([id, r, a])).collect();
+        self.0.push(PendingJob {
+            correlation: key.clone(),
+            key,
+            kind: KIND_BATCH,
+            payload: json!({ "messages": items }),
+            at: None,
         });
     }
 
@@ -680,6 +707,186 @@ impl Deliverer {
         self.record(&ep, &msg, &sent, false).await
     }
 
+    /// A batch of first attempts: the messages and their endpoints read in two queries, the plain
+    /// ones sent at once, their outcomes recorded together (successes in one transaction; a
+    /// failure through [`Self::record`], which decides its retry, circuit or disabling).
+    async fn batch_job(&self, items: &[(String, i32, i32)]) -> Result<(), JobFailure> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<MessageRow> = with_db!(&self.db, pool => {
+            let mut q = sqlx::QueryBuilder::new(format!("SELECT {MSG_COLUMNS} FROM webhook_messages WHERE id IN ("));
+            let mut list = q.separated(", ");
+            for (id, _, _) in items {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(pool).await.map_err(db_failure)?
+        });
+        let mut endpoint_ids: Vec<&str> = msgs.iter().map(|m| m.endpoint_id.as_str()).collect();
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        let eps: Vec<EndpointRow> = if endpoint_ids.is_empty() {
+            Vec::new()
+        } else {
+            with_db!(&self.db, pool => {
+                let mut q = sqlx::QueryBuilder::new(format!("SELECT {} FROM webhook_endpoints WHERE id IN (", endpoints::COLUMNS));
+                let mut list = q.separated(", ");
+                for id in &endpoint_ids {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await.map_err(db_failure)?
+            })
+        };
+        let msgs: HashMap<&str, &MessageRow> = msgs.iter().map(|m| (m.id.as_str(), m)).collect();
+        let eps: HashMap<&str, &EndpointRow> = eps.iter().map(|e| (e.id.as_str(), e)).collect();
+        let mut plain: Vec<(&MessageRow, &EndpointRow)> = Vec::new();
+        let mut alone = DeliverJobs::default();
+        for (id, round, attempt) in items {
+            let Some(msg) = msgs.get(id.as_str()) else {
+                continue;
+            };
+            if msg.status != "pending" || msg.round_start != *round || msg.attempts >= *attempt {
+                continue;
+            }
+            let Some(ep) = eps.get(msg.endpoint_id.as_str()) else {
+                continue;
+            };
+            if ep.disabled_at.is_some() || ep.open() || ep.rate_limit_per_s.is_some() {
+                alone.deliver(id, *round, *attempt, None);
+            } else {
+                plain.push((msg, ep));
+            }
+        }
+        enqueue(&*self.queue, alone)
+            .await
+            .map_err(|e| JobFailure::retryable("webhook.enqueue", e.to_string()))?;
+        let mut sending: FuturesUnordered<_> = plain
+            .into_iter()
+            .map(|(msg, ep)| async move { (msg, ep, self.send(ep, &msg.id, &msg.body).await) })
+            .collect();
+        let mut ended = Vec::new();
+        let flush = tokio::time::sleep(BATCH_FLUSH);
+        tokio::pin!(flush);
+        loop {
+            tokio::select! {
+                next = sending.next() => match next {
+                    Some(done) => ended.push(done),
+                    None => break,
+                },
+                () = &mut flush => break,
+            }
+        }
+        self.record_all(ended).await?;
+        while let Some(done) = sending.next().await {
+            self.record_all(vec![done]).await?;
+        }
+        Ok(())
+    }
+
+    /// Records attempts of a batch: every success in one transaction (the attempts in one
+    /// statement, the messages in one per status code, the endpoints in one), every failure
+    /// through [`Self::record`].
+    async fn record_all(
+        &self,
+        ended: Vec<(&MessageRow, &EndpointRow, Sent)>,
+    ) -> Result<(), JobFailure> {
+        let (ok, failed): (Vec<_>, Vec<_>) = ended.into_iter().partition(|(_, _, s)| s.delivered());
+        for (msg, ep, sent) in &failed {
+            self.record(ep, msg, sent, false).await?;
+        }
+        if ok.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut by_status: BTreeMap<(Option<i32>, i32), Vec<&str>> = BTreeMap::new();
+        for (msg, _, sent) in &ok {
+            by_status
+                .entry((sent.status.map(i32::from), msg.attempts + 1))
+                .or_default()
+                .push(msg.id.as_str());
+        }
+        let mut endpoint_ids: Vec<&str> = ok.iter().map(|(_, e, _)| e.id.as_str()).collect();
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(db_failure)?;
+            for chunk in ok.chunks(200) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_attempts (id, message_id, endpoint_id, attempt, started_at, duration_ms, status_code, outcome, error_class, error, request_headers, response_headers, response_body) ",
+                );
+                q.push_values(chunk, |mut b, (msg, ep, sent)| {
+                    b.push_bind(WebhookAttemptId::new(now).to_string())
+                        .push_bind(msg.id.as_str())
+                        .push_bind(ep.id.as_str())
+                        .push_bind(msg.attempts + 1)
+                        .push_bind(sent.started)
+                        .push_bind(sent.duration_ms)
+                        .push_bind(sent.status.map(i32::from))
+                        .push_bind("delivered")
+                        .push_bind(None::<&str>)
+                        .push_bind(None::<&str>)
+                        .push_bind(json!(sent.request_headers).to_string())
+                        .push_bind(json!(sent.response_headers).to_string())
+                        .push_bind(sent.response_body.as_deref());
+                });
+                q.build().execute(&mut *tx).await.map_err(db_failure)?;
+            }
+            for ((status, attempt), ids) in &by_status {
+                for chunk in ids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::new("UPDATE webhook_messages SET status = 'delivered', attempts = ");
+                    q.push_bind(*attempt)
+                        .push(", next_attempt_at = NULL, last_status = ")
+                        .push_bind(*status)
+                        .push(", last_error = NULL, updated_at = ")
+                        .push_bind(now)
+                        .push(", delivered_at = ")
+                        .push_bind(now)
+                        .push(" WHERE id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await.map_err(db_failure)?;
+                }
+            }
+            // As in `record`: an endpoint's row is written only when something changes, or a
+            // second after its last success was recorded.
+            for chunk in endpoint_ids.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL, last_success_at = ");
+                q.push_bind(now)
+                    .push(", circuit = 'closed', circuit_retry_at = NULL, circuit_opens = 0 WHERE (consecutive_failures <> 0 OR failing_since IS NOT NULL OR circuit <> 'closed' OR last_success_at IS NULL OR last_success_at < ")
+                    .push_bind(now - chrono::Duration::seconds(1))
+                    .push(") AND id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await.map_err(db_failure)?;
+            }
+            tx.commit().await.map_err(db_failure)?;
+        });
+        for (msg, ep, _) in &ok {
+            if self.hold_back(ep, &msg.id) {
+                continue;
+            }
+            endpoints::changed(
+                &self.ops,
+                now,
+                &ep.id,
+                &ep.client_id,
+                "delivered",
+                Some(&msg.id),
+                None,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
     async fn probe_job(&self, endpoint: &str) -> Result<(), JobFailure> {
         let Some(ep) = endpoints::load(&self.db, endpoint)
             .await
@@ -872,6 +1079,27 @@ impl JobHandler for Deliverer {
                     .and_then(|n| i32::try_from(n).ok())
                     .ok_or_else(bad)?;
                 self.deliver_job(id, round, attempt).await?;
+            }
+            KIND_BATCH => {
+                let items = p
+                    .get("messages")
+                    .and_then(Value::as_array)
+                    .filter(|a| a.len() <= BATCH * 4)
+                    .ok_or_else(bad)?;
+                let items = items
+                    .iter()
+                    .map(|i| {
+                        let id = i.get(0).and_then(Value::as_str)?;
+                        let n = |k: usize| {
+                            i.get(k)
+                                .and_then(Value::as_i64)
+                                .and_then(|n| i32::try_from(n).ok())
+                        };
+                        Some((id.to_owned(), n(1)?, n(2)?))
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(bad)?;
+                self.batch_job(&items).await?;
             }
             KIND_PROBE => {
                 let id = p

@@ -1,7 +1,9 @@
 //! The fan-out: a committed event of the catalogue becomes one message per enabled endpoint of
-//! its client that takes its type — each with its own `webhook.deliver` job, so one endpoint
-//! failing never delays another. A redelivered event finds its messages already there (one per
-//! endpoint and event) and their jobs too (unique keys).
+//! its client that takes its type. Their first attempts go out in `webhook.deliver_batch` jobs of
+//! up to [`deliver::BATCH`] messages, sent at once (one endpoint's slow answer does not hold
+//! another's request back); from a failure on, each message has its own `webhook.deliver` jobs.
+//! A redelivered event finds its messages already there (one per endpoint and event) and their
+//! jobs too (unique keys).
 
 use super::catalogue;
 use super::deliver::{self, DeliverJobs};
@@ -132,8 +134,12 @@ impl Consumer for Fanout {
             }
             tx.commit().await.map_err(db_error)?;
         });
+        // First attempts go in batches (sent at once, recorded together); a redelivered event's
+        // message already on its retries keeps its own job (found by its key).
+        let mut first: Vec<(String, i32, i32)> = Vec::new();
         for (id, endpoint, status, attempts, round) in &messages {
             match status.as_str() {
+                "pending" if *attempts == 0 && *round == 0 => first.push((id.clone(), 0, 1)),
                 "pending" => jobs.deliver(id, *round, attempts + 1, None),
                 "held" => jobs.probe(
                     endpoint,
@@ -143,6 +149,10 @@ impl Consumer for Fanout {
                 ),
                 _ => {}
             }
+        }
+        first.sort_unstable();
+        for (i, chunk) in first.chunks(deliver::BATCH).enumerate() {
+            jobs.batch(format!("batch:{}:{i}", event.id), chunk);
         }
         deliver::enqueue(&*self.queue, jobs)
             .await

@@ -71,6 +71,7 @@ impl crate::feature::Feature for Feature {
             )
             .handle(deliver::KIND_DELIVER, deliverer.clone())
             .handle(deliver::KIND_PROBE, deliverer.clone())
+            .handle(deliver::KIND_BATCH, deliverer.clone())
             .handle(
                 messages::RECOVER_KIND,
                 Arc::new(messages::RecoverJob(deliverer)),
@@ -292,8 +293,21 @@ pub mod settings {
         }
     }
 
+    /// Why a retry schedule does not parse.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ScheduleError {
+        #[error("`{0}` is not a number with s, m or h")]
+        NotANumber(String),
+        #[error("`{0}` needs a unit: s, m or h")]
+        NoUnit(String),
+        #[error("`{0}` must be 1 s to 24 h")]
+        OutOfRange(String),
+        #[error("at most 20 waits")]
+        TooMany,
+    }
+
     /// `5s,5m,2h`: waits of 1 s to 24 h, at most 20; `none`: one attempt only.
-    pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, ScheduleError> {
         let mut out = Vec::new();
         if text.trim() == "none" {
             return Ok(out);
@@ -305,20 +319,20 @@ pub mod settings {
             );
             let n: u64 = n
                 .parse()
-                .map_err(|_| format!("`{part}` is not a number with s, m or h"))?;
+                .map_err(|_| ScheduleError::NotANumber(part.to_owned()))?;
             let secs = match unit {
                 "s" => n,
-                "m" => n * 60,
-                "h" => n * 3600,
-                _ => return Err(format!("`{part}` needs a unit: s, m or h")),
+                "m" => n.saturating_mul(60),
+                "h" => n.saturating_mul(3600),
+                _ => return Err(ScheduleError::NoUnit(part.to_owned())),
             };
             if !(1..=86_400).contains(&secs) {
-                return Err(format!("`{part}` must be 1 s to 24 h"));
+                return Err(ScheduleError::OutOfRange(part.to_owned()));
             }
             out.push(Duration::from_secs(secs));
         }
         if out.len() > 20 {
-            return Err("at most 20 waits".into());
+            return Err(ScheduleError::TooMany);
         }
         Ok(out)
     }
